@@ -1,0 +1,11 @@
+/* rt/rt.h: the whole runtime API. */
+#ifndef RT_RT_H
+#define RT_RT_H
+
+#include <rt/err.h>
+#include <rt/msg.h>
+#include <rt/proc.h>
+#include <rt/runtime.h>
+#include <rt/timer.h>
+
+#endif

@@ -1,0 +1,87 @@
+/* rt/runtime.h: starting and stopping the runtime.
+ *
+ * One runtime exists per OS process at a time (like one Erlang VM): the
+ * functions of this library find it without being handed a pointer. It is
+ * started with rt_start() and stopped with rt_stop(); it may be started again
+ * afterwards.
+ */
+#ifndef RT_RUNTIME_H
+#define RT_RUNTIME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <rt/export.h>
+
+/* Options for rt_start(). Zero-initialise, then set what you need; a zero
+ * field means "the default". */
+typedef struct rt_opts {
+    /* Scheduler threads. 0: one per online CPU. At most RT_MAX_SCHEDULERS. */
+    unsigned schedulers;
+    /* Default stack size of a stackful process, in bytes (rounded up to
+     * pages). 0: RT_DEFAULT_STACK_SIZE. */
+    size_t stack_size;
+    /* Messages a process handles per scheduling turn before others get the
+     * CPU. 0: 64. */
+    unsigned batch;
+    /* Microseconds an idle scheduler looks for work before it parks.
+     * 0: 50 us; a negative value: never spin. */
+    int spin_us;
+} rt_opts;
+
+#define RT_MAX_SCHEDULERS 64
+#if defined(RT_SANITIZE_ADDRESS) || defined(RT_SANITIZE_THREAD)
+#define RT_DEFAULT_STACK_SIZE (256u * 1024u)
+#else
+#define RT_DEFAULT_STACK_SIZE (64u * 1024u)
+#endif
+#define RT_MIN_STACK_SIZE (16u * 1024u)
+#define RT_MAX_STACK_SIZE (256u * 1024u * 1024u)
+
+/* Counters of what the runtime holds now. Live counts are exact once the
+ * runtime is quiet; while processes run they are a snapshot. */
+typedef struct rt_stats {
+    unsigned schedulers;
+    uint64_t procs_live;       /* processes not yet freed (any kind) */
+    uint64_t procs_spawned;    /* since rt_start */
+    uint64_t msgs_live;        /* messages allocated and not yet freed */
+    uint64_t timers_live;      /* timers armed and not yet fired or cancelled */
+    uint64_t stacks_cached;    /* stacks kept in pools for reuse */
+    uint64_t stacks_unguarded; /* stacks without a guard page (vm.max_map_count reached) */
+    uint64_t parks;            /* times a scheduler parked */
+    uint64_t steals;           /* processes moved by work stealing */
+} rt_stats;
+
+/* rt_start: start the runtime with its scheduler threads. `opts` may be NULL
+ * (all defaults); it is read during the call only.
+ * Returns 0, -EALREADY if a runtime is running, -EINVAL for a bad option,
+ * -ENOMEM, or an error from thread creation. Call from a thread that is not a
+ * scheduler (typically main). */
+RT_API int rt_start(const rt_opts *opts);
+
+/* rt_stop: stop the runtime. Every live process is sent the exit signal
+ * RT_EXIT_SHUTDOWN, then, after `grace_ms` (negative: wait forever), killed;
+ * the schedulers are joined and every pool returned to the system.
+ * A stackful process that never reaches a receive, a sleep or a yield cannot
+ * be stopped (C has no preemption): rt_stop then returns -ETIMEDOUT after
+ * grace_ms plus one second and leaves the runtime running.
+ * Fills `leaks` (may be NULL) with what was still held after the stop
+ * (all zero for a clean stop). Returns 0, -ETIMEDOUT, RT_ENORUNTIME, or
+ * -EDEADLK when called from a scheduler thread (a process cannot stop the
+ * runtime it runs on; tell main to do it). */
+RT_API int rt_stop(int grace_ms, rt_stats *leaks);
+
+/* rt_stats_get: fill `out` with the current counters. Returns 0 or
+ * RT_ENORUNTIME, -EINVAL for NULL. Any thread. */
+RT_API int rt_stats_get(rt_stats *out);
+
+/* rt_running: true between a successful rt_start and rt_stop. Any thread. */
+RT_API bool rt_running(void);
+
+/* rt_wait_idle: block the calling thread, which must not be a scheduler,
+ * until no process is left, or `timeout_ms` passed (negative: forever).
+ * Returns 0, -ETIMEDOUT, RT_ENORUNTIME, or -EDEADLK from a scheduler thread. */
+RT_API int rt_wait_idle(int timeout_ms);
+
+#endif

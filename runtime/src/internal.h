@@ -1,0 +1,280 @@
+/* internal.h: the runtime's private structures, shared by its .c files. */
+#ifndef RT_INTERNAL_H
+#define RT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <rt/rt.h>
+
+#include "ctx.h"
+#include "mailbox.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#define likely(x)                       __builtin_expect(!!(x), 1)
+#define unlikely(x)                     __builtin_expect(!!(x), 0)
+
+#if defined(__has_attribute)
+#if __has_attribute(noipa)
+#define RT_NOIPA __attribute__((noinline, noipa))
+#endif
+#endif
+#ifndef RT_NOIPA
+#define RT_NOIPA __attribute__((noinline))
+#endif
+
+struct sched;
+struct stack;
+
+/* ---- pool.c: small blocks from per-scheduler caches ---------------------- */
+
+#define POOL_NCLASS       14
+#define POOL_MAX_BLOCK    4096
+#define POOL_CLASS_MALLOC 0xFFu /* bigger than POOL_MAX_BLOCK: plain malloc */
+
+struct pool_cache {
+    void *free; /* blocks linked through their first word */
+    uint32_t n;
+};
+
+int rt__pool_init(void);
+void rt__pool_fini(void);
+unsigned rt__pool_class(size_t size);
+void *rt__pool_alloc(unsigned cls);
+void rt__pool_free(void *blk, unsigned cls);
+void rt__pool_flush(struct pool_cache *caches);
+
+/* ---- stack.c: guarded, pooled stacks -------------------------------------- */
+
+struct stack {
+    void *lo;    /* lowest usable byte */
+    size_t size; /* usable bytes */
+    void *map;   /* the mapping, guard page included */
+    size_t map_len;
+    struct stack *next; /* in a pool */
+    bool guarded;
+};
+
+int rt__stack_init(void);
+struct stack *rt__stack_get(size_t size);
+void rt__stack_put(struct stack *st);
+void rt__stack_flush(struct sched *s);
+size_t rt__stack_round(size_t size);
+bool rt__stack_canary_ok(const struct stack *st);
+
+/* ---- processes ------------------------------------------------------------- */
+
+enum proc_kind { PROC_STACKFUL = 1, PROC_ACTOR = 2 };
+
+/* Where a stackful process is when it gives its scheduler back. */
+enum proc_state {
+    PS_RUNNING = 0,
+    PS_YIELD, /* runnable again at once */
+    PS_WAIT,  /* blocked until a message or a wake-up */
+    PS_EXIT,  /* finished: tear down */
+};
+
+/* Signal kinds (rt_msg.rt__kind). 0 is a plain message. */
+enum sig_kind {
+    SIG_EXIT = 1, /* data: rt_exit_info; rt__aux: SIGF_LINK if from a link */
+    SIG_LINK,
+    SIG_UNLINK,
+    SIG_MONITOR,   /* rt__aux: the reference */
+    SIG_DEMONITOR, /* rt__aux: the reference */
+    SIG_DOWN,      /* data: rt_down_info; delivered if the ref is still wanted */
+    SIG_WAKE,      /* internal: wake a waiting process (never delivered) */
+};
+#define SIGF_LINK 1u
+
+struct monitor {
+    rt_ref ref;
+    rt_pid pid;
+};
+
+/* What few processes need: links, monitors. Allocated on first use. */
+struct proc_ext {
+    rt_pid *links;
+    uint32_t nlinks, caplinks;
+    struct monitor *mons; /* processes this one monitors */
+    uint32_t nmons, capmons;
+    struct monitor *watchers; /* processes monitoring this one */
+    uint32_t nwatchers, capwatchers;
+};
+
+struct proc {
+    struct mq mq;            /* mailbox: any thread pushes, the process pops */
+    struct rt__node rq_link; /* in an inject or global run queue */
+    uint8_t kind;            /* enum proc_kind */
+    uint8_t state;           /* enum proc_state (stackful) */
+    bool trap_exits;
+    bool exiting; /* exit decided; acted on at the next safe point */
+    bool joinable;
+    bool msg_taken;     /* actor: handle forwarded the current message */
+    _Atomic bool named; /* in the registry (registry lock) */
+    uint32_t idx;       /* slot */
+    uint32_t gen;
+    int exit_reason;
+    uint32_t turn;               /* messages handled this turn */
+    uint32_t pool_class;         /* of this struct */
+    struct sched *_Atomic sched; /* last scheduler it ran on (its home) */
+    struct proc_ext *ext;
+    union {
+        struct {
+            const rt_actor_ops *ops;
+            rt_msg *cur;
+            /* state_size bytes of state follow the struct */
+        } a;
+        struct {
+            struct ctx ctx;
+            struct stack *stack;
+            void (*fn)(void *);
+            void *arg;
+            struct rt__node *priv_head; /* drained, unmatched messages, oldest first */
+            struct rt__node *priv_tail;
+            uint64_t wake_timer; /* armed by a receive with a timeout */
+        } s;
+    } u;
+};
+
+static inline void *actor_state(struct proc *p)
+{
+    return (char *)p + ((sizeof(struct proc) + 15) & ~(size_t)15);
+}
+
+static inline rt_pid proc_pid(const struct proc *p)
+{
+    return (rt_pid){((uint64_t)p->gen << 32) | p->idx};
+}
+
+/* proc.c */
+struct proc *rt__proc_get(rt_pid pid);            /* takes a reference, or NULL */
+void rt__proc_put(struct proc *p);                /* drops it */
+struct proc *rt__proc_current(void);              /* the process running on this thread */
+void rt__proc_deliver(struct proc *p, rt_msg *m); /* push and make runnable */
+int rt__send_msg(rt_pid to, rt_msg *m);           /* deliver or -ESRCH */
+void rt__proc_terminate(struct proc *p);          /* on the scheduler stack */
+void rt__proc_set_exit(struct proc *p, int reason);
+int rt__proc_table_init(void);
+void rt__proc_table_fini(void);
+void rt__proc_kill_all(int reason);
+
+/* signal.c */
+bool rt__signal_filter(struct proc *p, rt_msg *m); /* true: deliver m to the user */
+void rt__signal_notify_exit(struct proc *p);
+void rt__signal_drain_dead(rt_msg *m, rt_pid dead);
+rt_msg *rt__signal_new(uint32_t kind, uint32_t tag, rt_pid from, size_t size, uint64_t aux);
+void rt__ext_free(struct proc_ext *x);
+
+/* msg.c */
+rt_msg *rt__msg_new(uint32_t tag, size_t size);
+void rt__msg_free(rt_msg *m);
+int rt__stackful_wait(struct proc *p, int64_t deadline_ns, uint64_t *timer);
+
+/* registry.c */
+int rt__registry_init(void);
+void rt__registry_fini(void);
+void rt__registry_remove_pid(struct proc *p);
+
+/* timer.c */
+struct timer_heap;
+int rt__timer_init(struct sched *s);
+void rt__timer_fini(struct sched *s);
+int64_t rt__timer_run(struct sched *s, int64_t now_ns); /* fires due; returns next deadline or -1 */
+int rt__timer_wake_at(rt_pid pid, int64_t deadline_ns, uint64_t *out);
+int64_t rt__now_ns(void);
+
+/* ---- schedulers ------------------------------------------------------------ */
+
+#define RQ_SIZE 256u
+
+struct sched {
+    unsigned idx;
+    pthread_t thread;
+    struct ctx ctx;   /* the scheduler loop's own context */
+    struct proc *cur; /* running process */
+    /* local run queue (Go's design): owner puts at tail; owner and thieves
+     * take from head with a CAS */
+    _Atomic uint32_t rq_head;
+    _Atomic uint32_t rq_tail;
+    struct proc *_Atomic rq[RQ_SIZE];
+    struct mq inject; /* processes made runnable by other threads */
+    /* parking (park.c) */
+    _Atomic uint32_t park_seq;
+    _Atomic bool sleeping;
+    /* timers (timer.c) */
+    pthread_mutex_t tlock;
+    struct timer_heap *timers;
+    _Atomic int64_t next_deadline; /* earliest timer, INT64_MAX if none */
+    /* caches */
+    struct pool_cache pool[POOL_NCLASS];
+    struct stack *stacks;
+    uint32_t nstacks;
+    uint32_t tick;
+    /* counters (written by the owner only; relaxed atomics for readers) */
+    _Atomic uint64_t n_alloc;
+    _Atomic uint64_t n_free;
+    _Atomic uint64_t n_parks;
+    _Atomic uint64_t n_steals;
+    _Atomic uint64_t n_spawned;
+} __attribute__((aligned(64)));
+
+struct sched *rt__sched_self(void);
+void rt__sched_ready(struct proc *p);                /* p's scheduled flag was just taken */
+void rt__sched_place(struct proc *p, int sched_opt); /* first run of a new process */
+void rt__sched_switch_out(struct proc *p, enum proc_state st); /* stackful: give the CPU back */
+int rt__sched_start(unsigned n);
+void rt__sched_stop(void);
+bool rt__sched_has_work(struct sched *s);
+
+/* park.c: the parking contract (io_uring replaces the futex later) */
+void rt__park(struct sched *s, int64_t deadline_ns);
+void rt__unpark(struct sched *s);
+
+/* ---- the runtime ----------------------------------------------------------- */
+
+struct runtime {
+    _Atomic int state; /* 0 stopped, 1 running, 2 stopping */
+    unsigned nsched;
+    size_t stack_size;
+    unsigned batch;
+    int64_t spin_ns;
+    struct sched *sched;
+    _Atomic uint64_t procs_live;
+    _Atomic uint64_t msgs_alloc_ext; /* allocations by non-scheduler threads */
+    _Atomic uint64_t msgs_free_ext;
+    _Atomic uint64_t spawned_ext;
+    _Atomic uint64_t timers_live;
+    _Atomic uint64_t stacks_unguarded;
+    _Atomic uint64_t next_ref;
+    _Atomic unsigned rr; /* round robin for spawns from outside */
+    _Atomic int n_spinning;
+    _Atomic int n_parked;
+    _Atomic bool shutdown; /* schedulers leave their loops */
+    /* global run queue: overflow of local queues */
+    pthread_mutex_t gq_lock;
+    struct rt__node *gq_head, *gq_tail;
+    _Atomic uint32_t gq_len;
+    /* idle waiters (rt_wait_idle) and joiners (rt_join) */
+    pthread_mutex_t wait_lock;
+    pthread_cond_t wait_cond;
+    struct joinent *joins;
+};
+
+extern struct runtime rt__rt;
+
+static inline bool rt__running(void)
+{
+    /* acquire: see the runtime's structures set up by rt_start */
+    return atomic_load_explicit(&rt__rt.state, memory_order_acquire) != 0;
+}
+
+int rt__join_register(rt_pid pid);
+void rt__join_record(rt_pid pid, int reason);
+bool rt__proc_alive(rt_pid pid);
+int rt__link_add(struct proc *p, rt_pid other);
+void rt__idle_check(void);
+
+#endif

@@ -1,0 +1,262 @@
+/* pool.c: fixed-size blocks for messages and processes.
+ *
+ * Each scheduler keeps a free list per size class and takes or returns
+ * batches from a global depot; threads that are not schedulers go to the
+ * depot directly (under its lock). Blocks come from 64 KiB slabs, which go
+ * back to the system only when the runtime stops. A block may be freed on a
+ * thread other than the one that allocated it: it simply joins that
+ * thread's cache, and caches past their limit hand batches back.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const uint32_t class_size[POOL_NCLASS] = {32,  48,  64,  96,   128,  160,  192,
+                                                 256, 384, 512, 1024, 2048, 3072, 4096};
+
+#define SLAB_SIZE (64u * 1024u)
+#define BATCH     32u
+#define CACHE_MAX (4u * BATCH)
+
+struct slab {
+    struct slab *next;
+};
+
+/* A batch in the depot: the blocks are linked through their first word; the
+ * second word of the first block links batches. */
+struct depot {
+    pthread_mutex_t lock;
+    void *batches; /* full batches of BATCH blocks */
+    void *loose;   /* single blocks (from non-scheduler threads) */
+    uint32_t nloose;
+    char *bump; /* carving position in the newest slab */
+    char *bump_end;
+} __attribute__((aligned(64)));
+
+static struct depot depot[POOL_NCLASS];
+static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct slab *slabs;
+
+static inline void *next_of(void *b)
+{
+    void *n;
+    memcpy(&n, b, sizeof n);
+    return n;
+}
+static inline void set_next(void *b, void *n)
+{
+    memcpy(b, &n, sizeof n);
+}
+static inline void *batch_next(void *b)
+{
+    void *n;
+    memcpy(&n, (char *)b + sizeof(void *), sizeof n);
+    return n;
+}
+static inline void set_batch_next(void *b, void *n)
+{
+    memcpy((char *)b + sizeof(void *), &n, sizeof n);
+}
+
+int rt__pool_init(void)
+{
+    for (unsigned i = 0; i < POOL_NCLASS; i++) {
+        memset(&depot[i], 0, sizeof depot[i]);
+        pthread_mutex_init(&depot[i].lock, NULL);
+    }
+    return 0;
+}
+
+void rt__pool_fini(void)
+{
+    for (unsigned i = 0; i < POOL_NCLASS; i++)
+        pthread_mutex_destroy(&depot[i].lock);
+    pthread_mutex_lock(&slab_lock);
+    while (slabs) {
+        struct slab *s = slabs;
+        slabs = s->next;
+        free(s);
+    }
+    pthread_mutex_unlock(&slab_lock);
+}
+
+unsigned rt__pool_class(size_t size)
+{
+    if (size > POOL_MAX_BLOCK)
+        return POOL_CLASS_MALLOC;
+    unsigned lo = 0, hi = POOL_NCLASS - 1;
+    while (lo < hi) {
+        unsigned mid = (lo + hi) / 2;
+        if (class_size[mid] >= size)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+/* Carve one block from the class's slab, or a new slab. Depot lock held. */
+static void *carve(struct depot *d, unsigned cls)
+{
+    size_t sz = class_size[cls];
+    if (d->bump == NULL || d->bump + sz > d->bump_end) {
+        /* 16-byte aligned slab; the header sits in the first 64 bytes */
+        struct slab *s = aligned_alloc(64, SLAB_SIZE);
+        if (s == NULL)
+            return NULL;
+        pthread_mutex_lock(&slab_lock);
+        s->next = slabs;
+        slabs = s;
+        pthread_mutex_unlock(&slab_lock);
+        d->bump = (char *)s + 64;
+        d->bump_end = (char *)s + SLAB_SIZE;
+    }
+    void *b = d->bump;
+    d->bump += sz;
+    return b;
+}
+
+/* Fill `c` with up to BATCH blocks. */
+static void refill(struct pool_cache *c, unsigned cls)
+{
+    struct depot *d = &depot[cls];
+    pthread_mutex_lock(&d->lock);
+    if (d->batches) {
+        void *b = d->batches;
+        d->batches = batch_next(b);
+        /* the batch is a chain of BATCH blocks ending in NULL */
+        void *last = b;
+        while (next_of(last))
+            last = next_of(last);
+        set_next(last, c->free);
+        c->free = b;
+        c->n += BATCH;
+    } else if (d->loose) {
+        while (d->loose && c->n < BATCH) {
+            void *b = d->loose;
+            d->loose = next_of(b);
+            d->nloose--;
+            set_next(b, c->free);
+            c->free = b;
+            c->n++;
+        }
+    } else {
+        for (unsigned i = 0; i < BATCH; i++) {
+            void *b = carve(d, cls);
+            if (b == NULL)
+                break;
+            set_next(b, c->free);
+            c->free = b;
+            c->n++;
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+/* Return one batch of BATCH blocks from `c` to the depot. */
+static void spill(struct pool_cache *c, unsigned cls)
+{
+    void *first = c->free, *last = first;
+    for (unsigned i = 1; i < BATCH; i++)
+        last = next_of(last);
+    c->free = next_of(last);
+    c->n -= BATCH;
+    set_next(last, NULL);
+    struct depot *d = &depot[cls];
+    pthread_mutex_lock(&d->lock);
+    set_batch_next(first, d->batches);
+    d->batches = first;
+    pthread_mutex_unlock(&d->lock);
+}
+
+void *rt__pool_alloc(unsigned cls)
+{
+    if (cls == POOL_CLASS_MALLOC)
+        return NULL;
+#ifdef RT_ASAN
+    /* under AddressSanitizer every block is its own allocation, so a use
+     * after free or an overflow of a message or process is reported */
+    return malloc(class_size[cls]);
+#endif
+    struct sched *s = rt__sched_self();
+    if (s == NULL) {
+        struct depot *d = &depot[cls];
+        pthread_mutex_lock(&d->lock);
+        void *b;
+        if (d->loose) {
+            b = d->loose;
+            d->loose = next_of(b);
+            d->nloose--;
+        } else if (d->batches) {
+            b = d->batches;
+            void *rest = next_of(b);
+            d->batches = batch_next(b);
+            /* the remaining BATCH-1 blocks become loose */
+            while (rest) {
+                void *n = next_of(rest);
+                set_next(rest, d->loose);
+                d->loose = rest;
+                d->nloose++;
+                rest = n;
+            }
+        } else {
+            b = carve(d, cls);
+        }
+        pthread_mutex_unlock(&d->lock);
+        return b;
+    }
+    struct pool_cache *c = &s->pool[cls];
+    if (unlikely(c->free == NULL)) {
+        refill(c, cls);
+        if (c->free == NULL)
+            return NULL;
+    }
+    void *b = c->free;
+    c->free = next_of(b);
+    c->n--;
+    return b;
+}
+
+void rt__pool_free(void *b, unsigned cls)
+{
+#ifdef RT_ASAN
+    free(b);
+    return;
+#endif
+    struct sched *s = rt__sched_self();
+    if (s == NULL) {
+        struct depot *d = &depot[cls];
+        pthread_mutex_lock(&d->lock);
+        set_next(b, d->loose);
+        d->loose = b;
+        d->nloose++;
+        pthread_mutex_unlock(&d->lock);
+        return;
+    }
+    struct pool_cache *c = &s->pool[cls];
+    set_next(b, c->free);
+    c->free = b;
+    if (++c->n > CACHE_MAX)
+        spill(c, cls);
+}
+
+/* Hand everything in `caches` back to the depot (a scheduler stopping). */
+void rt__pool_flush(struct pool_cache *caches)
+{
+    for (unsigned cls = 0; cls < POOL_NCLASS; cls++) {
+        struct pool_cache *c = &caches[cls];
+        struct depot *d = &depot[cls];
+        pthread_mutex_lock(&d->lock);
+        while (c->free) {
+            void *b = c->free;
+            c->free = next_of(b);
+            set_next(b, d->loose);
+            d->loose = b;
+            d->nloose++;
+        }
+        c->n = 0;
+        pthread_mutex_unlock(&d->lock);
+    }
+}

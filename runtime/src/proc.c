@@ -1,0 +1,448 @@
+/* proc.c: the process table, spawning, and the end of a process.
+ *
+ * A pid is (generation << 32 | slot). Each slot's `ctl` word holds the
+ * generation, an ALIVE bit and a count of references. Looking a pid up takes
+ * a reference with a CAS that also checks generation and ALIVE, so a stale
+ * pid fails and a live one cannot be freed under the caller. The process
+ * itself holds one reference while alive; whoever drops the last reference
+ * after ALIVE is cleared frees the process (drains its mailbox, recycles the
+ * slot with the next generation).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define CHUNK_BITS 16u
+#define CHUNK      (1u << CHUNK_BITS)
+#define MAX_CHUNKS 1024u /* 64M processes */
+
+#define CTL_ALIVE (1ull << 31)
+#define CTL_REFS  0x7FFFFFFFull
+
+struct slot {
+    _Atomic uint64_t ctl;
+    struct proc *_Atomic proc;
+    _Atomic uint32_t next_free;
+};
+
+static struct slot *_Atomic chunks[MAX_CHUNKS];
+static _Atomic uint32_t nslots;    /* slots ever handed out */
+static _Atomic uint64_t free_head; /* tag << 32 | (slot + 1); 0: empty */
+static pthread_mutex_t grow_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Thread_local struct proc *tls_cur; /* actor init on a non-scheduler thread */
+
+static inline struct slot *slot_at(uint32_t idx)
+{
+    /* acquire: the chunk's zeroed contents are visible */
+    struct slot *c = atomic_load_explicit(&chunks[idx >> CHUNK_BITS], memory_order_acquire);
+    return &c[idx & (CHUNK - 1)];
+}
+
+int rt__proc_table_init(void)
+{
+    atomic_store_explicit(&nslots, 0, memory_order_relaxed);
+    atomic_store_explicit(&free_head, 0, memory_order_relaxed);
+    return 0;
+}
+
+void rt__proc_table_fini(void)
+{
+    for (unsigned i = 0; i < MAX_CHUNKS; i++) {
+        struct slot *c = atomic_exchange_explicit(&chunks[i], NULL, memory_order_relaxed);
+        free(c);
+    }
+}
+
+static int slot_alloc(uint32_t *idx_out)
+{
+    /* acquire: read the popped slot's next_free written before its push */
+    uint64_t head = atomic_load_explicit(&free_head, memory_order_acquire);
+    while (head != 0) {
+        uint32_t idx = (uint32_t)head - 1;
+        uint32_t next = atomic_load_explicit(&slot_at(idx)->next_free, memory_order_relaxed);
+        uint64_t nh = next ? (((head >> 32) + 1) << 32) | next : 0;
+        if (atomic_compare_exchange_weak_explicit(&free_head, &head, nh, memory_order_acquire,
+                                                  memory_order_acquire)) {
+            *idx_out = idx;
+            return 0;
+        }
+    }
+    /* relaxed: only uniqueness of the index matters */
+    uint32_t idx = atomic_fetch_add_explicit(&nslots, 1, memory_order_relaxed);
+    if (idx >= MAX_CHUNKS * CHUNK) {
+        atomic_fetch_sub_explicit(&nslots, 1, memory_order_relaxed);
+        return -EAGAIN;
+    }
+    unsigned ci = idx >> CHUNK_BITS;
+    if (atomic_load_explicit(&chunks[ci], memory_order_acquire) == NULL) {
+        pthread_mutex_lock(&grow_lock);
+        if (atomic_load_explicit(&chunks[ci], memory_order_relaxed) == NULL) {
+            struct slot *c = calloc(CHUNK, sizeof *c);
+            if (c == NULL) {
+                pthread_mutex_unlock(&grow_lock);
+                return -ENOMEM; /* the index is lost; harmless */
+            }
+            for (unsigned i = 0; i < CHUNK; i++)
+                atomic_store_explicit(&c[i].ctl, 1ull << 32, memory_order_relaxed);
+            /* release: publish the initialised chunk */
+            atomic_store_explicit(&chunks[ci], c, memory_order_release);
+        }
+        pthread_mutex_unlock(&grow_lock);
+    }
+    *idx_out = idx;
+    return 0;
+}
+
+static void slot_free(uint32_t idx)
+{
+    struct slot *s = slot_at(idx);
+    uint64_t head = atomic_load_explicit(&free_head, memory_order_relaxed);
+    for (;;) {
+        atomic_store_explicit(&s->next_free, head ? (uint32_t)head : 0, memory_order_relaxed);
+        uint64_t nh = (((head >> 32) + 1) << 32) | (idx + 1);
+        /* release: next_free and the slot's new generation are visible to
+         * the thread that pops it */
+        if (atomic_compare_exchange_weak_explicit(&free_head, &head, nh, memory_order_release,
+                                                  memory_order_relaxed))
+            return;
+    }
+}
+
+struct proc *rt__proc_get(rt_pid pid)
+{
+    uint32_t idx = (uint32_t)pid.id, gen = (uint32_t)(pid.id >> 32);
+    if (gen == 0 || idx >= atomic_load_explicit(&nslots, memory_order_acquire))
+        return NULL;
+    if (atomic_load_explicit(&chunks[idx >> CHUNK_BITS], memory_order_acquire) == NULL)
+        return NULL;
+    struct slot *s = slot_at(idx);
+    uint64_t c = atomic_load_explicit(&s->ctl, memory_order_acquire);
+    for (;;) {
+        if ((uint32_t)(c >> 32) != gen || !(c & CTL_ALIVE))
+            return NULL;
+        /* acquire: the process's fields, published with the release store of
+         * ctl in publish(), are visible once we hold the reference */
+        if (atomic_compare_exchange_weak_explicit(&s->ctl, &c, c + 1, memory_order_acquire,
+                                                  memory_order_acquire))
+            return atomic_load_explicit(&s->proc, memory_order_relaxed);
+    }
+}
+
+static void proc_free(struct proc *p)
+{
+    rt_pid pid = proc_pid(p);
+    struct rt__node *n;
+    /* whatever reached the mailbox after the end: answer signals, free all */
+    while ((n = mq_pop(&p->mq)) != NULL || !mq_empty(&p->mq)) {
+        if (n)
+            rt__signal_drain_dead(container_of(n, rt_msg, rt__link), pid);
+    }
+    rt__ext_free(p->ext);
+    p->ext = NULL;
+    uint32_t idx = p->idx, gen = p->gen + 1;
+    if (gen == 0)
+        gen = 1;
+    struct slot *s = slot_at(idx);
+    atomic_store_explicit(&s->proc, NULL, memory_order_relaxed);
+    /* relaxed: published by the release CAS in slot_free */
+    atomic_store_explicit(&s->ctl, (uint64_t)gen << 32, memory_order_relaxed);
+    unsigned cls = p->pool_class;
+    if (cls == POOL_CLASS_MALLOC)
+        free(p);
+    else
+        rt__pool_free(p, cls);
+    slot_free(idx);
+    /* acq_rel: the last free is seen by rt_wait_idle after every other */
+    if (atomic_fetch_sub_explicit(&rt__rt.procs_live, 1, memory_order_acq_rel) == 1)
+        rt__idle_check();
+}
+
+void rt__proc_put(struct proc *p)
+{
+    struct slot *s = slot_at(p->idx);
+    /* acq_rel: the last holder sees every earlier holder's pushes */
+    uint64_t c = atomic_fetch_sub_explicit(&s->ctl, 1, memory_order_acq_rel) - 1;
+    if ((c & (CTL_ALIVE | CTL_REFS)) == 0)
+        proc_free(p);
+}
+
+bool rt__proc_alive(rt_pid pid)
+{
+    uint32_t idx = (uint32_t)pid.id, gen = (uint32_t)(pid.id >> 32);
+    if (gen == 0 || idx >= atomic_load_explicit(&nslots, memory_order_acquire) ||
+        atomic_load_explicit(&chunks[idx >> CHUNK_BITS], memory_order_acquire) == NULL)
+        return false;
+    /* seq_cst: rt_register relies on it (see there) */
+    uint64_t c = atomic_load_explicit(&slot_at(idx)->ctl, memory_order_seq_cst);
+    return (uint32_t)(c >> 32) == gen && (c & CTL_ALIVE);
+}
+
+RT_NOIPA struct proc *rt__proc_current(void)
+{
+    struct sched *s = rt__sched_self();
+    return s ? s->cur : tls_cur;
+}
+
+static void set_current(struct proc *p)
+{
+    struct sched *s = rt__sched_self();
+    if (s)
+        s->cur = p;
+    else
+        tls_cur = p;
+}
+
+void rt__proc_deliver(struct proc *p, rt_msg *m)
+{
+    if (mq_push(&p->mq, &m->rt__link))
+        rt__sched_ready(p);
+}
+
+int rt__send_msg(rt_pid to, rt_msg *m)
+{
+    struct proc *p = rt__proc_get(to);
+    if (p == NULL)
+        return -ESRCH;
+    rt__proc_deliver(p, m);
+    rt__proc_put(p);
+    return 0;
+}
+
+void rt__proc_set_exit(struct proc *p, int reason)
+{
+    if (!p->exiting) {
+        p->exiting = true;
+        p->exit_reason = reason;
+    }
+}
+
+static struct proc *proc_new(size_t size, uint8_t kind, const rt_spawn_opts *o)
+{
+    unsigned cls = rt__pool_class(size);
+    struct proc *p = cls == POOL_CLASS_MALLOC ? malloc(size) : rt__pool_alloc(cls);
+    if (p == NULL)
+        return NULL;
+    memset(p, 0, size);
+    p->pool_class = cls;
+    p->kind = kind;
+    mq_init(&p->mq);
+    if (o) {
+        p->trap_exits = o->trap_exits;
+        p->joinable = o->joinable;
+    }
+    return p;
+}
+
+static void proc_discard(struct proc *p)
+{
+    unsigned cls = p->pool_class;
+    if (cls == POOL_CLASS_MALLOC)
+        free(p);
+    else
+        rt__pool_free(p, cls);
+}
+
+/* Give `p` a slot and make its pid valid (one reference: its own). */
+static int publish(struct proc *p)
+{
+    uint32_t idx;
+    int rc = slot_alloc(&idx);
+    if (rc < 0)
+        return rc;
+    struct slot *s = slot_at(idx);
+    p->idx = idx;
+    p->gen = (uint32_t)(atomic_load_explicit(&s->ctl, memory_order_relaxed) >> 32);
+    atomic_store_explicit(&s->proc, p, memory_order_relaxed);
+    /* relaxed: counts only */
+    atomic_fetch_add_explicit(&rt__rt.procs_live, 1, memory_order_relaxed);
+    struct sched *cs = rt__sched_self();
+    if (cs)
+        atomic_store_explicit(&cs->n_spawned,
+                              atomic_load_explicit(&cs->n_spawned, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&rt__rt.spawned_ext, 1, memory_order_relaxed);
+    /* release: the process's fields are visible to whoever looks it up */
+    atomic_store_explicit(&s->ctl, ((uint64_t)p->gen << 32) | CTL_ALIVE | 1, memory_order_release);
+    return 0;
+}
+
+static int check_spawn(const rt_spawn_opts *o, struct proc **parent)
+{
+    int st = atomic_load_explicit(&rt__rt.state, memory_order_acquire);
+    if (st == 0)
+        return RT_ENORUNTIME;
+    if (st == 2)
+        return RT_ESTOPPING;
+    *parent = rt__proc_current();
+    if (o && o->link && *parent == NULL)
+        return RT_ENOTPROC;
+    if (o && (o->sched < 0 || (unsigned)o->sched > rt__rt.nsched))
+        return -EINVAL;
+    return 0;
+}
+
+/* Links and joins, then the first run. */
+static int start(struct proc *p, struct proc *parent, const rt_spawn_opts *o, rt_pid *out)
+{
+    rt_pid pid = proc_pid(p);
+    if (o && o->link) {
+        if (rt__link_add(parent, pid) < 0 || rt__link_add(p, proc_pid(parent)) < 0)
+            return -ENOMEM;
+    }
+    if (p->joinable && rt__join_register(pid) < 0)
+        p->joinable = false; /* out of memory: rt_join will say -ESRCH */
+    if (out)
+        *out = pid;
+    rt__sched_place(p, o ? o->sched : 0);
+    return 0;
+}
+
+static void stackful_main(void *arg)
+{
+    struct proc *p = arg;
+    ctx_started();
+    p->u.s.fn(p->u.s.arg);
+    rt__proc_set_exit(p, RT_EXIT_NORMAL);
+    rt__sched_switch_out(p, PS_EXIT);
+    __builtin_unreachable();
+}
+
+RT_API int rt_spawn(void (*fn)(void *), void *arg, const rt_spawn_opts *o, rt_pid *out)
+{
+    struct proc *parent;
+    int rc = check_spawn(o, &parent);
+    if (rc < 0)
+        return rc;
+    if (fn == NULL)
+        return -EINVAL;
+    size_t ss = o && o->stack_size ? o->stack_size : rt__rt.stack_size;
+    if (ss < RT_MIN_STACK_SIZE || ss > RT_MAX_STACK_SIZE)
+        return -EINVAL;
+    ss = rt__stack_round(ss);
+    struct proc *p = proc_new(sizeof *p, PROC_STACKFUL, o);
+    if (p == NULL)
+        return -ENOMEM;
+    struct stack *st = rt__stack_get(ss);
+    if (st == NULL) {
+        proc_discard(p);
+        return -ENOMEM;
+    }
+    p->u.s.stack = st;
+    p->u.s.fn = fn;
+    p->u.s.arg = arg;
+    ctx_init(&p->u.s.ctx, st->lo, st->size, stackful_main, p);
+#ifdef RT_TSAN
+    p->u.s.ctx.tsan_fiber = __tsan_create_fiber(0);
+#endif
+    rc = publish(p);
+    if (rc < 0) {
+#ifdef RT_TSAN
+        __tsan_destroy_fiber(p->u.s.ctx.tsan_fiber);
+#endif
+        rt__stack_put(st);
+        proc_discard(p);
+        return rc;
+    }
+    return start(p, parent, o, out);
+}
+
+RT_API int rt_spawn_actor(const rt_actor_ops *ops, void *arg, const rt_spawn_opts *o, rt_pid *out)
+{
+    struct proc *parent;
+    int rc = check_spawn(o, &parent);
+    if (rc < 0)
+        return rc;
+    if (ops == NULL || ops->handle == NULL || ops->state_size > RT_MSG_MAX_SIZE)
+        return -EINVAL;
+    size_t size = ((sizeof(struct proc) + 15) & ~(size_t)15) + ops->state_size;
+    struct proc *p = proc_new(size, PROC_ACTOR, o);
+    if (p == NULL)
+        return -ENOMEM;
+    p->u.a.ops = ops;
+    rc = publish(p);
+    if (rc < 0) {
+        proc_discard(p);
+        return rc;
+    }
+    if (ops->init) {
+        /* init runs here, as the new actor. Its mailbox is not marked
+         * empty, so a message that arrives meanwhile (init may hand its pid
+         * out) queues without scheduling it: start() does that. */
+        struct proc *saved = rt__proc_current();
+        set_current(p);
+        rc = ops->init(actor_state(p), arg);
+        set_current(saved);
+        if (rc != 0) {
+            /* never existed: no links, no monitors fire; drop our reference */
+            p->exiting = true;
+            struct slot *s = slot_at(p->idx);
+            uint64_t c = atomic_fetch_sub_explicit(&s->ctl, CTL_ALIVE + 1, memory_order_acq_rel);
+            if (((c - CTL_ALIVE - 1) & (CTL_ALIVE | CTL_REFS)) == 0)
+                proc_free(p);
+            return rc;
+        }
+    }
+    return start(p, parent, o, out);
+}
+
+/* The end of a process, on its scheduler's own stack. */
+void rt__proc_terminate(struct proc *p)
+{
+    int reason = p->exit_reason;
+    rt_pid pid = proc_pid(p);
+    if (p->kind == PROC_ACTOR && p->u.a.ops->terminate)
+        p->u.a.ops->terminate(actor_state(p), reason);
+    struct slot *s = slot_at(p->idx);
+    /* from here on lookups fail; we keep our own reference. seq_cst with
+     * the load of `named`: the Dekker pair described in rt_register */
+    atomic_fetch_sub_explicit(&s->ctl, CTL_ALIVE, memory_order_seq_cst);
+    if (atomic_load_explicit(&p->named, memory_order_seq_cst))
+        rt__registry_remove_pid(p);
+    rt__signal_notify_exit(p);
+    if (p->joinable)
+        rt__join_record(pid, reason);
+    if (p->kind == PROC_STACKFUL) {
+        if (p->u.s.wake_timer)
+            rt_cancel_timer(p->u.s.wake_timer);
+        struct rt__node *n = p->u.s.priv_head;
+        while (n) {
+            struct rt__node *next = atomic_load_explicit(&n->next, memory_order_relaxed);
+            rt__msg_free(container_of(n, rt_msg, rt__link));
+            n = next;
+        }
+        p->u.s.priv_head = p->u.s.priv_tail = NULL;
+        rt__stack_put(p->u.s.stack);
+        p->u.s.stack = NULL;
+#ifdef RT_TSAN
+        __tsan_destroy_fiber(p->u.s.ctx.tsan_fiber);
+#endif
+    }
+    rt__proc_put(p);
+}
+
+/* Send the exit signal `reason` to every live process (rt_stop). */
+void rt__proc_kill_all(int reason)
+{
+    uint32_t n = atomic_load_explicit(&nslots, memory_order_acquire);
+    for (uint32_t i = 0; i < n; i++) {
+        if (atomic_load_explicit(&chunks[i >> CHUNK_BITS], memory_order_acquire) == NULL)
+            continue;
+        uint64_t c = atomic_load_explicit(&slot_at(i)->ctl, memory_order_acquire);
+        if (c & CTL_ALIVE)
+            rt_exit((rt_pid){(c & ~0xFFFFFFFFull) | i}, reason);
+    }
+}
+
+RT_API rt_pid rt_self(void)
+{
+    struct proc *p = rt__proc_current();
+    return p ? proc_pid(p) : RT_PID_NONE;
+}
+
+RT_API bool rt_alive(rt_pid pid)
+{
+    return rt__proc_alive(pid);
+}

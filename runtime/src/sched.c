@@ -1,0 +1,429 @@
+/* sched.c: scheduler threads, run queues and work stealing.
+ *
+ * Each scheduler has a local ring of runnable processes (Go's design: the
+ * owner puts at the tail, the owner and thieves take from the head with a
+ * CAS), an inject queue that other threads push to, and the global queue
+ * that takes a ring's overflow. A process made runnable by a scheduler goes
+ * into that scheduler's ring, so processes that talk end up together; a
+ * process made runnable by a thread that is not a scheduler goes to its
+ * home's inject queue. Idle schedulers steal half of a busy ring, spin
+ * briefly, then park (park.c) until work or their next timer.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static _Thread_local struct sched *tls_sched;
+
+RT_NOIPA struct sched *rt__sched_self(void)
+{
+    return tls_sched;
+}
+
+/* ---- the local ring ---------------------------------------------------------- */
+
+static void global_put_batch(struct rt__node *first, struct rt__node *last, uint32_t n)
+{
+    atomic_store_explicit(&last->next, NULL, memory_order_relaxed);
+    pthread_mutex_lock(&rt__rt.gq_lock);
+    if (rt__rt.gq_tail)
+        atomic_store_explicit(&rt__rt.gq_tail->next, first, memory_order_relaxed);
+    else
+        rt__rt.gq_head = first;
+    rt__rt.gq_tail = last;
+    /* relaxed: a hint for idle schedulers; the lock orders the list */
+    atomic_fetch_add_explicit(&rt__rt.gq_len, n, memory_order_relaxed);
+    pthread_mutex_unlock(&rt__rt.gq_lock);
+}
+
+static struct proc *global_get(void)
+{
+    if (atomic_load_explicit(&rt__rt.gq_len, memory_order_relaxed) == 0)
+        return NULL;
+    pthread_mutex_lock(&rt__rt.gq_lock);
+    struct rt__node *n = rt__rt.gq_head;
+    if (n) {
+        rt__rt.gq_head = atomic_load_explicit(&n->next, memory_order_relaxed);
+        if (rt__rt.gq_head == NULL)
+            rt__rt.gq_tail = NULL;
+        atomic_fetch_sub_explicit(&rt__rt.gq_len, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&rt__rt.gq_lock);
+    return n ? container_of(n, struct proc, rq_link) : NULL;
+}
+
+/* Half the ring and p go to the global queue. False if thieves raced us. */
+static bool runq_put_slow(struct sched *s, struct proc *p, uint32_t h, uint32_t t)
+{
+    uint32_t n = (t - h) / 2;
+    struct proc *batch[RQ_SIZE / 2 + 1];
+    for (uint32_t i = 0; i < n; i++)
+        batch[i] = atomic_load_explicit(&s->rq[(h + i) % RQ_SIZE], memory_order_relaxed);
+    /* release: our reads of the slots happen before thieves reuse them */
+    if (!atomic_compare_exchange_strong_explicit(&s->rq_head, &h, h + n, memory_order_release,
+                                                 memory_order_relaxed))
+        return false;
+    batch[n] = p;
+    for (uint32_t i = 0; i < n; i++)
+        atomic_store_explicit(&batch[i]->rq_link.next, &batch[i + 1]->rq_link,
+                              memory_order_relaxed);
+    global_put_batch(&batch[0]->rq_link, &p->rq_link, n + 1);
+    return true;
+}
+
+static void runq_put(struct sched *s, struct proc *p)
+{
+    for (;;) {
+        /* acquire: slots up to head are no longer read by thieves */
+        uint32_t h = atomic_load_explicit(&s->rq_head, memory_order_acquire);
+        uint32_t t = atomic_load_explicit(&s->rq_tail, memory_order_relaxed);
+        if (t - h < RQ_SIZE) {
+            atomic_store_explicit(&s->rq[t % RQ_SIZE], p, memory_order_relaxed);
+            /* release: the slot (and p's state) is visible with the tail */
+            atomic_store_explicit(&s->rq_tail, t + 1, memory_order_release);
+            return;
+        }
+        if (runq_put_slow(s, p, h, t))
+            return;
+    }
+}
+
+static struct proc *runq_get(struct sched *s)
+{
+    for (;;) {
+        uint32_t h = atomic_load_explicit(&s->rq_head, memory_order_acquire);
+        uint32_t t = atomic_load_explicit(&s->rq_tail, memory_order_relaxed);
+        if (t == h)
+            return NULL;
+        struct proc *p = atomic_load_explicit(&s->rq[h % RQ_SIZE], memory_order_relaxed);
+        /* release: the slot was read before it can be reused */
+        if (atomic_compare_exchange_weak_explicit(&s->rq_head, &h, h + 1, memory_order_release,
+                                                  memory_order_relaxed))
+            return p;
+    }
+}
+
+static uint32_t runq_len(struct sched *s)
+{
+    return atomic_load_explicit(&s->rq_tail, memory_order_relaxed) -
+           atomic_load_explicit(&s->rq_head, memory_order_relaxed);
+}
+
+/* Move half of v's ring into s's ring; return one of them to run now. */
+static struct proc *runq_steal(struct sched *s, struct sched *v)
+{
+    uint32_t t = atomic_load_explicit(&s->rq_tail, memory_order_relaxed);
+    uint32_t n;
+    for (;;) {
+        /* acquire on both: see the slots the victim published */
+        uint32_t h = atomic_load_explicit(&v->rq_head, memory_order_acquire);
+        uint32_t vt = atomic_load_explicit(&v->rq_tail, memory_order_acquire);
+        n = vt - h;
+        n = n - n / 2;
+        if (n == 0)
+            return NULL;
+        if (n > RQ_SIZE / 2)
+            continue; /* read a torn head/tail pair: retry */
+        for (uint32_t i = 0; i < n; i++) {
+            struct proc *p = atomic_load_explicit(&v->rq[(h + i) % RQ_SIZE], memory_order_relaxed);
+            atomic_store_explicit(&s->rq[(t + i) % RQ_SIZE], p, memory_order_relaxed);
+        }
+        /* acq_rel: commits the grab; release for the victim's reuse of slots */
+        if (atomic_compare_exchange_weak_explicit(&v->rq_head, &h, h + n, memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            break;
+    }
+    n--;
+    struct proc *p = atomic_load_explicit(&s->rq[(t + n) % RQ_SIZE], memory_order_relaxed);
+    if (n > 0)
+        atomic_store_explicit(&s->rq_tail, t + n, memory_order_release);
+    atomic_store_explicit(&s->n_steals,
+                          atomic_load_explicit(&s->n_steals, memory_order_relaxed) + n + 1,
+                          memory_order_relaxed);
+    return p;
+}
+
+/* ---- making processes runnable ----------------------------------------------- */
+
+static void inject(struct sched *s, struct proc *p)
+{
+    mq_push(&s->inject, &p->rq_link);
+    rt__unpark(s);
+}
+
+/* A scheduler with more work than it can start now wakes one parked peer,
+ * unless one is already out looking. */
+static void maybe_wake_peer(struct sched *s)
+{
+    if (runq_len(s) < 2 || atomic_load_explicit(&rt__rt.n_spinning, memory_order_relaxed) > 0 ||
+        atomic_load_explicit(&rt__rt.n_parked, memory_order_relaxed) == 0)
+        return;
+    for (unsigned i = 1; i < rt__rt.nsched; i++) {
+        struct sched *o = &rt__rt.sched[(s->idx + i) % rt__rt.nsched];
+        if (atomic_load_explicit(&o->sleeping, memory_order_relaxed)) {
+            rt__unpark(o);
+            return;
+        }
+    }
+}
+
+void rt__sched_ready(struct proc *p)
+{
+    struct sched *s = rt__sched_self();
+    if (s) {
+        atomic_store_explicit(&p->sched, s, memory_order_relaxed);
+        runq_put(s, p);
+        maybe_wake_peer(s);
+    } else {
+        inject(atomic_load_explicit(&p->sched, memory_order_relaxed), p);
+    }
+}
+
+void rt__sched_place(struct proc *p, int sched_opt)
+{
+    struct sched *s = rt__sched_self();
+    struct sched *target;
+    if (sched_opt > 0)
+        target = &rt__rt.sched[sched_opt - 1];
+    else if (s)
+        target = s;
+    else
+        target = &rt__rt.sched[atomic_fetch_add_explicit(&rt__rt.rr, 1, memory_order_relaxed) %
+                               rt__rt.nsched];
+    atomic_store_explicit(&p->sched, target, memory_order_relaxed);
+    if (target == s) {
+        runq_put(s, p);
+        maybe_wake_peer(s);
+    } else {
+        inject(target, p);
+    }
+}
+
+/* ---- running processes --------------------------------------------------------- */
+
+void rt__sched_switch_out(struct proc *p, enum proc_state st)
+{
+    struct sched *s = rt__sched_self();
+    p->state = (uint8_t)st;
+    if (!p->u.s.stack->guarded && !rt__stack_canary_ok(p->u.s.stack)) {
+        fprintf(stderr, "rt: stack overflow in process <%u.%u> (stack of %zu bytes)\n", p->idx,
+                p->gen, p->u.s.stack->size);
+        abort();
+    }
+    ctx_switch(&p->u.s.ctx, &s->ctx, st == PS_EXIT);
+}
+
+static void run_stackful(struct sched *s, struct proc *p)
+{
+    p->state = PS_RUNNING;
+    p->turn = 0;
+    ctx_switch(&s->ctx, &p->u.s.ctx, 0);
+    switch (p->state) {
+    case PS_YIELD:
+        runq_put(s, p);
+        break;
+    case PS_WAIT:
+        if (!mq_mark_empty(&p->mq))
+            runq_put(s, p);
+        break;
+    case PS_EXIT:
+        rt__proc_terminate(p);
+        break;
+    default:
+        abort(); /* a process switched out without saying why: our bug */
+    }
+}
+
+static void run_actor(struct sched *s, struct proc *p)
+{
+    unsigned n = 0;
+    void *state = actor_state(p);
+    while (!p->exiting && n < rt__rt.batch) {
+        struct rt__node *node = mq_pop(&p->mq);
+        if (node == NULL)
+            break;
+        n++;
+        rt_msg *m = container_of(node, rt_msg, rt__link);
+        if (m->rt__kind && !rt__signal_filter(p, m))
+            continue;
+        p->u.a.cur = m;
+        p->msg_taken = false;
+        p->u.a.ops->handle(state, m);
+        p->u.a.cur = NULL;
+        if (!p->msg_taken)
+            rt__msg_free(m);
+    }
+    if (p->exiting)
+        rt__proc_terminate(p);
+    else if (n == rt__rt.batch || !mq_mark_empty(&p->mq))
+        runq_put(s, p);
+}
+
+static void run(struct sched *s, struct proc *p)
+{
+    atomic_store_explicit(&p->sched, s, memory_order_relaxed);
+    s->cur = p;
+    if (p->kind == PROC_ACTOR)
+        run_actor(s, p);
+    else
+        run_stackful(s, p);
+    s->cur = NULL;
+}
+
+/* ---- finding work ------------------------------------------------------------------ */
+
+static struct proc *inject_get(struct sched *s)
+{
+    struct rt__node *n = mq_pop(&s->inject);
+    return n ? container_of(n, struct proc, rq_link) : NULL;
+}
+
+static struct proc *find_local(struct sched *s)
+{
+    struct proc *p;
+    /* now and then look outside first, so nothing outside starves */
+    if (++s->tick % 61 == 0) {
+        if ((p = inject_get(s)) || (p = global_get()))
+            return p;
+    }
+    if ((p = runq_get(s)) || (p = inject_get(s)) || (p = global_get()))
+        return p;
+    return NULL;
+}
+
+static struct proc *steal(struct sched *s)
+{
+    unsigned n = rt__rt.nsched;
+    unsigned start = s->tick % n;
+    for (unsigned i = 0; i < n; i++) {
+        struct sched *v = &rt__rt.sched[(start + i) % n];
+        if (v == s)
+            continue;
+        struct proc *p = runq_steal(s, v);
+        if (p)
+            return p;
+    }
+    return NULL;
+}
+
+static void fire_timers(struct sched *s)
+{
+    int64_t nd = atomic_load_explicit(&s->next_deadline, memory_order_acquire);
+    if (nd != INT64_MAX && nd <= rt__now_ns())
+        rt__timer_run(s, rt__now_ns());
+}
+
+static struct proc *idle(struct sched *s)
+{
+    struct proc *p = NULL;
+    if (rt__rt.spin_ns > 0) {
+        atomic_fetch_add_explicit(&rt__rt.n_spinning, 1, memory_order_relaxed);
+        int64_t until = rt__now_ns() + rt__rt.spin_ns;
+        do {
+            fire_timers(s);
+            if ((p = find_local(s)) || (p = steal(s)))
+                break;
+#if defined(__x86_64__)
+            __builtin_ia32_pause();
+#endif
+        } while (rt__now_ns() < until &&
+                 !atomic_load_explicit(&rt__rt.shutdown, memory_order_relaxed));
+        atomic_fetch_sub_explicit(&rt__rt.n_spinning, 1, memory_order_relaxed);
+        if (p)
+            return p;
+    }
+    fire_timers(s);
+    if ((p = find_local(s)) || (p = steal(s)))
+        return p;
+    atomic_store_explicit(&s->n_parks, atomic_load_explicit(&s->n_parks, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    rt__park(s, atomic_load_explicit(&s->next_deadline, memory_order_acquire));
+    return NULL;
+}
+
+/* True if `s` has something to do: asked by park.c after announcing sleep. */
+bool rt__sched_has_work(struct sched *s)
+{
+    if (runq_len(s) || !mq_empty(&s->inject) ||
+        atomic_load_explicit(&rt__rt.gq_len, memory_order_relaxed) ||
+        atomic_load_explicit(&rt__rt.shutdown, memory_order_acquire))
+        return true;
+    int64_t nd = atomic_load_explicit(&s->next_deadline, memory_order_acquire);
+    return nd != INT64_MAX && nd <= rt__now_ns();
+}
+
+static void *sched_main(void *arg)
+{
+    struct sched *s = arg;
+    tls_sched = s;
+    pthread_attr_t a;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+        pthread_attr_getstack(&a, &s->ctx.stack_lo, &s->ctx.stack_size);
+        pthread_attr_destroy(&a);
+    }
+#ifdef RT_TSAN
+    s->ctx.tsan_fiber = __tsan_get_current_fiber();
+#endif
+    char name[16];
+    snprintf(name, sizeof name, "rt-sched-%u", s->idx);
+    pthread_setname_np(pthread_self(), name);
+
+    while (!atomic_load_explicit(&rt__rt.shutdown, memory_order_acquire)) {
+        fire_timers(s);
+        struct proc *p = find_local(s);
+        if (p == NULL)
+            p = idle(s);
+        if (p)
+            run(s, p);
+    }
+    rt__pool_flush(s->pool);
+    rt__stack_flush(s);
+    tls_sched = NULL;
+    return NULL;
+}
+
+int rt__sched_start(unsigned n)
+{
+    struct sched *ss = aligned_alloc(64, sizeof(struct sched) * n);
+    if (ss == NULL)
+        return -ENOMEM;
+    memset(ss, 0, sizeof(struct sched) * n);
+    rt__rt.sched = ss;
+    rt__rt.nsched = n;
+    for (unsigned i = 0; i < n; i++) {
+        struct sched *s = &ss[i];
+        s->idx = i;
+        mq_init(&s->inject);
+        atomic_store_explicit(&s->next_deadline, INT64_MAX, memory_order_relaxed);
+        int rc = rt__timer_init(s);
+        if (rc < 0)
+            return rc;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        int rc = pthread_create(&ss[i].thread, NULL, sched_main, &ss[i]);
+        if (rc != 0) {
+            atomic_store_explicit(&rt__rt.shutdown, true, memory_order_release);
+            for (unsigned j = 0; j < i; j++) {
+                rt__unpark(&ss[j]);
+                pthread_join(ss[j].thread, NULL);
+            }
+            return -rc;
+        }
+    }
+    return 0;
+}
+
+void rt__sched_stop(void)
+{
+    atomic_store_explicit(&rt__rt.shutdown, true, memory_order_release);
+    for (unsigned i = 0; i < rt__rt.nsched; i++)
+        rt__unpark(&rt__rt.sched[i]);
+    for (unsigned i = 0; i < rt__rt.nsched; i++)
+        pthread_join(rt__rt.sched[i].thread, NULL);
+    for (unsigned i = 0; i < rt__rt.nsched; i++)
+        rt__timer_fini(&rt__rt.sched[i]);
+}
