@@ -229,6 +229,12 @@ int rt__sched_start(unsigned n);
 void rt__sched_stop(void);
 bool rt__sched_has_work(struct sched *s);
 
+/* fault.c: stack overflow of a stackful process */
+int rt__fault_install(void);
+void rt__fault_uninstall(void);
+void *rt__fault_thread_init(void);
+void rt__fault_thread_fini(void *mem);
+
 /* park.c: the parking contract (io_uring replaces the futex later) */
 void rt__park(struct sched *s, int64_t deadline_ns);
 void rt__unpark(struct sched *s);

@@ -64,8 +64,11 @@ RT_API int rt_start(const rt_opts *opts)
     rt__registry_init();
     /* release: everything above is visible to threads that see "running" */
     atomic_store_explicit(&rt__rt.state, 1, memory_order_release);
-    int rc = rt__sched_start(o.schedulers);
+    int rc = rt__fault_install();
+    if (rc == 0)
+        rc = rt__sched_start(o.schedulers);
     if (rc < 0) {
+        rt__fault_uninstall();
         atomic_store_explicit(&rt__rt.state, 0, memory_order_release);
         free(rt__rt.sched);
         rt__pool_fini();
@@ -168,6 +171,7 @@ RT_API int rt_stop(int grace_ms, rt_stats *leaks)
         }
     }
     rt__sched_stop(); /* joins the threads, frees their timers */
+    rt__fault_uninstall();
     rt_stats st;
     sum_stats(&st);
     free(rt__rt.sched);

@@ -371,6 +371,7 @@ static void *sched_main(void *arg)
     char name[16];
     snprintf(name, sizeof name, "rt-sched-%u", s->idx);
     pthread_setname_np(pthread_self(), name);
+    void *altstack = rt__fault_thread_init();
 
     while (!atomic_load_explicit(&rt__rt.shutdown, memory_order_acquire)) {
         fire_timers(s);
@@ -382,6 +383,7 @@ static void *sched_main(void *arg)
     }
     rt__pool_flush(s->pool);
     rt__stack_flush(s);
+    rt__fault_thread_fini(altstack);
     tls_sched = NULL;
     return NULL;
 }
