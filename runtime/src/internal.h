@@ -86,6 +86,7 @@ enum sig_kind {
     SIG_DEMONITOR, /* rt__aux: the reference */
     SIG_DOWN,      /* data: rt_down_info; delivered if the ref is still wanted */
     SIG_WAKE,      /* internal: wake a waiting process (never delivered) */
+    SIG_REPLY,     /* rt__aux: the call's reference; delivered if still awaited */
 };
 #define SIGF_LINK 1u
 
@@ -135,6 +136,7 @@ struct proc {
             struct rt__node *priv_head; /* drained, unmatched messages, oldest first */
             struct rt__node *priv_tail;
             uint64_t wake_timer; /* armed by a receive with a timeout */
+            rt_ref call_ref;     /* the rt_call in progress, 0 if none */
         } s;
     } u;
 };
@@ -259,6 +261,7 @@ struct runtime {
     _Atomic int n_spinning;
     _Atomic int n_parked;
     _Atomic bool shutdown; /* schedulers leave their loops */
+    rt_pid root_sup;       /* started on first use (sup.c, under its lock) */
     /* global run queue: overflow of local queues */
     pthread_mutex_t gq_lock;
     struct rt__node *gq_head, *gq_tail;
@@ -277,6 +280,7 @@ static inline bool rt__running(void)
     return atomic_load_explicit(&rt__rt.state, memory_order_acquire) != 0;
 }
 
+int rt__sup_stop_root(int grace_ms);
 int rt__join_register(rt_pid pid);
 void rt__join_record(rt_pid pid, int reason);
 bool rt__proc_alive(rt_pid pid);

@@ -161,6 +161,8 @@ RT_API int rt_stop(int grace_ms, rt_stats *leaks)
         pthread_mutex_unlock(&life_lock);
         return RT_ENORUNTIME;
     }
+    /* the supervision tree first, in order; then whatever is left */
+    rt__sup_stop_root(grace_ms);
     rt__proc_kill_all(RT_EXIT_SHUTDOWN);
     if (!wait_no_procs(grace_ms)) {
         rt__proc_kill_all(RT_EXIT_KILL);

@@ -148,6 +148,7 @@ bool rt__signal_filter(struct proc *p, rt_msg *m)
         }
         if (p->trap_exits) {
             m->rt__kind = 0;
+            m->rt__aux = 0;
             return true;
         }
         if (info.reason != RT_EXIT_NORMAL)
@@ -177,10 +178,18 @@ bool rt__signal_filter(struct proc *p, rt_msg *m)
         /* only a monitor still wanted is delivered (demonitor flushes) */
         if (p->ext && mon_remove(p->ext->mons, &p->ext->nmons, info.ref, NULL)) {
             m->rt__kind = 0;
+            m->rt__aux = 0;
             return true;
         }
         break;
     }
+    case SIG_REPLY:
+        /* a reply to a call given up on is dropped, like Erlang's aliases */
+        if (p->kind == PROC_STACKFUL && p->u.s.call_ref == m->rt__aux) {
+            m->rt__kind = 0;
+            return true;
+        }
+        break;
     default: /* SIG_WAKE: its arrival was the point */
         break;
     }

@@ -18,6 +18,7 @@
     X(RT_ENOTPROC, -5001, "not called from a process of the runtime")                              \
     X(RT_ENORUNTIME, -5002, "the runtime is not started")                                          \
     X(RT_ESTOPPING, -5003, "the runtime is stopping")                                              \
+    X(RT_ECALLDOWN, -5004, "the called process ended before replying")                             \
     X(RT_EXIT_KILL, -5100, "kill (an untrappable exit signal)")                                    \
     X(RT_EXIT_KILLED, -5101, "killed")                                                             \
     X(RT_EXIT_SHUTDOWN, -5102, "shutdown")                                                         \

@@ -27,8 +27,9 @@
 #define RT_MSG_EXIT 0xFFFF0001u
 /* A monitored process ended: data is rt_down_info. */
 #define RT_MSG_DOWN 0xFFFF0002u
-/* First tag of the range reserved for libraries built on the runtime
- * (esock's messages live here). */
+/* First tag of the range for libraries built on the runtime: the
+ * runtime's own (supervisors) use RT_TAG_LIB_BASE to RT_TAG_LIB_BASE +
+ * 0xFFF, esock's messages start at RT_TAG_LIB_BASE + 0x1000. */
 #define RT_TAG_LIB_BASE 0xFFFF1000u
 
 /* Largest payload a message may carry, copy or move. */
