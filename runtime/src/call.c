@@ -119,7 +119,8 @@ RT_API int rt_call(rt_pid server, uint32_t tag, const void *req, size_t size, in
 
 RT_API bool rt_is_call(const rt_msg *msg)
 {
-    return msg && msg->rt__kind == 0 && msg->rt__aux != 0 && msg->tag != RT_MSG_REPLY;
+    return msg && msg->rt__kind == 0 && msg->rt__aux != 0 &&
+           (msg->tag < RT_TAG_SYSTEM || msg->tag >= RT_TAG_LIB_BASE);
 }
 
 RT_API int rt_reply(const rt_msg *request, const void *data, size_t size)

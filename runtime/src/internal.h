@@ -103,6 +103,8 @@ struct proc_ext {
     uint32_t nmons, capmons;
     struct monitor *watchers; /* processes monitoring this one */
     uint32_t nwatchers, capwatchers;
+    int *fds; /* owned: closed when the process ends (io.c) */
+    uint32_t nfds, capfds;
 };
 
 struct proc {
@@ -114,6 +116,7 @@ struct proc {
     bool exiting; /* exit decided; acted on at the next safe point */
     bool joinable;
     bool msg_taken;     /* actor: handle forwarded the current message */
+    bool did_io;        /* has started I/O: cancel its requests when it ends */
     _Atomic bool named; /* in the registry (registry lock) */
     uint32_t idx;       /* slot */
     uint32_t gen;
@@ -169,6 +172,7 @@ void rt__signal_notify_exit(struct proc *p);
 void rt__signal_drain_dead(rt_msg *m, rt_pid dead);
 rt_msg *rt__signal_new(uint32_t kind, uint32_t tag, rt_pid from, size_t size, uint64_t aux);
 void rt__ext_free(struct proc_ext *x);
+struct proc_ext *rt__ext_of(struct proc *p);
 
 /* msg.c */
 rt_msg *rt__msg_new(uint32_t tag, size_t size);
@@ -210,6 +214,7 @@ struct sched {
     pthread_mutex_t tlock;
     struct timer_heap *timers;
     _Atomic int64_t next_deadline; /* earliest timer, INT64_MAX if none */
+    struct io_sched *io;           /* io.c */
     /* caches */
     struct pool_cache pool[POOL_NCLASS];
     struct stack *stacks;
@@ -223,6 +228,7 @@ struct sched {
     _Atomic uint64_t n_spawned;
 } __attribute__((aligned(64)));
 
+struct io_sched;
 struct sched *rt__sched_self(void);
 void rt__sched_ready(struct proc *p);                /* p's scheduled flag was just taken */
 void rt__sched_place(struct proc *p, int sched_opt); /* first run of a new process */
@@ -249,6 +255,8 @@ struct runtime {
     size_t stack_size;
     unsigned batch;
     int64_t spin_ns;
+    int io_kind;
+    unsigned io_bufs, io_buf_size;
     struct sched *sched;
     _Atomic uint64_t procs_live;
     _Atomic uint64_t msgs_alloc_ext; /* allocations by non-scheduler threads */

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "io.h"
 
 #define HDR ((sizeof(rt_msg) + 15) & ~(size_t)15)
 
@@ -57,6 +57,8 @@ rt_msg *rt__msg_new(uint32_t tag, size_t size)
 
 void rt__msg_free(rt_msg *m)
 {
+    if (unlikely(m->tag == RT_MSG_IO))
+        rt__io_msg_release(m);
     if (m->rt__free && m->data != inline_data(m))
         m->rt__free(m->data);
     unsigned cls = m->rt__class;

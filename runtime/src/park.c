@@ -1,24 +1,23 @@
 /* park.c: how an idle scheduler sleeps and how another thread wakes it.
  *
- * The contract is two calls: rt__park(s, deadline) sleeps until rt__unpark(s)
- * or the deadline (absolute, CLOCK_MONOTONIC ns; INT64_MAX: none), and may
- * return early; rt__unpark(s) is called by any thread after it published
- * work for s. This backend is a futex on a sequence number; the io_uring
- * backend waits on the scheduler's ring instead.
+ * The contract is two calls: rt__park(s, deadline) sleeps until rt__unpark(s),
+ * an I/O completion, or the deadline (absolute, CLOCK_MONOTONIC ns;
+ * INT64_MAX: none), and may return early; rt__unpark(s) is called by any
+ * thread after it published work for s. The sleeping itself is the I/O
+ * backend's: waiting on the scheduler's io_uring ring (or epoll set), which
+ * a waker ends through an eventfd the ring keeps a read armed on.
  *
  * No lost wake-up: the sleeper reads the sequence, announces itself
  * (sleeping = true), checks for work, and sleeps only if the sequence is
- * unchanged. The waker publishes work, bumps the sequence, and calls the
- * futex if the sleeper announced itself. seq_cst on `sleeping` and the
- * bump order the two sides (a Dekker pair).
+ * unchanged and it found none; the waker publishes work, bumps the
+ * sequence, and signals the eventfd if the sleeper announced itself.
+ * seq_cst on `sleeping` and the bump order the two sides (a Dekker pair);
+ * a wake that lands between the check and the wait stays pending in the
+ * eventfd, so the wait returns at once.
  */
-#include <errno.h>
-#include <linux/futex.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
 
-#include "internal.h"
+#include "io.h"
 
 int64_t rt__now_ns(void)
 {
@@ -33,17 +32,8 @@ void rt__park(struct sched *s, int64_t deadline)
     uint32_t seq = atomic_load_explicit(&s->park_seq, memory_order_acquire);
     atomic_store_explicit(&s->sleeping, true, memory_order_seq_cst);
     atomic_fetch_add_explicit(&rt__rt.n_parked, 1, memory_order_seq_cst);
-    if (!rt__sched_has_work(s)) {
-        struct timespec ts, *tsp = NULL;
-        if (deadline != INT64_MAX) {
-            ts.tv_sec = deadline / 1000000000;
-            ts.tv_nsec = deadline % 1000000000;
-            tsp = &ts;
-        }
-        /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline */
-        syscall(SYS_futex, &s->park_seq, FUTEX_WAIT_BITSET_PRIVATE, seq, tsp, NULL,
-                FUTEX_BITSET_MATCH_ANY);
-    }
+    if (!rt__sched_has_work(s) && atomic_load_explicit(&s->park_seq, memory_order_seq_cst) == seq)
+        rt__io_wait(s, deadline);
     atomic_fetch_sub_explicit(&rt__rt.n_parked, 1, memory_order_relaxed);
     atomic_store_explicit(&s->sleeping, false, memory_order_relaxed);
 }
@@ -54,5 +44,5 @@ void rt__unpark(struct sched *s)
      * `sleeping` (see the top of this file) */
     atomic_fetch_add_explicit(&s->park_seq, 1, memory_order_seq_cst);
     if (atomic_load_explicit(&s->sleeping, memory_order_seq_cst))
-        syscall(SYS_futex, &s->park_seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+        rt__io_wake(s);
 }

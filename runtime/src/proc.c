@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "io.h"
 
 #define CHUNK_BITS 16u
 #define CHUNK      (1u << CHUNK_BITS)
@@ -402,6 +402,7 @@ void rt__proc_terminate(struct proc *p)
     if (atomic_load_explicit(&p->named, memory_order_seq_cst))
         rt__registry_remove_pid(p);
     rt__signal_notify_exit(p);
+    rt__io_proc_exit(p);
     if (p->joinable)
         rt__join_record(pid, reason);
     if (p->kind == PROC_STACKFUL) {

@@ -38,6 +38,10 @@ RT_API int rt_start(const rt_opts *opts)
         return -EINVAL;
     if (o.stack_size && (o.stack_size < RT_MIN_STACK_SIZE || o.stack_size > RT_MAX_STACK_SIZE))
         return -EINVAL;
+    if (o.io < RT_IO_AUTO || o.io > RT_IO_EPOLL || o.io_bufs > 32768 ||
+        (o.io_bufs & (o.io_bufs - 1)) || (o.io_buf_size && o.io_buf_size < 256) ||
+        o.io_buf_size > (64u << 20))
+        return -EINVAL;
     if (o.schedulers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         o.schedulers = n < 1 ? 1 : n > RT_MAX_SCHEDULERS ? RT_MAX_SCHEDULERS : (unsigned)n;
@@ -51,6 +55,9 @@ RT_API int rt_start(const rt_opts *opts)
     rt__stack_init();
     rt__rt.stack_size = rt__stack_round(o.stack_size ? o.stack_size : RT_DEFAULT_STACK_SIZE);
     rt__rt.batch = o.batch ? o.batch : 64;
+    rt__rt.io_kind = o.io;
+    rt__rt.io_bufs = o.io_bufs ? o.io_bufs : 512;
+    rt__rt.io_buf_size = o.io_buf_size ? o.io_buf_size : 16384;
     rt__rt.spin_ns = o.spin_us < 0 ? 0 : (int64_t)(o.spin_us ? o.spin_us : 50) * 1000;
     pthread_mutex_init(&rt__rt.gq_lock, NULL);
     pthread_mutex_init(&rt__rt.wait_lock, NULL);

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "io.h"
 
 static _Thread_local struct sched *tls_sched;
 
@@ -325,6 +325,7 @@ static struct proc *idle(struct sched *s)
         int64_t until = rt__now_ns() + rt__rt.spin_ns;
         do {
             fire_timers(s);
+            rt__io_poll(s);
             if ((p = find_local(s)) || (p = steal(s)))
                 break;
 #if defined(__x86_64__)
@@ -350,7 +351,7 @@ bool rt__sched_has_work(struct sched *s)
 {
     if (runq_len(s) || !mq_empty(&s->inject) ||
         atomic_load_explicit(&rt__rt.gq_len, memory_order_relaxed) ||
-        atomic_load_explicit(&rt__rt.shutdown, memory_order_acquire))
+        atomic_load_explicit(&rt__rt.shutdown, memory_order_acquire) || rt__io_has_work(s))
         return true;
     int64_t nd = atomic_load_explicit(&s->next_deadline, memory_order_acquire);
     return nd != INT64_MAX && nd <= rt__now_ns();
@@ -375,11 +376,14 @@ static void *sched_main(void *arg)
 
     while (!atomic_load_explicit(&rt__rt.shutdown, memory_order_acquire)) {
         fire_timers(s);
+        rt__io_poll(s);
         struct proc *p = find_local(s);
         if (p == NULL)
             p = idle(s);
-        if (p)
+        if (p) {
             run(s, p);
+            rt__io_after_turn(s, runq_len(s) == 0);
+        }
     }
     rt__pool_flush(s->pool);
     rt__stack_flush(s);
@@ -402,8 +406,15 @@ int rt__sched_start(unsigned n)
         mq_init(&s->inject);
         atomic_store_explicit(&s->next_deadline, INT64_MAX, memory_order_relaxed);
         int rc = rt__timer_init(s);
-        if (rc < 0)
+        if (rc == 0)
+            rc = rt__io_init(s, rt__rt.io_kind, rt__rt.io_bufs, rt__rt.io_buf_size);
+        if (rc < 0) {
+            for (unsigned j = 0; j <= i; j++) {
+                rt__io_fini(&ss[j]);
+                rt__timer_fini(&ss[j]);
+            }
             return rc;
+        }
     }
     for (unsigned i = 0; i < n; i++) {
         int rc = pthread_create(&ss[i].thread, NULL, sched_main, &ss[i]);
@@ -412,6 +423,10 @@ int rt__sched_start(unsigned n)
             for (unsigned j = 0; j < i; j++) {
                 rt__unpark(&ss[j]);
                 pthread_join(ss[j].thread, NULL);
+            }
+            for (unsigned j = 0; j < n; j++) {
+                rt__io_fini(&ss[j]);
+                rt__timer_fini(&ss[j]);
             }
             return -rc;
         }
@@ -426,6 +441,8 @@ void rt__sched_stop(void)
         rt__unpark(&rt__rt.sched[i]);
     for (unsigned i = 0; i < rt__rt.nsched; i++)
         pthread_join(rt__rt.sched[i].thread, NULL);
-    for (unsigned i = 0; i < rt__rt.nsched; i++)
+    for (unsigned i = 0; i < rt__rt.nsched; i++) {
+        rt__io_fini(&rt__rt.sched[i]);
         rt__timer_fini(&rt__rt.sched[i]);
+    }
 }

@@ -13,7 +13,7 @@
 
 #include "internal.h"
 
-static struct proc_ext *ext_of(struct proc *p)
+struct proc_ext *rt__ext_of(struct proc *p)
 {
     if (p->ext == NULL)
         p->ext = calloc(1, sizeof *p->ext);
@@ -27,6 +27,7 @@ void rt__ext_free(struct proc_ext *x)
     free(x->links);
     free(x->mons);
     free(x->watchers);
+    free(x->fds);
     free(x);
 }
 
@@ -45,7 +46,7 @@ static int grow(void **v, uint32_t *cap, uint32_t n, size_t elem)
 
 int rt__link_add(struct proc *p, rt_pid other)
 {
-    struct proc_ext *x = ext_of(p);
+    struct proc_ext *x = rt__ext_of(p);
     if (x == NULL)
         return -ENOMEM;
     for (uint32_t i = 0; i < x->nlinks; i++)
@@ -163,7 +164,7 @@ bool rt__signal_filter(struct proc *p, rt_msg *m)
         link_remove(p, m->from);
         break;
     case SIG_MONITOR:
-        x = ext_of(p);
+        x = rt__ext_of(p);
         if (x == NULL ||
             mon_add(&x->watchers, &x->nwatchers, &x->capwatchers, m->rt__aux, m->from) < 0)
             post_down(m->from, m->rt__aux, proc_pid(p), -ENOMEM);
@@ -310,7 +311,7 @@ RT_API int rt_monitor(rt_pid pid, rt_ref *ref)
         return RT_ENOTPROC;
     if (ref == NULL)
         return -EINVAL;
-    struct proc_ext *x = ext_of(cur);
+    struct proc_ext *x = rt__ext_of(cur);
     /* relaxed: uniqueness only */
     rt_ref r = atomic_fetch_add_explicit(&rt__rt.next_ref, 1, memory_order_relaxed) + 1;
     if (x == NULL || mon_add(&x->mons, &x->nmons, &x->capmons, r, pid) < 0)

@@ -28,7 +28,18 @@ typedef struct rt_opts {
     /* Microseconds an idle scheduler looks for work before it parks.
      * 0: 50 us; a negative value: never spin. */
     int spin_us;
+    /* I/O backend (rt/io.h): RT_IO_AUTO (io_uring, or epoll where io_uring
+     * is disabled or fails), RT_IO_URING (fail if unavailable), RT_IO_EPOLL. */
+    int io;
+    /* Provided receive buffers per scheduler (a power of 2, at most 32768;
+     * 0: 512) and their size in bytes (0: 16384). */
+    unsigned io_bufs;
+    unsigned io_buf_size;
 } rt_opts;
+
+#define RT_IO_AUTO  0
+#define RT_IO_URING 1
+#define RT_IO_EPOLL 2
 
 #define RT_MAX_SCHEDULERS 64
 #if defined(RT_SANITIZE_ADDRESS) || defined(RT_SANITIZE_THREAD)

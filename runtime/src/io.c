@@ -1,0 +1,838 @@
+/* io.c: the I/O layer common to both backends (see io.h and rt/io.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+#include "io.h"
+
+#define MSG_HDR ((sizeof(rt_msg) + 15) & ~(size_t)15)
+
+/* The result sits inline after the message header; an accept's peer
+ * address follows it. */
+struct io_payload {
+    rt_io_result res;
+    struct sockaddr_storage addr;
+};
+
+/* ---- set-up ---------------------------------------------------------------------- */
+
+static bool uring_disabled(void)
+{
+    FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "r");
+    int v = 0;
+    if (f) {
+        if (fscanf(f, "%d", &v) != 1)
+            v = 0;
+        fclose(f);
+    }
+    return v != 0;
+}
+
+int rt__io_init(struct sched *s, int kind, unsigned nbufs, unsigned bufsize)
+{
+    struct io_sched *io = calloc(1, sizeof *io);
+    if (io == NULL)
+        return -ENOMEM;
+    io->s = s;
+    io->nbufs = nbufs;
+    io->bufsize = bufsize;
+    pthread_mutex_init(&io->lock, NULL);
+    io->bufs_len = (size_t)nbufs * bufsize;
+    io->bufs = mmap(NULL, io->bufs_len, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (io->bufs == MAP_FAILED) {
+        free(io);
+        return -ENOMEM;
+    }
+    s->io = io;
+    int rc = -ENOSYS;
+    if (kind != RT_IO_EPOLL && !uring_disabled()) {
+        io->be = &rt__io_uring_backend;
+        rc = io->be->init(io);
+        if (rc < 0 && kind == RT_IO_URING)
+            goto out_fail;
+    }
+    if (rc < 0) {
+        io->be = &rt__io_epoll_backend;
+        rc = io->be->init(io);
+        if (rc < 0)
+            goto out_fail;
+    }
+    return 0;
+out_fail:
+    munmap(io->bufs, io->bufs_len);
+    pthread_mutex_destroy(&io->lock);
+    free(io);
+    s->io = NULL;
+    return rc;
+}
+
+void rt__io_fini(struct sched *s)
+{
+    struct io_sched *io = s->io;
+    if (io == NULL)
+        return;
+    io->be->fini(io);
+    for (uint32_t i = 0; i < io->ntab; i++)
+        free(io->tab[i]);
+    free(io->tab);
+    free(io->freebufs);
+    free(io->ret);
+    free(io->cmds);
+    munmap(io->bufs, io->bufs_len);
+    pthread_mutex_destroy(&io->lock);
+    free(io);
+    s->io = NULL;
+}
+
+RT_API const char *rt_io_backend(void)
+{
+    if (!rt__running() || rt__rt.sched == NULL || rt__rt.sched[0].io == NULL)
+        return NULL;
+    return rt__rt.sched[0].io->be->name;
+}
+
+/* ---- requests ------------------------------------------------------------------------ */
+
+static struct ioreq *req_new(struct io_sched *io, struct proc *p, int op, int fd, unsigned flags)
+{
+    struct ioreq *r;
+    if (io->free_head) {
+        r = io->tab[io->free_head - 1];
+        io->free_head = (uint32_t)r->next_free_idx;
+    } else {
+        if (io->ntab == io->captab) {
+            uint32_t nc = io->captab ? io->captab * 2 : 64;
+            struct ioreq **nt = realloc(io->tab, nc * sizeof *nt);
+            if (nt == NULL)
+                return NULL;
+            io->tab = nt;
+            io->captab = nc;
+        }
+        r = calloc(1, sizeof *r);
+        if (r == NULL)
+            return NULL;
+        r->idx = io->ntab;
+        r->gen = 1;
+        io->tab[io->ntab++] = r;
+    }
+    uint32_t idx = r->idx, gen = r->gen;
+    memset(r, 0, sizeof *r);
+    r->idx = idx;
+    r->gen = gen;
+    r->io = io;
+    r->owner = proc_pid(p);
+    r->op = (uint8_t)op;
+    r->fd = fd;
+    r->flags = flags;
+    r->state = R_LIVE;
+    r->id = ((uint64_t)(io->s->idx + 1) << 56) | ((uint64_t)idx << 32) | gen;
+    io->live++;
+    p->did_io = true;
+    return r;
+}
+
+static void req_free(struct io_sched *io, struct ioreq *r)
+{
+    r->state = R_FREE;
+    if (++r->gen == 0)
+        r->gen = 1;
+    r->next_free_idx = io->free_head;
+    io->free_head = r->idx + 1;
+    io->live--;
+}
+
+static struct ioreq *req_find(rt_io_req id, struct io_sched **io_out)
+{
+    unsigned si = (unsigned)(id >> 56);
+    if (si == 0 || si > rt__rt.nsched)
+        return NULL;
+    struct io_sched *io = rt__rt.sched[si - 1].io;
+    uint32_t idx = (uint32_t)(id >> 32) & 0xFFFFFFu, gen = (uint32_t)id;
+    *io_out = io;
+    if (idx >= io->ntab)
+        return NULL;
+    struct ioreq *r = io->tab[idx];
+    return r->gen == gen && r->state != R_FREE ? r : NULL;
+}
+
+/* ---- completions ---------------------------------------------------------------------- */
+
+static void buf_return_here(struct io_sched *io, unsigned bid);
+
+static unsigned bid_of(struct io_sched *io, const void *p)
+{
+    return (unsigned)(((const char *)p - io->bufs) / io->bufsize);
+}
+
+/* The rt__free of a message that lends a provided buffer. Any thread. */
+static void buf_release(void *p)
+{
+    for (unsigned i = 0; i < rt__rt.nsched; i++) {
+        struct io_sched *io = rt__rt.sched[i].io;
+        if ((char *)p < io->bufs || (char *)p >= io->bufs + io->bufs_len)
+            continue;
+        unsigned bid = bid_of(io, p);
+        if (rt__sched_self() == io->s) {
+            buf_return_here(io, bid);
+            return;
+        }
+        pthread_mutex_lock(&io->lock);
+        if (io->nret == io->capret) {
+            unsigned nc = io->capret ? io->capret * 2 : 64;
+            unsigned *nr = realloc(io->ret, nc * sizeof *nr);
+            if (nr == NULL) {
+                /* cannot queue it: the buffer stays lent (one buffer lost
+                 * until the runtime stops), which beats corrupting it */
+                pthread_mutex_unlock(&io->lock);
+                return;
+            }
+            io->ret = nr;
+            io->capret = nc;
+        }
+        io->ret[io->nret++] = bid;
+        /* release: the list is under the lock; the flag only says "look" */
+        atomic_store_explicit(&io->pending, true, memory_order_release);
+        pthread_mutex_unlock(&io->lock);
+        rt__unpark(io->s);
+        return;
+    }
+}
+
+static void resume_paused(struct io_sched *io)
+{
+    while (io->paused) {
+        struct ioreq *r = io->paused;
+        io->paused = r->next;
+        r->state = R_LIVE;
+        int rc = io->be->start(io, r);
+        if (rc < 0)
+            io__complete(io, r, rc, false, -1);
+        if (io->paused == r) /* paused again at once: still no buffer */
+            break;
+    }
+}
+
+static void buf_return_here(struct io_sched *io, unsigned bid)
+{
+    io->be->buf_return(io, bid);
+    if (io->paused)
+        resume_paused(io);
+}
+
+void io__pause(struct io_sched *io, struct ioreq *r)
+{
+    r->state = R_PAUSED;
+    r->next = io->paused;
+    io->paused = r;
+}
+
+bool io__take_buf(struct io_sched *io, unsigned *bid)
+{
+    if (io->nfree == 0)
+        return false;
+    *bid = io->freebufs[--io->nfree];
+    return true;
+}
+
+void io__complete(struct io_sched *io, struct ioreq *r, int res, bool more, int bid)
+{
+    if (res == -ENOBUFS && (r->flags & RT_IO_BUFSEL) && !(r->flags & R_CANCELLED)) {
+        /* the buffers are all lent out: wait for one instead of failing */
+        if (!more)
+            io__pause(io, r);
+        return;
+    }
+    bool final = !more;
+    struct io_payload pl = {.res = {.req = r->id, .op = r->op, .fd = r->fd, .res = res}};
+    if (more)
+        pl.res.flags |= RT_IO_F_MORE;
+    size_t extra = 0;
+    if (r->op == RT_IO_ACCEPT && res >= 0 && !(r->flags & RT_IO_MULTISHOT) && r->addrlen) {
+        memcpy(&pl.addr, &r->addr, sizeof pl.addr);
+        extra = sizeof pl.addr;
+    }
+    rt_msg *m = rt__msg_new(RT_MSG_IO, sizeof pl.res + extra);
+    if (m == NULL) {
+        /* nothing to deliver it in: give back what it holds */
+        if (bid >= 0)
+            buf_return_here(io, (unsigned)bid);
+        if (r->op == RT_IO_ACCEPT && res >= 0)
+            close(res);
+        goto out;
+    }
+    m->from = RT_PID_NONE;
+    struct io_payload *mp = m->data;
+    if (extra)
+        pl.res.name = &mp->addr, pl.res.namelen = r->addrlen;
+    if (bid >= 0) {
+        char *b = io->bufs + (size_t)bid * io->bufsize;
+        void *payload = b;
+        size_t len = res > 0 ? (size_t)res : 0;
+        if (r->op == RT_IO_RECVMSG) {
+            struct io_uring_recvmsg_out *o = io_uring_recvmsg_validate(b, res, &r->tmpl);
+            if (o == NULL) {
+                pl.res.res = -EMSGSIZE;
+                len = 0;
+            } else {
+                pl.res.name = io_uring_recvmsg_name(o);
+                pl.res.namelen = o->namelen;
+                pl.res.control = o->controllen ? (char *)pl.res.name + r->tmpl.msg_namelen : NULL;
+                pl.res.controllen = o->controllen;
+                pl.res.msg_flags = (int)o->flags;
+                payload = io_uring_recvmsg_payload(o, &r->tmpl);
+                len = io_uring_recvmsg_payload_length(o, res, &r->tmpl);
+                pl.res.res = (int)len;
+            }
+        }
+        memcpy(mp, &pl, sizeof pl.res);
+        m->data = payload;
+        m->size = (uint32_t)len;
+        m->rt__free = buf_release;
+    } else {
+        memcpy(mp, &pl, sizeof pl.res + extra);
+    }
+    if (r->op == RT_IO_ACCEPT && res >= 0)
+        m->rt__aux = (uint64_t)res + 1; /* closed with the message unless taken */
+    if (rt__send_msg(r->owner, m) < 0)
+        rt__msg_free(m); /* the owner is gone: buffers back, fds closed */
+out:
+    if (final)
+        req_free(io, r);
+}
+
+RT_API const rt_io_result *rt_io_result_of(const rt_msg *msg)
+{
+    if (msg == NULL || msg->tag != RT_MSG_IO || msg->rt__kind != 0)
+        return NULL;
+    return (const rt_io_result *)((const char *)msg + MSG_HDR);
+}
+
+bool rt__io_msg_release(rt_msg *m)
+{
+    if (m->tag == RT_MSG_IO && m->rt__aux) {
+        close((int)(m->rt__aux - 1));
+        m->rt__aux = 0;
+    }
+    return true;
+}
+
+/* ---- ownership of fds ------------------------------------------------------------------- */
+
+static struct proc *io_proc(void)
+{
+    struct proc *p = rt__proc_current();
+    return p && rt__sched_self() ? p : NULL;
+}
+
+static int fd_index(struct proc *p, int fd)
+{
+    if (p->ext == NULL)
+        return -1;
+    for (uint32_t i = 0; i < p->ext->nfds; i++)
+        if (p->ext->fds[i] == fd)
+            return (int)i;
+    return -1;
+}
+
+static int own(struct proc *p, int fd)
+{
+    if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+        return -EBADF;
+    if (fd_index(p, fd) >= 0)
+        return -EEXIST;
+    struct proc_ext *x = rt__ext_of(p);
+    if (x == NULL)
+        return -ENOMEM;
+    if (x->nfds == x->capfds) {
+        uint32_t nc = x->capfds ? x->capfds * 2 : 4;
+        int *nf = realloc(x->fds, nc * sizeof *nf);
+        if (nf == NULL)
+            return -ENOMEM;
+        x->fds = nf;
+        x->capfds = nc;
+    }
+    x->fds[x->nfds++] = fd;
+    return 0;
+}
+
+static int disown(struct proc *p, int fd)
+{
+    int i = fd_index(p, fd);
+    if (i < 0)
+        return -ENOENT;
+    p->ext->fds[i] = p->ext->fds[--p->ext->nfds];
+    return 0;
+}
+
+RT_API int rt_io_own(int fd)
+{
+    struct proc *p = io_proc();
+    return p ? own(p, fd) : RT_ENOTPROC;
+}
+
+RT_API int rt_io_disown(int fd)
+{
+    struct proc *p = io_proc();
+    return p ? disown(p, fd) : RT_ENOTPROC;
+}
+
+RT_API int rt_io_take_fd(rt_msg *msg)
+{
+    struct proc *p = io_proc();
+    if (p == NULL)
+        return RT_ENOTPROC;
+    if (rt_io_result_of(msg) == NULL || msg->rt__aux == 0)
+        return -EINVAL;
+    int fd = (int)(msg->rt__aux - 1);
+    int rc = own(p, fd);
+    if (rc < 0)
+        return rc;
+    msg->rt__aux = 0;
+    return fd;
+}
+
+/* ---- starting operations ------------------------------------------------------------------ */
+
+static int submit(struct proc *p, int op, int fd, unsigned flags, struct ioreq *tmpl,
+                  rt_io_req *out)
+{
+    struct io_sched *io = rt__sched_self()->io;
+    if (fd < 0)
+        return -EBADF;
+    struct ioreq *r = req_new(io, p, op, fd, flags);
+    if (r == NULL)
+        return -ENOMEM;
+    r->buf = tmpl->buf;
+    r->len = tmpl->len;
+    r->msg_flags = tmpl->msg_flags;
+    r->poll_events = tmpl->poll_events;
+    r->mh = tmpl->mh;
+    r->tmpl = tmpl->tmpl;
+    r->addr = tmpl->addr;
+    r->addrlen = tmpl->addrlen;
+    int rc = io->be->start(io, r);
+    if (rc < 0) {
+        req_free(io, r);
+        return rc;
+    }
+    if (out)
+        *out = r->id;
+    return 0;
+}
+
+RT_API int rt_io_accept(int fd, unsigned flags, rt_io_req *req)
+{
+    struct proc *p = io_proc();
+    if (p == NULL)
+        return RT_ENOTPROC;
+    if (flags & ~RT_IO_MULTISHOT)
+        return -EINVAL;
+    struct ioreq t = {.addrlen = flags & RT_IO_MULTISHOT ? 0 : sizeof(struct sockaddr_storage)};
+    return submit(p, RT_IO_ACCEPT, fd, flags, &t, req);
+}
+
+RT_API int rt_io_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, rt_io_req *req)
+{
+    struct proc *p = io_proc();
+    if (p == NULL)
+        return RT_ENOTPROC;
+    if (addr == NULL || addrlen == 0 || addrlen > sizeof(struct sockaddr_storage))
+        return -EINVAL;
+    struct ioreq t = {.addrlen = addrlen};
+    memcpy(&t.addr, addr, addrlen);
+    return submit(p, RT_IO_CONNECT, fd, 0, &t, req);
+}
+
+RT_API int rt_io_send(int fd, const void *buf, size_t len, int msg_flags, rt_io_req *req)
+{
+    struct proc *p = io_proc();
+    if (p == NULL)
+        return RT_ENOTPROC;
+    if ((buf == NULL && len) || len > INT32_MAX)
+        return -EINVAL;
+    struct ioreq t = {.buf = buf, .len = len, .msg_flags = msg_flags | MSG_NOSIGNAL};
+    return submit(p, RT_IO_SEND, fd, 0, &t, req);
+}
+
+RT_API int rt_io_sendmsg(int fd, const struct msghdr *mh, int msg_flags, rt_io_req *req)
+{
+    struct proc *p = io_proc();
+    if (p == NULL)
+        return RT_ENOTPROC;
+    if (mh == NULL)
+        return -EINVAL;
+    struct ioreq t = {.mh = (struct msghdr *)mh, .msg_flags = msg_flags | MSG_NOSIGNAL};
+    return submit(p, RT_IO_SENDMSG, fd, 0, &t, req);
+}
+
+RT_API int rt_io_recv(int fd, void *buf, size_t len, int msg_flags, unsigned flags, rt_io_req *req)
+{
+    struct proc *p = io_proc();
+    if (p == NULL)
+        return RT_ENOTPROC;
+    if ((flags & ~(RT_IO_MULTISHOT | RT_IO_BUFSEL)) || len > INT32_MAX)
+        return -EINVAL;
+    /* a multishot receive needs provided buffers; provided buffers need no buf */
+    if (((flags & RT_IO_MULTISHOT) && !(flags & RT_IO_BUFSEL)) ||
+        ((flags & RT_IO_BUFSEL) != 0) != (buf == NULL) || (buf && len == 0))
+        return -EINVAL;
+    struct ioreq t = {.buf = buf, .len = len, .msg_flags = msg_flags};
+    return submit(p, RT_IO_RECV, fd, flags, &t, req);
+}
+
+RT_API int rt_io_recvmsg(int fd, struct msghdr *mh, int msg_flags, unsigned flags, rt_io_req *req)
+{
+    struct proc *p = io_proc();
+    if (p == NULL)
+        return RT_ENOTPROC;
+    if (mh == NULL || (flags & ~(RT_IO_MULTISHOT | RT_IO_BUFSEL)) ||
+        ((flags & RT_IO_MULTISHOT) && !(flags & RT_IO_BUFSEL)))
+        return -EINVAL;
+    struct ioreq t = {.msg_flags = msg_flags};
+    if (flags & RT_IO_BUFSEL) {
+        struct io_sched *io = rt__sched_self()->io;
+        /* the header, name and control must leave room for a payload */
+        if ((size_t)mh->msg_namelen + mh->msg_controllen + sizeof(struct io_uring_recvmsg_out) >=
+            io->bufsize)
+            return -EINVAL;
+        t.tmpl.msg_namelen = mh->msg_namelen;
+        t.tmpl.msg_controllen = mh->msg_controllen;
+    } else {
+        t.mh = mh;
+    }
+    return submit(p, RT_IO_RECVMSG, fd, flags, &t, req);
+}
+
+RT_API int rt_io_close(int fd, rt_io_req *req)
+{
+    struct proc *p = io_proc();
+    if (p == NULL)
+        return RT_ENOTPROC;
+    disown(p, fd);
+    struct ioreq t = {0};
+    return submit(p, RT_IO_CLOSE, fd, 0, &t, req);
+}
+
+RT_API int rt_io_poll(int fd, unsigned poll_events, unsigned flags, rt_io_req *req)
+{
+    struct proc *p = io_proc();
+    if (p == NULL)
+        return RT_ENOTPROC;
+    if (flags & ~RT_IO_MULTISHOT)
+        return -EINVAL;
+    struct ioreq t = {.poll_events = poll_events};
+    return submit(p, RT_IO_POLL, fd, flags, &t, req);
+}
+
+/* Cancel r on its own scheduler's thread. */
+static void cancel_here(struct io_sched *io, struct ioreq *r)
+{
+    if (r->flags & R_CANCELLED)
+        return;
+    r->flags |= R_CANCELLED;
+    if (r->state == R_PAUSED) {
+        /* not in the kernel: finish it now */
+        for (struct ioreq **pp = &io->paused; *pp; pp = &(*pp)->next) {
+            if (*pp == r) {
+                *pp = r->next;
+                break;
+            }
+        }
+        r->state = R_LIVE;
+        io__complete(io, r, -ECANCELED, false, -1);
+        return;
+    }
+    io->be->cancel(io, r);
+}
+
+/* Ask io's scheduler to cancel (owner, id); id 0: all of owner's. */
+static void post_cancel(struct io_sched *io, rt_pid owner, rt_io_req id)
+{
+    pthread_mutex_lock(&io->lock);
+    if (io->ncmds == io->capcmds) {
+        unsigned nc = io->capcmds ? io->capcmds * 2 : 16;
+        struct io_cmd *n = realloc(io->cmds, nc * sizeof *n);
+        if (n == NULL) {
+            pthread_mutex_unlock(&io->lock);
+            return; /* its completions are still discarded, only later */
+        }
+        io->cmds = n;
+        io->capcmds = nc;
+    }
+    io->cmds[io->ncmds++] = (struct io_cmd){owner, id};
+    atomic_store_explicit(&io->pending, true, memory_order_release);
+    pthread_mutex_unlock(&io->lock);
+    rt__unpark(io->s);
+}
+
+RT_API int rt_io_cancel(rt_io_req id)
+{
+    struct proc *p = io_proc();
+    if (p == NULL)
+        return RT_ENOTPROC;
+    struct io_sched *io;
+    unsigned si = (unsigned)(id >> 56);
+    if (si == 0 || si > rt__rt.nsched)
+        return -ENOENT;
+    io = rt__rt.sched[si - 1].io;
+    if (io->s != rt__sched_self()) {
+        /* the request lives on another scheduler's ring: ask it */
+        post_cancel(io, proc_pid(p), id);
+        return 0;
+    }
+    struct ioreq *r = req_find(id, &io);
+    if (r == NULL || !rt_pid_eq(r->owner, proc_pid(p)))
+        return -ENOENT;
+    cancel_here(io, r);
+    return 0;
+}
+
+/* ---- the scheduler's side --------------------------------------------------------------- */
+
+void rt__io_poll(struct sched *s)
+{
+    struct io_sched *io = s->io;
+    /* acquire: pairs with the release in buf_release / post_cancel_owner */
+    if (atomic_load_explicit(&io->pending, memory_order_acquire)) {
+        pthread_mutex_lock(&io->lock);
+        atomic_store_explicit(&io->pending, false, memory_order_relaxed);
+        unsigned nret = io->nret, ncmds = io->ncmds;
+        unsigned ret[64];
+        struct io_cmd cmds[16];
+        nret = nret > 64 ? 64 : nret;
+        ncmds = ncmds > 16 ? 16 : ncmds;
+        memcpy(ret, io->ret + io->nret - nret, nret * sizeof *ret);
+        io->nret -= nret;
+        memcpy(cmds, io->cmds + io->ncmds - ncmds, ncmds * sizeof *cmds);
+        io->ncmds -= ncmds;
+        if (io->nret || io->ncmds)
+            atomic_store_explicit(&io->pending, true, memory_order_relaxed);
+        pthread_mutex_unlock(&io->lock);
+        for (unsigned i = 0; i < nret; i++)
+            buf_return_here(io, ret[i]);
+        for (unsigned k = 0; k < ncmds; k++) {
+            for (uint32_t i = 0; i < io->ntab; i++) {
+                struct ioreq *r = io->tab[i];
+                if (r->state != R_FREE && rt_pid_eq(r->owner, cmds[k].owner) &&
+                    (cmds[k].id == 0 || cmds[k].id == r->id))
+                    cancel_here(io, r);
+            }
+        }
+    }
+    /* epoll cannot tell without a system call: look every 64 rounds */
+    if (io->be->ready(io) || (++io->poll_tick & 63) == 0)
+        io->be->reap(io);
+}
+
+void rt__io_after_turn(struct sched *s, bool idle_next)
+{
+    struct io_sched *io = s->io;
+    if (idle_next || ++io->since_flush >= 32) {
+        io->since_flush = 0;
+        io->be->flush(io);
+    }
+}
+
+bool rt__io_has_work(struct sched *s)
+{
+    struct io_sched *io = s->io;
+    return atomic_load_explicit(&io->pending, memory_order_acquire) || io->be->ready(io);
+}
+
+void rt__io_wait(struct sched *s, int64_t deadline)
+{
+    s->io->be->wait(s->io, deadline);
+}
+
+void rt__io_wake(struct sched *s)
+{
+    s->io->be->wake(s->io);
+}
+
+/* A process ends: cancel what it has in flight anywhere, close its fds. */
+void rt__io_proc_exit(struct proc *p)
+{
+    if (!p->did_io)
+        return;
+    rt_pid pid = proc_pid(p);
+    struct sched *self = rt__sched_self();
+    for (unsigned i = 0; i < rt__rt.nsched; i++) {
+        struct io_sched *io = rt__rt.sched[i].io;
+        if (&rt__rt.sched[i] == self) {
+            for (uint32_t k = 0; k < io->ntab; k++)
+                if (io->tab[k]->state != R_FREE && rt_pid_eq(io->tab[k]->owner, pid))
+                    cancel_here(io, io->tab[k]);
+        } else {
+            post_cancel(io, pid, 0);
+        }
+    }
+    if (p->ext) {
+        /* the kernel holds its own reference for requests still in flight */
+        for (uint32_t i = 0; i < p->ext->nfds; i++)
+            close(p->ext->fds[i]);
+        p->ext->nfds = 0;
+    }
+}
+
+/* ---- blocking style --------------------------------------------------------------------- */
+
+static bool match_final(const rt_msg *m, void *arg)
+{
+    const rt_io_result *r = rt_io_result_of(m);
+    return r && r->req == *(rt_io_req *)arg && !(r->flags & RT_IO_F_MORE);
+}
+
+/* Wait for the last completion of `req`; on timeout cancel it and wait
+ * for that. Returns the message (caller frees) or NULL with *rc set. */
+static rt_msg *await(rt_io_req req, int timeout_ms, int *rc)
+{
+    rt_msg *m;
+    *rc = rt_receive_match(match_final, &req, timeout_ms, &m);
+    if (*rc == 0)
+        return m;
+    if (*rc != -ETIMEDOUT)
+        return NULL;
+    rt_io_cancel(req);
+    if (rt_receive_match(match_final, &req, RT_INFINITY, &m) != 0)
+        return NULL;
+    const rt_io_result *r = rt_io_result_of(m);
+    if (r->res == -ECANCELED || r->res == -EINTR) {
+        rt_msg_free(m);
+        return NULL; /* *rc stays -ETIMEDOUT */
+    }
+    *rc = 0; /* it completed before the cancel took */
+    return m;
+}
+
+static bool stackful(void)
+{
+    struct proc *p = io_proc();
+    return p && p->kind == PROC_STACKFUL;
+}
+
+RT_API int rt_socket(int domain, int type, int protocol)
+{
+    struct proc *p = io_proc();
+    if (p == NULL)
+        return RT_ENOTPROC;
+    int fd = socket(domain, type | SOCK_CLOEXEC, protocol);
+    if (fd < 0)
+        return -errno;
+    int rc = own(p, fd);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+RT_API int rt_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int timeout_ms)
+{
+    if (!stackful())
+        return RT_ENOTPROC;
+    rt_io_req req;
+    int rc = rt_io_accept(fd, 0, &req);
+    if (rc < 0)
+        return rc;
+    rt_msg *m = await(req, timeout_ms, &rc);
+    if (m == NULL)
+        return rc;
+    const rt_io_result *r = rt_io_result_of(m);
+    rc = r->res;
+    if (rc >= 0) {
+        if (addr && addrlen && r->name) {
+            socklen_t n = r->namelen < *addrlen ? r->namelen : *addrlen;
+            memcpy(addr, r->name, n);
+            *addrlen = r->namelen;
+        }
+        rc = rt_io_take_fd(m);
+    }
+    rt_msg_free(m);
+    return rc;
+}
+
+RT_API int rt_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int timeout_ms)
+{
+    if (!stackful())
+        return RT_ENOTPROC;
+    rt_io_req req;
+    int rc = rt_io_connect(fd, addr, addrlen, &req);
+    if (rc < 0)
+        return rc;
+    rt_msg *m = await(req, timeout_ms, &rc);
+    if (m == NULL)
+        return rc;
+    rc = rt_io_result_of(m)->res;
+    rt_msg_free(m);
+    return rc;
+}
+
+RT_API ssize_t rt_recv(int fd, void *buf, size_t len, int timeout_ms)
+{
+    if (!stackful())
+        return RT_ENOTPROC;
+    rt_io_req req;
+    int rc = rt_io_recv(fd, buf, len, 0, 0, &req);
+    if (rc < 0)
+        return rc;
+    rt_msg *m = await(req, timeout_ms, &rc);
+    if (m == NULL)
+        return rc;
+    rc = rt_io_result_of(m)->res;
+    rt_msg_free(m);
+    return rc;
+}
+
+RT_API ssize_t rt_send_all(int fd, const void *buf, size_t len, int timeout_ms)
+{
+    if (!stackful())
+        return RT_ENOTPROC;
+    if (buf == NULL && len)
+        return -EINVAL;
+    int64_t deadline = timeout_ms >= 0 ? rt_now_ms() + timeout_ms : 0;
+    size_t done = 0;
+    do {
+        int left = RT_INFINITY;
+        if (timeout_ms >= 0) {
+            int64_t l = deadline - rt_now_ms();
+            left = l > 0 ? (int)l : 0;
+        }
+        rt_io_req req;
+        int rc = rt_io_send(fd, (const char *)buf + done, len - done, 0, &req);
+        if (rc < 0)
+            return rc;
+        rt_msg *m = await(req, left, &rc);
+        if (m == NULL)
+            return rc;
+        rc = rt_io_result_of(m)->res;
+        rt_msg_free(m);
+        if (rc < 0)
+            return rc;
+        done += (size_t)rc;
+    } while (done < len);
+    return (ssize_t)len;
+}
+
+RT_API int rt_close(int fd)
+{
+    if (!stackful())
+        return RT_ENOTPROC;
+    rt_io_req req;
+    int rc = rt_io_close(fd, &req);
+    if (rc < 0)
+        return rc;
+    rt_msg *m = await(req, RT_INFINITY, &rc);
+    if (m == NULL)
+        return rc;
+    rc = rt_io_result_of(m)->res;
+    rt_msg_free(m);
+    return rc;
+}

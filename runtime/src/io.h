@@ -1,0 +1,119 @@
+/* io.h: the I/O layer's private structures and its backend contract.
+ *
+ * Each scheduler owns an io_sched: a table of its requests (ids with
+ * generations), the provided buffers, the requests paused for want of a
+ * buffer, and queues through which other threads hand it work (buffers
+ * given back, "cancel everything of this process"). A backend (io_uring.c,
+ * io_epoll.c) moves requests through the kernel and reports completions
+ * with io__complete(); everything else is common (io.c). Only the owning
+ * scheduler's thread touches its io_sched, except where marked.
+ */
+#ifndef RT_IO_INTERNAL_H
+#define RT_IO_INTERNAL_H
+
+#include <rt/io.h>
+
+#include "internal.h"
+
+enum req_state { R_FREE = 0, R_LIVE, R_PAUSED };
+#define R_CANCELLED 0x100u /* flag bit next to RT_IO_MULTISHOT / RT_IO_BUFSEL */
+
+struct ioreq {
+    struct io_sched *io;
+    rt_pid owner;
+    uint64_t id;
+    int fd;
+    uint8_t op;
+    uint8_t state;
+    unsigned flags;
+    uint32_t idx;
+    uint32_t gen;
+    const void *buf;
+    size_t len;
+    int msg_flags;
+    unsigned poll_events;
+    struct msghdr *mh;  /* the caller's (not RT_IO_BUFSEL) */
+    struct msghdr tmpl; /* RT_IO_BUFSEL recvmsg: name/control room */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    struct ioreq *next; /* paused list */
+    uint32_t next_free_idx;
+    uint64_t backend; /* the backend's own use */
+};
+
+struct io_sched;
+
+/* "cancel request `id` of `owner`", or all of owner's when id is 0 */
+struct io_cmd {
+    rt_pid owner;
+    rt_io_req id;
+};
+
+struct io_backend {
+    const char *name;
+    int (*init)(struct io_sched *io);
+    void (*fini)(struct io_sched *io);
+    /* start (or restart) r; 0 or -errno */
+    int (*start)(struct io_sched *io, struct ioreq *r);
+    void (*cancel)(struct io_sched *io, struct ioreq *r);
+    /* handle what completed; the number of completions */
+    int (*reap)(struct io_sched *io);
+    /* true if completions wait to be reaped */
+    bool (*ready)(struct io_sched *io);
+    /* hand queued work to the kernel */
+    void (*flush)(struct io_sched *io);
+    /* block until a completion, a wake or the deadline (INT64_MAX: none) */
+    void (*wait)(struct io_sched *io, int64_t deadline);
+    /* any thread: end a wait */
+    void (*wake)(struct io_sched *io);
+    /* a provided buffer is free again */
+    void (*buf_return)(struct io_sched *io, unsigned bid);
+};
+
+struct io_sched {
+    const struct io_backend *be;
+    struct sched *s;
+    void *priv; /* the backend's */
+    /* requests */
+    struct ioreq **tab;
+    uint32_t ntab, captab;
+    uint32_t free_head; /* index + 1 */
+    uint32_t live;
+    unsigned since_flush;
+    unsigned poll_tick;
+    /* provided buffers: nbufs * bufsize bytes */
+    char *bufs;
+    size_t bufs_len;
+    unsigned nbufs, bufsize;
+    unsigned *freebufs; /* backends that pick buffers themselves (epoll) */
+    unsigned nfree;
+    struct ioreq *paused;
+    /* from other threads (lock) */
+    pthread_mutex_t lock;
+    unsigned *ret;
+    unsigned nret, capret;
+    struct io_cmd *cmds; /* cancel requests from other threads */
+    unsigned ncmds, capcmds;
+    _Atomic bool pending; /* something in ret or cancel_owner */
+};
+
+extern const struct io_backend rt__io_uring_backend;
+extern const struct io_backend rt__io_epoll_backend;
+
+/* io.c, for the backends */
+void io__complete(struct io_sched *io, struct ioreq *r, int res, bool more, int bid);
+bool io__take_buf(struct io_sched *io, unsigned *bid); /* epoll: pick a free buffer */
+void io__pause(struct io_sched *io, struct ioreq *r);  /* no buffer: wait for one */
+
+/* io.c, for the scheduler */
+int rt__io_init(struct sched *s, int kind, unsigned nbufs, unsigned bufsize);
+void rt__io_fini(struct sched *s);
+void rt__io_poll(struct sched *s); /* between turns */
+void rt__io_after_turn(struct sched *s, bool idle_next);
+bool rt__io_has_work(struct sched *s);
+void rt__io_wait(struct sched *s, int64_t deadline);
+void rt__io_wake(struct sched *s);
+void rt__io_proc_exit(struct proc *p);
+bool rt__io_msg_release(rt_msg *m); /* msg.c: an I/O message's extra cleanup */
+
+#endif

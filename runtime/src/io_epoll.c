@@ -1,0 +1,426 @@
+/* io_epoll.c: the epoll backend, the control for io_uring in benchmarks and
+ * the fallback where io_uring is disabled. Same contract (io.h), same
+ * messages: an operation is tried without blocking when the scheduler next
+ * reaps; if it would block, it waits on its fd (edge-triggered epoll) and
+ * is tried again when the fd is ready. Multishot operations repeat until
+ * they would block. Provided buffers are taken from a free list here
+ * rather than by the kernel. Fds used with this backend are switched to
+ * O_NONBLOCK.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <liburing.h> /* struct io_uring_recvmsg_out: the same buffer layout */
+
+#include "io.h"
+
+#define STAGE_CONNECTING 1u
+
+struct fdent {
+    struct ioreq **waiting; /* in the order they were started */
+    unsigned n, cap;
+    bool registered;
+};
+
+struct ep {
+    int epfd;
+    int efd;
+    struct fdent *fds;
+    unsigned nfds; /* size of fds[] */
+    struct ioreq **trying;
+    unsigned ntry, captry;
+};
+
+static int ep_init(struct io_sched *io)
+{
+    struct ep *e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return -ENOMEM;
+    io->freebufs = malloc(io->nbufs * sizeof *io->freebufs);
+    if (io->freebufs == NULL)
+        goto out_free;
+    for (unsigned i = 0; i < io->nbufs; i++)
+        io->freebufs[i] = io->nbufs - 1 - i;
+    io->nfree = io->nbufs;
+    e->epfd = epoll_create1(EPOLL_CLOEXEC);
+    e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (e->epfd < 0 || e->efd < 0)
+        goto out_fds;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = UINT64_MAX};
+    if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->efd, &ev) < 0)
+        goto out_fds;
+    io->priv = e;
+    return 0;
+out_fds:
+    if (e->epfd >= 0)
+        close(e->epfd);
+    if (e->efd >= 0)
+        close(e->efd);
+    free(io->freebufs);
+    io->freebufs = NULL;
+out_free:
+    free(e);
+    return -ENOMEM;
+}
+
+static void ep_fini(struct io_sched *io)
+{
+    struct ep *e = io->priv;
+    for (unsigned i = 0; i < e->nfds; i++)
+        free(e->fds[i].waiting);
+    free(e->fds);
+    free(e->trying);
+    close(e->epfd);
+    close(e->efd);
+    free(e);
+    io->priv = NULL;
+}
+
+static int push(struct ioreq ***v, unsigned *n, unsigned *cap, struct ioreq *r)
+{
+    if (*n == *cap) {
+        unsigned nc = *cap ? *cap * 2 : 8;
+        struct ioreq **nv = realloc(*v, nc * sizeof *nv);
+        if (nv == NULL)
+            return -ENOMEM;
+        *v = nv;
+        *cap = nc;
+    }
+    (*v)[(*n)++] = r;
+    return 0;
+}
+
+static int prepare_fd(struct ep *e, int fd);
+
+static int ep_start(struct io_sched *io, struct ioreq *r)
+{
+    struct ep *e = io->priv;
+    if (r->op != RT_IO_CLOSE) {
+        int rc = prepare_fd(e, r->fd);
+        if (rc < 0)
+            return rc;
+    }
+    return push(&e->trying, &e->ntry, &e->captry, r);
+}
+
+static struct fdent *fdent(struct ep *e, int fd)
+{
+    if ((unsigned)fd >= e->nfds) {
+        unsigned n = e->nfds ? e->nfds : 64;
+        while (n <= (unsigned)fd)
+            n *= 2;
+        struct fdent *nf = realloc(e->fds, n * sizeof *nf);
+        if (nf == NULL)
+            return NULL;
+        memset(nf + e->nfds, 0, (n - e->nfds) * sizeof *nf);
+        e->fds = nf;
+        e->nfds = n;
+    }
+    return &e->fds[fd];
+}
+
+/* Make fd non-blocking and watched (once), before any attempt on it. */
+static int prepare_fd(struct ep *e, int fd)
+{
+    struct fdent *f = fdent(e, fd);
+    if (f == NULL)
+        return -ENOMEM;
+    if (f->registered)
+        return 0;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -errno;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                             .data.u64 = (uint64_t)fd};
+    if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 && errno != EEXIST)
+        return -errno;
+    f->registered = true;
+    return 0;
+}
+
+/* r would block: park it on its fd until epoll says the fd is ready. */
+static int wait_on_fd(struct ep *e, struct ioreq *r)
+{
+    int rc = prepare_fd(e, r->fd);
+    if (rc < 0)
+        return rc;
+    struct fdent *f = &e->fds[r->fd];
+    return push(&f->waiting, &f->n, &f->cap, r);
+}
+
+static void forget_fd(struct io_sched *io, struct ep *e, int fd, int res)
+{
+    struct fdent *f = (unsigned)fd < e->nfds ? &e->fds[fd] : NULL;
+    if (f == NULL)
+        return;
+    /* the fd is gone: what waited on it can never complete */
+    unsigned n = f->n;
+    f->n = 0;
+    for (unsigned i = 0; i < n; i++)
+        io__complete(io, f->waiting[i], res, false, -1);
+    f->registered = false;
+}
+
+/* One non-blocking attempt. Returns the result, or -EAGAIN (wait on the fd),
+ * or 1 for "paused for a buffer" via *paused. */
+static int attempt(struct io_sched *io, struct ioreq *r, int *bid)
+{
+    *bid = -1;
+    char *b;
+    ssize_t n;
+    switch (r->op) {
+    case RT_IO_ACCEPT: {
+        socklen_t len = sizeof r->addr;
+        int fd = accept4(r->fd, (r->flags & RT_IO_MULTISHOT) ? NULL : (struct sockaddr *)&r->addr,
+                         (r->flags & RT_IO_MULTISHOT) ? NULL : &len, SOCK_CLOEXEC);
+        if (fd >= 0 && !(r->flags & RT_IO_MULTISHOT))
+            r->addrlen = len;
+        return fd >= 0 ? fd : -errno;
+    }
+    case RT_IO_CONNECT:
+        if (r->backend & STAGE_CONNECTING) {
+            int err = 0;
+            socklen_t len = sizeof err;
+            if (getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+                return -errno;
+            if (err == 0) {
+                /* not yet writable means still in progress */
+                struct pollfd p = {.fd = r->fd, .events = POLLOUT};
+                if (poll(&p, 1, 0) == 0)
+                    return -EAGAIN;
+            }
+            return -err;
+        }
+        if (connect(r->fd, (struct sockaddr *)&r->addr, r->addrlen) == 0)
+            return 0;
+        if (errno == EINPROGRESS || errno == EAGAIN) {
+            r->backend |= STAGE_CONNECTING;
+            return -EAGAIN;
+        }
+        return -errno;
+    case RT_IO_SEND:
+        n = send(r->fd, r->buf, r->len, r->msg_flags | MSG_DONTWAIT);
+        return n >= 0 ? (int)n : -errno;
+    case RT_IO_SENDMSG:
+        n = sendmsg(r->fd, r->mh, r->msg_flags | MSG_DONTWAIT);
+        return n >= 0 ? (int)n : -errno;
+    case RT_IO_RECV:
+    case RT_IO_RECVMSG:
+        if (!(r->flags & RT_IO_BUFSEL)) {
+            n = r->op == RT_IO_RECV
+                    ? recv(r->fd, (void *)r->buf, r->len, r->msg_flags | MSG_DONTWAIT)
+                    : recvmsg(r->fd, r->mh, r->msg_flags | MSG_DONTWAIT);
+            return n >= 0 ? (int)n : -errno;
+        }
+        {
+            unsigned k;
+            if (!io__take_buf(io, &k))
+                return -ENOBUFS;
+            *bid = (int)k;
+        }
+        b = io->bufs + (size_t)*bid * io->bufsize;
+        if (r->op == RT_IO_RECV) {
+            n = recv(r->fd, b, io->bufsize, r->msg_flags | MSG_DONTWAIT);
+        } else {
+            /* lay the buffer out as io_uring's multishot recvmsg does */
+            struct io_uring_recvmsg_out *o = (struct io_uring_recvmsg_out *)b;
+            size_t hdr = sizeof *o + r->tmpl.msg_namelen + r->tmpl.msg_controllen;
+            struct iovec iov = {.iov_base = b + hdr, .iov_len = io->bufsize - hdr};
+            struct msghdr mh = {
+                .msg_name = r->tmpl.msg_namelen ? b + sizeof *o : NULL,
+                .msg_namelen = r->tmpl.msg_namelen,
+                .msg_iov = &iov,
+                .msg_iovlen = 1,
+                .msg_control = r->tmpl.msg_controllen ? b + sizeof *o + r->tmpl.msg_namelen : NULL,
+                .msg_controllen = r->tmpl.msg_controllen};
+            n = recvmsg(r->fd, &mh, r->msg_flags | MSG_DONTWAIT);
+            if (n >= 0) {
+                o->namelen = mh.msg_namelen;
+                o->controllen = (unsigned)mh.msg_controllen;
+                o->payloadlen = (unsigned)n;
+                o->flags = (unsigned)mh.msg_flags;
+                n += (ssize_t)hdr;
+            }
+        }
+        if (n > 0)
+            return (int)n;
+        int err = n == 0 ? 0 : -errno;
+        io->be->buf_return(io, (unsigned)*bid); /* nothing in it */
+        *bid = -1;
+        return err;
+    case RT_IO_POLL: {
+        struct pollfd p = {.fd = r->fd, .events = (short)r->poll_events};
+        int k = poll(&p, 1, 0);
+        if (k < 0)
+            return -errno;
+        return k == 0 ? -EAGAIN : p.revents;
+    }
+    case RT_IO_CLOSE:
+        return close(r->fd) == 0 ? 0 : -errno;
+    }
+    return -EINVAL;
+}
+
+/* Try r until it completes, would block or (multishot) stops. */
+static void try_req(struct io_sched *io, struct ep *e, struct ioreq *r)
+{
+    for (;;) {
+        if (r->flags & R_CANCELLED) {
+            io__complete(io, r, -ECANCELED, false, -1);
+            return;
+        }
+        int bid, res = attempt(io, r, &bid);
+        if (res == -EAGAIN || res == -EWOULDBLOCK) {
+            int rc = wait_on_fd(e, r);
+            if (rc < 0)
+                io__complete(io, r, rc, false, -1);
+            return;
+        }
+        if (res == -ENOBUFS) {
+            io__pause(io, r);
+            return;
+        }
+        if (r->op == RT_IO_CLOSE) {
+            int fd = r->fd;
+            io__complete(io, r, res, false, -1);
+            forget_fd(io, e, fd, -ECANCELED);
+            return;
+        }
+        /* a multishot operation goes on after a success, as io_uring's does */
+        bool more = (r->flags & RT_IO_MULTISHOT) && res > 0;
+        if (r->op == RT_IO_ACCEPT && (r->flags & RT_IO_MULTISHOT) && res >= 0)
+            more = true;
+        io__complete(io, r, res, more, bid);
+        if (!more)
+            return;
+    }
+}
+
+static void ep_cancel(struct io_sched *io, struct ioreq *r)
+{
+    struct ep *e = io->priv;
+    struct fdent *f = (unsigned)r->fd < e->nfds ? &e->fds[r->fd] : NULL;
+    if (f) {
+        for (unsigned i = 0; i < f->n; i++) {
+            if (f->waiting[i] == r) {
+                memmove(&f->waiting[i], &f->waiting[i + 1], (f->n - i - 1) * sizeof r);
+                f->n--;
+                io__complete(io, r, -ECANCELED, false, -1);
+                return;
+            }
+        }
+    }
+    /* still to be tried: try_req sees the flag and completes it */
+}
+
+static void fd_ready(struct io_sched *io, struct ep *e, int fd)
+{
+    struct fdent *f = (unsigned)fd < e->nfds ? &e->fds[fd] : NULL;
+    if (f == NULL || f->n == 0)
+        return;
+    /* retry everything that waited, in order; what would block again
+     * waits anew */
+    struct ioreq **w = f->waiting;
+    unsigned n = f->n;
+    f->waiting = NULL;
+    f->n = f->cap = 0;
+    for (unsigned i = 0; i < n; i++)
+        try_req(io, e, w[i]);
+    free(w);
+}
+
+static int handle_events(struct io_sched *io, struct ep *e, int timeout_ms)
+{
+    struct epoll_event ev[64];
+    int n = epoll_wait(e->epfd, ev, 64, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        if (ev[i].data.u64 == UINT64_MAX) {
+            uint64_t v;
+            ssize_t k = read(e->efd, &v, sizeof v);
+            (void)k;
+            continue;
+        }
+        fd_ready(io, e, (int)ev[i].data.u64);
+    }
+    return n > 0 ? n : 0;
+}
+
+static int ep_reap(struct io_sched *io)
+{
+    struct ep *e = io->priv;
+    int done = 0;
+    while (e->ntry) {
+        unsigned n = e->ntry;
+        struct ioreq *batch[64];
+        if (n > 64)
+            n = 64;
+        memcpy(batch, e->trying, n * sizeof *batch);
+        memmove(e->trying, e->trying + n, (e->ntry - n) * sizeof *batch);
+        e->ntry -= n;
+        for (unsigned i = 0; i < n; i++)
+            try_req(io, e, batch[i]);
+        done += (int)n;
+    }
+    return done + handle_events(io, e, 0);
+}
+
+static bool ep_ready(struct io_sched *io)
+{
+    struct ep *e = io->priv;
+    return e->ntry > 0;
+}
+
+static void ep_flush(struct io_sched *io)
+{
+    ep_reap(io);
+}
+
+static void ep_wait(struct io_sched *io, int64_t deadline)
+{
+    struct ep *e = io->priv;
+    if (e->ntry) {
+        ep_reap(io);
+        return;
+    }
+    int ms = -1;
+    if (deadline != INT64_MAX) {
+        int64_t d = deadline - rt__now_ns();
+        ms = d <= 0 ? 0 : (int)((d + 999999) / 1000000);
+    }
+    handle_events(io, e, ms);
+}
+
+static void ep_wake(struct io_sched *io)
+{
+    struct ep *e = io->priv;
+    uint64_t one = 1;
+    ssize_t n = write(e->efd, &one, sizeof one);
+    (void)n;
+}
+
+static void ep_buf_return(struct io_sched *io, unsigned bid)
+{
+    io->freebufs[io->nfree++] = bid;
+}
+
+const struct io_backend rt__io_epoll_backend = {
+    .name = "epoll",
+    .init = ep_init,
+    .fini = ep_fini,
+    .start = ep_start,
+    .cancel = ep_cancel,
+    .reap = ep_reap,
+    .ready = ep_ready,
+    .flush = ep_flush,
+    .wait = ep_wait,
+    .wake = ep_wake,
+    .buf_return = ep_buf_return,
+};

@@ -1,0 +1,297 @@
+/* io_uring.c: the io_uring backend (see io.h for the contract).
+ *
+ * One ring per scheduler, made and used only by that scheduler's thread
+ * (rt_start makes it; nothing else submits). Submissions are batched: they
+ * go to the kernel at the end of a turn that leaves the run queue empty,
+ * every 32 turns otherwise, and when the scheduler waits. A read on an
+ * eventfd stays armed on the ring so another thread can end a wait. The
+ * provided buffers are a buffer ring (IORING_REGISTER_PBUF_RING) mapped
+ * here, since Debian's liburing 2.3 has no io_uring_setup_buf_ring.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+#include "io.h"
+
+#define ENTRIES    1024u
+#define CQ_ENTRIES 8192u
+#define BGID       0
+#define UD_WAKE    1ull
+#define UD_IGNORE  2ull
+
+struct uring {
+    struct io_uring ring;
+    int efd;
+    uint64_t efd_val;
+    bool efd_armed;
+    struct io_uring_buf_ring *br;
+    size_t br_len;
+    unsigned mask;
+};
+
+static struct io_uring_sqe *sqe_get(struct uring *u)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    if (sqe == NULL) {
+        io_uring_submit(&u->ring); /* full: hand the batch over now */
+        sqe = io_uring_get_sqe(&u->ring);
+    }
+    return sqe;
+}
+
+static void arm_wake(struct uring *u)
+{
+    if (u->efd_armed)
+        return;
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (sqe == NULL)
+        return;
+    io_uring_prep_read(sqe, u->efd, &u->efd_val, sizeof u->efd_val, 0);
+    io_uring_sqe_set_data64(sqe, UD_WAKE);
+    u->efd_armed = true;
+}
+
+static int ur_init(struct io_sched *io)
+{
+    struct uring *u = calloc(1, sizeof *u);
+    if (u == NULL)
+        return -ENOMEM;
+    /* COOP_TASKRUN: the kernel does not interrupt a busy scheduler to post
+     * completions; it raises IORING_SQ_TASKRUN, which ur_ready polls */
+    struct io_uring_params p = {.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL |
+                                         IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+                                .cq_entries = CQ_ENTRIES};
+    int rc = io_uring_queue_init_params(ENTRIES, &u->ring, &p);
+    if (rc == -EINVAL) {
+        /* an older kernel: without the task-run flags */
+        p = (struct io_uring_params){.flags = IORING_SETUP_CQSIZE, .cq_entries = CQ_ENTRIES};
+        rc = io_uring_queue_init_params(ENTRIES, &u->ring, &p);
+    }
+    if (rc < 0)
+        goto out_free;
+    u->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (u->efd < 0) {
+        rc = -errno;
+        goto out_ring;
+    }
+    u->br_len = io->nbufs * sizeof(struct io_uring_buf);
+    u->br = mmap(NULL, u->br_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (u->br == MAP_FAILED) {
+        rc = -ENOMEM;
+        goto out_efd;
+    }
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (unsigned long)u->br, .ring_entries = io->nbufs, .bgid = BGID};
+    rc = io_uring_register_buf_ring(&u->ring, &reg, 0);
+    if (rc < 0)
+        goto out_map;
+    io_uring_buf_ring_init(u->br);
+    u->mask = io_uring_buf_ring_mask(io->nbufs);
+    for (unsigned i = 0; i < io->nbufs; i++)
+        io_uring_buf_ring_add(u->br, io->bufs + (size_t)i * io->bufsize, io->bufsize,
+                              (unsigned short)i, u->mask, (int)i);
+    io_uring_buf_ring_advance(u->br, (int)io->nbufs);
+    io->priv = u;
+    arm_wake(u);
+    return 0;
+out_map:
+    munmap(u->br, u->br_len);
+out_efd:
+    close(u->efd);
+out_ring:
+    io_uring_queue_exit(&u->ring);
+out_free:
+    free(u);
+    return rc;
+}
+
+static void ur_fini(struct io_sched *io)
+{
+    struct uring *u = io->priv;
+    io_uring_unregister_buf_ring(&u->ring, BGID);
+    io_uring_queue_exit(&u->ring);
+    munmap(u->br, u->br_len);
+    close(u->efd);
+    free(u);
+    io->priv = NULL;
+}
+
+static int ur_start(struct io_sched *io, struct ioreq *r)
+{
+    struct uring *u = io->priv;
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (sqe == NULL)
+        return -EAGAIN;
+    bool multi = r->flags & RT_IO_MULTISHOT;
+    switch (r->op) {
+    case RT_IO_ACCEPT:
+        if (multi) {
+            io_uring_prep_multishot_accept(sqe, r->fd, NULL, NULL, SOCK_CLOEXEC);
+        } else {
+            r->addrlen = sizeof r->addr;
+            io_uring_prep_accept(sqe, r->fd, (struct sockaddr *)&r->addr, &r->addrlen,
+                                 SOCK_CLOEXEC);
+        }
+        break;
+    case RT_IO_CONNECT:
+        io_uring_prep_connect(sqe, r->fd, (struct sockaddr *)&r->addr, r->addrlen);
+        break;
+    case RT_IO_SEND:
+        io_uring_prep_send(sqe, r->fd, r->buf, r->len, r->msg_flags);
+        break;
+    case RT_IO_SENDMSG:
+        io_uring_prep_sendmsg(sqe, r->fd, r->mh, (unsigned)r->msg_flags);
+        break;
+    case RT_IO_RECV:
+        if (multi)
+            io_uring_prep_recv_multishot(sqe, r->fd, NULL, 0, r->msg_flags);
+        else
+            io_uring_prep_recv(sqe, r->fd, (void *)r->buf, r->len, r->msg_flags);
+        break;
+    case RT_IO_RECVMSG:
+        if (multi)
+            io_uring_prep_recvmsg_multishot(sqe, r->fd, &r->tmpl, (unsigned)r->msg_flags);
+        else
+            io_uring_prep_recvmsg(sqe, r->fd, r->flags & RT_IO_BUFSEL ? &r->tmpl : r->mh,
+                                  (unsigned)r->msg_flags);
+        break;
+    case RT_IO_CLOSE:
+        io_uring_prep_close(sqe, r->fd);
+        break;
+    case RT_IO_POLL:
+        if (multi)
+            io_uring_prep_poll_multishot(sqe, r->fd, r->poll_events);
+        else
+            io_uring_prep_poll_add(sqe, r->fd, r->poll_events);
+        break;
+    default:
+        return -EINVAL;
+    }
+    if (r->flags & RT_IO_BUFSEL) {
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = BGID;
+    }
+    io_uring_sqe_set_data(sqe, r);
+    return 0;
+}
+
+static void ur_cancel(struct io_sched *io, struct ioreq *r)
+{
+    struct uring *u = io->priv;
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (sqe == NULL)
+        return;
+    io_uring_prep_cancel(sqe, r, 0);
+    io_uring_sqe_set_data64(sqe, UD_IGNORE);
+}
+
+static bool taskrun_pending(struct uring *u)
+{
+    /* relaxed: a hint; io_uring_get_events does the real work */
+    return __atomic_load_n(u->ring.sq.kflags, __ATOMIC_RELAXED) & IORING_SQ_TASKRUN;
+}
+
+static int ur_reap(struct io_sched *io)
+{
+    struct uring *u = io->priv;
+    struct io_uring_cqe *cqe;
+    if (taskrun_pending(u))
+        io_uring_get_events(&u->ring);
+    unsigned head, n = 0;
+    /* copy out first: a completion handler may submit (and so, when the
+     * submission queue is full, enter the kernel) */
+    struct {
+        uint64_t ud;
+        int res;
+        unsigned flags;
+    } batch[64];
+    io_uring_for_each_cqe(&u->ring, head, cqe)
+    {
+        batch[n].ud = cqe->user_data;
+        batch[n].res = cqe->res;
+        batch[n].flags = cqe->flags;
+        if (++n == 64)
+            break;
+    }
+    io_uring_cq_advance(&u->ring, n);
+    for (unsigned i = 0; i < n; i++) {
+        if (batch[i].ud == UD_WAKE) {
+            u->efd_armed = false;
+            continue;
+        }
+        if (batch[i].ud == UD_IGNORE)
+            continue;
+        struct ioreq *r = (struct ioreq *)(uintptr_t)batch[i].ud;
+        int bid = batch[i].flags & IORING_CQE_F_BUFFER
+                      ? (int)(batch[i].flags >> IORING_CQE_BUFFER_SHIFT)
+                      : -1;
+        io__complete(io, r, batch[i].res, batch[i].flags & IORING_CQE_F_MORE, bid);
+    }
+    return (int)n;
+}
+
+static bool ur_ready(struct io_sched *io)
+{
+    struct uring *u = io->priv;
+    return io_uring_cq_ready(&u->ring) > 0 || taskrun_pending(u);
+}
+
+static void ur_flush(struct io_sched *io)
+{
+    struct uring *u = io->priv;
+    if (io_uring_sq_ready(&u->ring))
+        io_uring_submit(&u->ring);
+}
+
+static void ur_wait(struct io_sched *io, int64_t deadline)
+{
+    struct uring *u = io->priv;
+    arm_wake(u);
+    struct io_uring_cqe *cqe;
+    struct __kernel_timespec ts, *tsp = NULL;
+    if (deadline != INT64_MAX) {
+        int64_t d = deadline - rt__now_ns();
+        if (d < 0)
+            d = 0;
+        ts.tv_sec = d / 1000000000;
+        ts.tv_nsec = d % 1000000000;
+        tsp = &ts;
+    }
+    io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, tsp, NULL);
+}
+
+static void ur_wake(struct io_sched *io)
+{
+    struct uring *u = io->priv;
+    uint64_t one = 1;
+    ssize_t n = write(u->efd, &one, sizeof one);
+    (void)n; /* EAGAIN: the counter is full, so a wake is pending anyway */
+}
+
+static void ur_buf_return(struct io_sched *io, unsigned bid)
+{
+    struct uring *u = io->priv;
+    io_uring_buf_ring_add(u->br, io->bufs + (size_t)bid * io->bufsize, io->bufsize,
+                          (unsigned short)bid, u->mask, 0);
+    io_uring_buf_ring_advance(u->br, 1);
+}
+
+const struct io_backend rt__io_uring_backend = {
+    .name = "io_uring",
+    .init = ur_init,
+    .fini = ur_fini,
+    .start = ur_start,
+    .cancel = ur_cancel,
+    .reap = ur_reap,
+    .ready = ur_ready,
+    .flush = ur_flush,
+    .wait = ur_wait,
+    .wake = ur_wake,
+    .buf_return = ur_buf_return,
+};
