@@ -296,6 +296,7 @@ void io__complete(struct io_sched *io, struct ioreq *r, int res, bool more, int 
         m->data = payload;
         m->size = (uint32_t)len;
         m->rt__free = buf_release;
+        m->rt__lent = b;
     } else {
         memcpy(mp, &pl, sizeof pl.res + extra);
     }

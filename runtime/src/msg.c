@@ -39,6 +39,7 @@ static rt_msg *msg_block(size_t payload_inline)
     m->rt__kind = 0;
     m->rt__aux = 0;
     m->rt__free = NULL;
+    m->rt__lent = NULL;
     count(true);
     return m;
 }
@@ -59,8 +60,8 @@ void rt__msg_free(rt_msg *m)
 {
     if (unlikely(m->tag == RT_MSG_IO))
         rt__io_msg_release(m);
-    if (m->rt__free && m->data != inline_data(m))
-        m->rt__free(m->data);
+    if (m->rt__free)
+        m->rt__free(m->rt__lent);
     unsigned cls = m->rt__class;
     if (cls == POOL_CLASS_MALLOC)
         free(m);
@@ -120,6 +121,7 @@ RT_API int rt_send_move(rt_pid to, uint32_t tag, void *data, size_t size, void (
     m->size = (uint32_t)size;
     m->data = data;
     m->rt__free = free_fn;
+    m->rt__lent = data;
     rt__proc_deliver(p, m);
     rt__proc_put(p);
     return 0;
@@ -144,6 +146,17 @@ RT_API rt_msg *rt_msg_alloc(uint32_t tag, size_t size)
     if (check_send(tag, NULL, 0) < 0 || size > RT_MSG_MAX_SIZE)
         return NULL;
     return rt__msg_new(tag, size);
+}
+
+RT_API int rt_msg_adopt(rt_msg *dst, rt_msg *src)
+{
+    if (dst == NULL || src == NULL || dst == src || src->rt__free == NULL || dst->rt__free)
+        return -EINVAL;
+    dst->rt__free = src->rt__free;
+    dst->rt__lent = src->rt__lent;
+    src->rt__free = NULL;
+    src->rt__lent = NULL;
+    return 0;
 }
 
 RT_API void rt_msg_free(rt_msg *msg)

@@ -61,7 +61,8 @@ typedef struct rt_msg {
     uint32_t tag;
     uint32_t size;            /* payload bytes */
     void *data;               /* payload (aligned to 16); NULL when size 0 */
-    void (*rt__free)(void *); /* moved payload: how to free it */
+    void (*rt__free)(void *); /* a moved or lent buffer: how to release it */
+    void *rt__lent;           /* that buffer (often, not always, `data`) */
     uint32_t rt__kind;        /* signal kind, 0 for a plain message */
     uint32_t rt__class;       /* pool size class of this block */
     uint64_t rt__aux;         /* signal argument (monitor ref) */
@@ -94,6 +95,15 @@ RT_API int rt_forward(rt_pid to, rt_msg *msg);
  * Returns NULL on bad arguments (tag reserved, size too big) or no memory.
  * Any thread. */
 RT_API rt_msg *rt_msg_alloc(uint32_t tag, size_t size);
+
+/* rt_msg_adopt: move the buffer `src` carries (moved in with rt_send_move,
+ * or lent by the I/O layer) to `dst`, so that it is released when `dst` is
+ * freed instead of `src`. `src` keeps pointing at the bytes but no longer
+ * owns them: free `src` whenever convenient, and read them through `dst`
+ * (set dst->data/size as needed: the bytes stay where they are, no copy).
+ * Both messages must be the caller's. Returns 0, -EINVAL if `src` carries
+ * no such buffer or `dst` already does. Any thread. */
+RT_API int rt_msg_adopt(rt_msg *dst, rt_msg *src);
 
 /* rt_msg_free: free a message (NULL is ignored). Any thread. */
 RT_API void rt_msg_free(rt_msg *msg);
