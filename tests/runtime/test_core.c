@@ -1,0 +1,495 @@
+/* test_core: the runtime object, processes of both kinds, pids, messages,
+ * mailboxes and receive. */
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "rt_test.h"
+
+/* ---- the runtime ---------------------------------------------------------------- */
+
+Test(core, start_stop_and_bad_options)
+{
+    cr_assert_eq(rt_stop(0, NULL), RT_ENORUNTIME);
+    cr_assert_eq(rt_start(&(rt_opts){.schedulers = RT_MAX_SCHEDULERS + 1}), -EINVAL);
+    cr_assert_eq(rt_start(&(rt_opts){.stack_size = 100}), -EINVAL);
+    cr_assert_eq(rt_start(&(rt_opts){.io_bufs = 3}), -EINVAL);
+    cr_assert_not(rt_running());
+    test_start(2);
+    cr_assert(rt_running());
+    cr_assert_eq(rt_start(NULL), -EALREADY);
+    rt_stats st;
+    cr_assert_eq(rt_stats_get(&st), 0);
+    cr_assert_eq(st.schedulers, 2);
+    cr_assert_eq(rt_stats_get(NULL), -EINVAL);
+    test_stop();
+    /* and again: a runtime can be started after a stop */
+    test_start(1);
+    test_stop();
+}
+
+static void nothing(void *arg) {}
+
+Test(core, outside_a_process)
+{
+    test_start(2);
+    rt_msg *m;
+    cr_assert(rt_pid_is_none(rt_self()));
+    cr_assert_eq(rt_receive(0, &m), RT_ENOTPROC);
+    cr_assert_eq(rt_sleep(1), RT_ENOTPROC);
+    cr_assert_eq(rt_yield(), RT_ENOTPROC);
+    cr_assert_eq(rt_trap_exits(true), RT_ENOTPROC);
+    cr_assert_eq(rt_link(RT_PID_NONE), RT_ENOTPROC);
+    cr_assert_eq(rt_exit_self(0), RT_ENOTPROC);
+    cr_assert_eq(rt_spawn(nothing, NULL, &(rt_spawn_opts){.link = true}, NULL), RT_ENOTPROC);
+    cr_assert_eq(rt_spawn(NULL, NULL, NULL, NULL), -EINVAL);
+    cr_assert_eq(rt_spawn(nothing, NULL, &(rt_spawn_opts){.stack_size = 1}, NULL), -EINVAL);
+    cr_assert_eq(rt_spawn(nothing, NULL, &(rt_spawn_opts){.sched = 99}, NULL), -EINVAL);
+    cr_assert_eq(rt_join(RT_PID_NONE, 0, NULL), -ESRCH);
+    test_stop();
+    cr_assert_eq(rt_spawn(nothing, NULL, NULL, NULL), RT_ENORUNTIME);
+    cr_assert_eq(rt_send(RT_PID_NONE, 1, NULL, 0), RT_ENORUNTIME);
+}
+
+/* ---- pids ---------------------------------------------------------------------- */
+
+static void stale_body(void *arg)
+{
+    rt_pid first;
+    cr_assert_eq(rt_spawn(nothing, NULL, NULL, &first), 0);
+    rt_ref ref;
+    rt_monitor(first, &ref);
+    rt_msg *m = test_recv_tag(RT_MSG_DOWN, 5000);
+    rt_msg_free(m);
+    cr_assert_not(rt_alive(first));
+    cr_assert_eq(rt_send(first, 1, "x", 1), -ESRCH);
+    /* recycle slots many times over: the old pid stays dead */
+    for (int i = 0; i < 20000; i++) {
+        rt_pid p;
+        cr_assert_eq(rt_spawn(nothing, NULL, NULL, &p), 0);
+        cr_assert_not(rt_pid_eq(p, first), "a recycled slot gave out an old pid");
+        if (i % 64 == 0)
+            rt_sleep(1);
+    }
+    cr_assert_not(rt_alive(first));
+    cr_assert_eq(rt_send(first, 1, "x", 1), -ESRCH);
+    cr_assert_eq(rt_exit(first, RT_EXIT_KILL), -ESRCH);
+    cr_assert_eq(rt_link(first), -ESRCH);
+}
+
+Test(core, stale_pid_after_recycling)
+{
+    test_start(2);
+    cr_assert_eq(test_run(stale_body, NULL, 30000), 0);
+    test_stop();
+}
+
+/* ---- messages ---------------------------------------------------------------------- */
+
+#define SENDERS    4
+#define PER_SENDER 20000
+
+struct order_msg {
+    int sender;
+    int seq;
+};
+
+static void order_sender(void *arg)
+{
+    rt_pid to = *(rt_pid *)arg;
+    static _Atomic int next_id;
+    int id = atomic_fetch_add(&next_id, 1) % SENDERS;
+    for (int i = 0; i < PER_SENDER; i++) {
+        struct order_msg om = {id, i};
+        cr_assert_eq(rt_send(to, 7, &om, sizeof om), 0);
+    }
+}
+
+static void order_body(void *arg)
+{
+    rt_pid self = rt_self();
+    for (int i = 0; i < SENDERS; i++)
+        cr_assert_eq(rt_spawn(order_sender, &self, NULL, NULL), 0);
+    int next[SENDERS] = {0};
+    for (int n = 0; n < SENDERS * PER_SENDER; n++) {
+        rt_msg *m = test_recv_tag(7, 10000);
+        struct order_msg om;
+        memcpy(&om, m->data, sizeof om);
+        cr_assert_eq(om.seq, next[om.sender], "sender %d: got %d, expected %d", om.sender, om.seq,
+                     next[om.sender]);
+        next[om.sender]++;
+        rt_msg_free(m);
+    }
+}
+
+Test(core, order_per_sender_pair)
+{
+    test_start(2);
+    cr_assert_eq(test_run(order_body, NULL, 60000), 0);
+    test_stop();
+}
+
+#define THREADS    4
+#define PER_THREAD 50000
+
+static rt_pid sink;
+static _Atomic int threads_done;
+
+static void *thread_producer(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    for (int i = 0; i < PER_THREAD; i++) {
+        int v = id * PER_THREAD + i;
+        while (rt_send(sink, 9, &v, sizeof v) == -ENOMEM)
+            usleep(100);
+    }
+    atomic_fetch_add(&threads_done, 1);
+    return NULL;
+}
+
+struct tally {
+    unsigned char *seen;
+    int dups, total;
+};
+
+static void sink_body(void *arg)
+{
+    struct tally *t = arg;
+    for (int n = 0; n < THREADS * PER_THREAD; n++) {
+        rt_msg *m = test_recv_tag(9, 20000);
+        int v;
+        memcpy(&v, m->data, sizeof v);
+        if (t->seen[v]++)
+            t->dups++;
+        t->total++;
+        rt_msg_free(m);
+    }
+}
+
+Test(core, many_threads_into_one_mailbox)
+{
+    test_start(2);
+    struct tally t = {.seen = calloc(THREADS * PER_THREAD, 1)};
+    cr_assert_eq(rt_spawn(sink_body, &t, &(rt_spawn_opts){.joinable = true}, &sink), 0);
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        pthread_create(&th[i], NULL, thread_producer, (void *)(intptr_t)i);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    int reason = -1;
+    cr_assert_eq(rt_join(sink, 60000, &reason), 0);
+    cr_assert_eq(reason, 0, "sink: %s", rt_strerror(reason));
+    cr_assert_eq(t.total, THREADS * PER_THREAD);
+    cr_assert_eq(t.dups, 0, "%d messages arrived twice", t.dups);
+    for (int i = 0; i < THREADS * PER_THREAD; i++)
+        cr_assert_eq(t.seen[i], 1, "message %d lost", i);
+    free(t.seen);
+    test_stop();
+}
+
+static bool tag_is(const rt_msg *m, void *arg)
+{
+    return m->tag == *(uint32_t *)arg;
+}
+
+static void selective_body(void *arg)
+{
+    rt_pid self = rt_self();
+    uint32_t tags[] = {1, 2, 3, 1, 2, 3};
+    for (int i = 0; i < 6; i++)
+        rt_send(self, tags[i], &i, sizeof i);
+    uint32_t want = 3;
+    rt_msg *m;
+    cr_assert_eq(rt_receive_match(tag_is, &want, 0, &m), 0);
+    cr_assert_eq(*(int *)m->data, 2, "the oldest tag-3 message comes first");
+    rt_msg_free(m);
+    cr_assert_eq(rt_mailbox_len(), 5);
+    int expect[] = {0, 1, 3, 4, 5};
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(rt_receive(0, &m), 0);
+        cr_assert_eq(*(int *)m->data, expect[i], "the rest keep their order");
+        rt_msg_free(m);
+    }
+    cr_assert_eq(rt_receive(0, &m), -ETIMEDOUT);
+    cr_assert_eq(rt_receive_match(tag_is, &want, 0, NULL), -EINVAL);
+}
+
+Test(core, selective_receive_keeps_order)
+{
+    test_start(1);
+    cr_assert_eq(test_run(selective_body, NULL, 10000), 0);
+    test_stop();
+}
+
+static void timeout_body(void *arg)
+{
+    int64_t *late = arg;
+    rt_msg *m;
+    for (int i = 0; i < 5; i++) {
+        int64_t t0 = rt_now_ms();
+        cr_assert_eq(rt_receive(100, &m), -ETIMEDOUT);
+        int64_t dt = rt_now_ms() - t0;
+        cr_assert_geq(dt, 100, "a receive timed out early (%lld ms)", (long long)dt);
+        if (dt - 100 > *late)
+            *late = dt - 100;
+    }
+}
+
+Test(core, receive_timeout_within_tolerance)
+{
+    /* tolerance: 60 ms late on this shared 2-core machine (sanitizers) */
+    test_start(2);
+    int64_t late = 0;
+    cr_assert_eq(test_run(timeout_body, &late, 10000), 0);
+    cr_log_info("worst lateness of a 100 ms receive timeout: %lld ms", (long long)late);
+    cr_assert_leq(late, 60, "a timeout fired %lld ms late", (long long)late);
+    test_stop();
+}
+
+static _Atomic int frees;
+static void count_free(void *p)
+{
+    atomic_fetch_add(&frees, 1);
+    free(p);
+}
+
+static void sizes_body(void *arg)
+{
+    rt_pid self = rt_self();
+    rt_msg *m;
+    cr_assert_eq(rt_send(self, 1, NULL, 0), 0);
+    cr_assert_eq(rt_receive(0, &m), 0);
+    cr_assert_eq(m->size, 0);
+    cr_assert_null(m->data);
+    cr_assert(rt_pid_eq(m->from, self));
+    rt_msg_free(m);
+    size_t big = 1 << 20;
+    char *buf = malloc(big);
+    memset(buf, 0x5A, big);
+    cr_assert_eq(rt_send(self, 2, buf, big), 0);
+    buf[0] = 0; /* a copy was sent */
+    cr_assert_eq(rt_receive(0, &m), 0);
+    cr_assert_eq(m->size, big);
+    cr_assert_eq(((char *)m->data)[0], 0x5A);
+    cr_assert_eq(((char *)m->data)[big - 1], 0x5A);
+    rt_msg_free(m);
+    /* move: the same buffer arrives, freed once with the message */
+    cr_assert_eq(rt_send_move(self, 3, buf, big, count_free), 0);
+    cr_assert_eq(rt_receive(0, &m), 0);
+    cr_assert_eq(m->data, buf, "a moved buffer arrives without a copy");
+    cr_assert_eq(atomic_load(&frees), 0);
+    rt_msg_free(m);
+    cr_assert_eq(atomic_load(&frees), 1);
+    cr_assert_eq(rt_send(self, 4, NULL, 5), -EINVAL);
+    cr_assert_eq(rt_send(self, RT_MSG_EXIT, NULL, 0), -EINVAL);
+    cr_assert_eq(rt_send(self, 4, "x", (size_t)RT_MSG_MAX_SIZE + 1), -EMSGSIZE);
+    cr_assert_eq(rt_send(RT_PID_NONE, 4, "x", 1), -ESRCH);
+    cr_assert_eq(rt_send((rt_pid){0xFFFFFFFF00FFFFFFull}, 4, "x", 1), -ESRCH);
+    cr_assert_eq(rt_forward(self, NULL), -EINVAL);
+    cr_assert_null(rt_msg_alloc(RT_MSG_DOWN, 1));
+    m = rt_msg_alloc(5, 3);
+    memcpy(m->data, "abc", 3);
+    cr_assert_eq(rt_forward(self, m), 0);
+    cr_assert_eq(rt_receive_tag(5, 0, &m), 0);
+    cr_assert_eq(memcmp(m->data, "abc", 3), 0);
+    rt_msg_free(m);
+    rt_msg_free(NULL);
+}
+
+Test(core, message_sizes_copy_move_forward)
+{
+    test_start(2);
+    cr_assert_eq(test_run(sizes_body, NULL, 10000), 0);
+    test_stop();
+}
+
+/* ---- callback actors ------------------------------------------------------------------ */
+
+struct counter {
+    int n;
+};
+static _Atomic int terminated_with = 12345;
+
+static int counter_init(void *st, void *arg)
+{
+    return arg ? -EPERM : 0;
+}
+
+static void counter_handle(void *st, rt_msg *m)
+{
+    struct counter *c = st;
+    if (m->tag == 1) {
+        c->n++;
+    } else if (m->tag == 2) {
+        rt_send(m->from, 3, &c->n, sizeof c->n);
+    } else if (m->tag == 4) {
+        rt_forward(m->from, m); /* back to the sender, without a copy */
+    } else if (m->tag == 5) {
+        rt_exit(rt_self(), -EPIPE);
+    }
+}
+
+static void counter_terminate(void *st, int reason)
+{
+    atomic_store(&terminated_with, reason);
+}
+
+static const rt_actor_ops counter_ops = {
+    .state_size = sizeof(struct counter),
+    .init = counter_init,
+    .handle = counter_handle,
+    .terminate = counter_terminate,
+};
+
+static void actor_body(void *arg)
+{
+    rt_pid a;
+    cr_assert_eq(rt_spawn_actor(&counter_ops, (void *)1, NULL, &a), -EPERM, "init's error");
+    cr_assert_eq(rt_spawn_actor(NULL, NULL, NULL, &a), -EINVAL);
+    cr_assert_eq(rt_spawn_actor(&counter_ops, NULL, NULL, &a), 0);
+    for (int i = 0; i < 1000; i++)
+        rt_send(a, 1, NULL, 0);
+    rt_send(a, 2, NULL, 0);
+    rt_msg *m = test_recv_tag(3, 5000);
+    cr_assert_eq(*(int *)m->data, 1000);
+    rt_msg_free(m);
+    char *payload = malloc(8);
+    strcpy(payload, "forward");
+    rt_send_move(a, 4, payload, 8, free);
+    m = test_recv_tag(4, 5000);
+    cr_assert_eq(m->data, payload, "forwarded without a copy");
+    rt_msg_free(m);
+    rt_ref ref;
+    rt_monitor(a, &ref);
+    rt_send(a, 5, NULL, 0);
+    m = test_recv_tag(RT_MSG_DOWN, 5000);
+    rt_down_info d;
+    memcpy(&d, m->data, sizeof d);
+    cr_assert_eq(d.reason, -EPIPE);
+    cr_assert_eq(d.ref, ref);
+    rt_msg_free(m);
+    cr_assert_eq(atomic_load(&terminated_with), -EPIPE, "terminate saw the reason");
+}
+
+Test(core, callback_actors)
+{
+    test_start(2);
+    cr_assert_eq(test_run(actor_body, NULL, 10000), 0);
+    test_stop();
+}
+
+/* ---- many processes, and their memory ---------------------------------------------------- */
+
+static long rss_bytes(void)
+{
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    return rss * sysconf(_SC_PAGESIZE);
+}
+
+static void idle_stackful(void *arg)
+{
+    rt_msg *m;
+    rt_receive(RT_INFINITY, &m);
+    rt_msg_free(m);
+}
+
+static void idle_handle(void *st, rt_msg *m) {}
+
+static const rt_actor_ops idle_ops = {.handle = idle_handle};
+
+static void wait_live(uint64_t want)
+{
+    rt_stats st;
+    for (int i = 0; i < 6000; i++) {
+        rt_stats_get(&st);
+        if (st.procs_live == want)
+            return;
+        usleep(10000);
+    }
+    cr_assert_fail("expected %llu live processes, have %llu", (unsigned long long)want,
+                   (unsigned long long)st.procs_live);
+}
+
+Test(core, hundred_thousand_stackful, .timeout = 240)
+{
+    test_start(2);
+    long before = rss_bytes();
+    const int n = 100000;
+    for (int i = 0; i < n; i++) {
+        int rc = rt_spawn(idle_stackful, NULL, NULL, NULL);
+        cr_assert_eq(rc, 0, "spawn %d: %s", i, rt_strerror(rc));
+    }
+    wait_live(n);
+    rt_stats st;
+    rt_stats_get(&st);
+    long per = (rss_bytes() - before) / n;
+    cr_log_info("100000 idle stackful processes: %ld bytes resident each, %llu without guard page",
+                per, (unsigned long long)st.stacks_unguarded);
+#if !defined(RT_SANITIZE_ADDRESS) && !defined(RT_SANITIZE_THREAD)
+    cr_assert_leq(per, 8 * 1024 + 512, "an idle stackful process takes %ld bytes", per);
+#endif
+    test_stop(); /* ends them all: they are blocked in receive */
+}
+
+Test(core, million_callback_actors, .timeout = 240)
+{
+    test_start(2);
+    long before = rss_bytes();
+    const int n = 1000000;
+    for (int i = 0; i < n; i++) {
+        int rc = rt_spawn_actor(&idle_ops, NULL, NULL, NULL);
+        cr_assert_eq(rc, 0, "spawn %d: %s", i, rt_strerror(rc));
+    }
+    wait_live(n);
+    long per = (rss_bytes() - before) / n;
+    cr_log_info("1000000 callback actors: %ld bytes resident each", per);
+#if !defined(RT_SANITIZE_ADDRESS) && !defined(RT_SANITIZE_THREAD)
+    cr_assert_leq(per, 256, "a callback actor takes %ld bytes", per);
+#endif
+    test_stop();
+}
+
+/* ---- stack overflow -------------------------------------------------------------------------- */
+
+static int deep(int n)
+{
+    volatile char pad[256];
+    memset((char *)pad, n & 0xFF, sizeof pad);
+    return n == 0 ? 0 : deep(n - 1) + pad[7];
+}
+
+static void overflow(void *arg)
+{
+    printf("%d\n", deep(1 << 20));
+}
+
+static void overflow_body(void *arg)
+{
+    rt_trap_exits(true);
+    rt_pid p;
+    cr_assert_eq(rt_spawn(overflow, NULL, &(rt_spawn_opts){.link = true}, &p), 0);
+    rt_msg *m = test_recv_tag(RT_MSG_EXIT, 10000);
+    rt_exit_info e;
+    memcpy(&e, m->data, sizeof e);
+    rt_msg_free(m);
+    cr_assert(rt_pid_eq(e.from, p));
+    cr_assert_eq(e.reason, RT_EXIT_STACK_OVERFLOW, "got %s", rt_strerror(e.reason));
+    /* the runtime goes on */
+    cr_assert_eq(rt_spawn(nothing, NULL, NULL, NULL), 0);
+}
+
+Test(core, stack_overflow_kills_only_that_process)
+{
+#if defined(RT_SANITIZE_ADDRESS) || defined(RT_SANITIZE_THREAD)
+    cr_skip_test("under a sanitizer its own handler reports stack overflows");
+#endif
+    test_start(2);
+    cr_assert_eq(test_run(overflow_body, NULL, 20000), 0);
+    test_stop();
+}
