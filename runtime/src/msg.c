@@ -159,6 +159,15 @@ RT_API int rt_msg_adopt(rt_msg *dst, rt_msg *src)
     return 0;
 }
 
+RT_API int rt_msg_lend(rt_msg *msg, void *buf, void (*free_fn)(void *))
+{
+    if (msg == NULL || buf == NULL || free_fn == NULL || msg->rt__free)
+        return -EINVAL;
+    msg->rt__free = free_fn;
+    msg->rt__lent = buf;
+    return 0;
+}
+
 RT_API void rt_msg_free(rt_msg *msg)
 {
     if (msg)

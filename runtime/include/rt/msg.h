@@ -105,6 +105,12 @@ RT_API rt_msg *rt_msg_alloc(uint32_t tag, size_t size);
  * no such buffer or `dst` already does. Any thread. */
 RT_API int rt_msg_adopt(rt_msg *dst, rt_msg *src);
 
+/* rt_msg_lend: attach `buf` to a message the caller owns: free_fn(buf) runs
+ * when the message is freed (the bytes are read through whatever pointer
+ * the caller stores in the payload). Returns 0, -EINVAL if the message
+ * carries such a buffer already or an argument is NULL. Any thread. */
+RT_API int rt_msg_lend(rt_msg *msg, void *buf, void (*free_fn)(void *));
+
 /* rt_msg_free: free a message (NULL is ignored). Any thread. */
 RT_API void rt_msg_free(rt_msg *msg);
 
