@@ -105,6 +105,13 @@ struct proc_ext {
     uint32_t nwatchers, capwatchers;
     int *fds; /* owned: closed when the process ends (io.c) */
     uint32_t nfds, capfds;
+    struct at_exit *at_exit; /* rt_at_exit handlers, newest first */
+};
+
+struct at_exit {
+    struct at_exit *next;
+    void (*fn)(void *);
+    void *arg;
 };
 
 struct proc {
@@ -173,6 +180,7 @@ void rt__signal_drain_dead(rt_msg *m, rt_pid dead);
 rt_msg *rt__signal_new(uint32_t kind, uint32_t tag, rt_pid from, size_t size, uint64_t aux);
 void rt__ext_free(struct proc_ext *x);
 struct proc_ext *rt__ext_of(struct proc *p);
+void rt__run_at_exit(struct proc *p);
 
 /* msg.c */
 rt_msg *rt__msg_new(uint32_t tag, size_t size);

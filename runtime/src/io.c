@@ -610,9 +610,11 @@ void rt__io_poll(struct sched *s)
         struct io_cmd cmds[16];
         nret = nret > 64 ? 64 : nret;
         ncmds = ncmds > 16 ? 16 : ncmds;
-        memcpy(ret, io->ret + io->nret - nret, nret * sizeof *ret);
+        if (nret)
+            memcpy(ret, io->ret + io->nret - nret, nret * sizeof *ret);
         io->nret -= nret;
-        memcpy(cmds, io->cmds + io->ncmds - ncmds, ncmds * sizeof *cmds);
+        if (ncmds)
+            memcpy(cmds, io->cmds + io->ncmds - ncmds, ncmds * sizeof *cmds);
         io->ncmds -= ncmds;
         if (io->nret || io->ncmds)
             atomic_store_explicit(&io->pending, true, memory_order_relaxed);

@@ -4,8 +4,8 @@
  * reaps; if it would block, it waits on its fd (edge-triggered epoll) and
  * is tried again when the fd is ready. Multishot operations repeat until
  * they would block. Provided buffers are taken from a free list here
- * rather than by the kernel. Fds used with this backend are switched to
- * O_NONBLOCK.
+ * rather than by the kernel. Sends and receives pass MSG_DONTWAIT; fds used
+ * for accept and connect are switched to O_NONBLOCK.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +25,6 @@
 struct fdent {
     struct ioreq **waiting; /* in the order they were started */
     unsigned n, cap;
-    bool registered;
 };
 
 struct ep {
@@ -101,7 +100,7 @@ static int prepare_fd(struct ep *e, int fd);
 static int ep_start(struct io_sched *io, struct ioreq *r)
 {
     struct ep *e = io->priv;
-    if (r->op != RT_IO_CLOSE) {
+    if (r->op == RT_IO_ACCEPT || r->op == RT_IO_CONNECT) {
         int rc = prepare_fd(e, r->fd);
         if (rc < 0)
             return rc;
@@ -125,34 +124,32 @@ static struct fdent *fdent(struct ep *e, int fd)
     return &e->fds[fd];
 }
 
-/* Make fd non-blocking and watched (once), before any attempt on it. */
+/* accept and connect have no MSG_DONTWAIT: their fd must not block. */
 static int prepare_fd(struct ep *e, int fd)
 {
-    struct fdent *f = fdent(e, fd);
-    if (f == NULL)
-        return -ENOMEM;
-    if (f->registered)
-        return 0;
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0)
         return -errno;
     if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
         return -errno;
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                             .data.u64 = (uint64_t)fd};
-    if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 && errno != EEXIST)
-        return -errno;
-    f->registered = true;
     return 0;
 }
 
-/* r would block: park it on its fd until epoll says the fd is ready. */
+/* r would block: park it on its fd until epoll says the fd is ready.
+ * Every wait re-arms the fd (MOD, or ADD if epoll has forgotten it: an fd
+ * closed and reopened under the same number): the kernel then checks its
+ * readiness again, so an edge that came before the wait is not lost. */
 static int wait_on_fd(struct ep *e, struct ioreq *r)
 {
-    int rc = prepare_fd(e, r->fd);
-    if (rc < 0)
-        return rc;
-    struct fdent *f = &e->fds[r->fd];
+    struct fdent *f = fdent(e, r->fd);
+    if (f == NULL)
+        return -ENOMEM;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                             .data.u64 = (uint64_t)r->fd};
+    if (epoll_ctl(e->epfd, EPOLL_CTL_MOD, r->fd, &ev) < 0) {
+        if (errno != ENOENT || epoll_ctl(e->epfd, EPOLL_CTL_ADD, r->fd, &ev) < 0)
+            return -errno;
+    }
     return push(&f->waiting, &f->n, &f->cap, r);
 }
 
@@ -166,7 +163,6 @@ static void forget_fd(struct io_sched *io, struct ep *e, int fd, int res)
     f->n = 0;
     for (unsigned i = 0; i < n; i++)
         io__complete(io, f->waiting[i], res, false, -1);
-    f->registered = false;
 }
 
 /* One non-blocking attempt. Returns the result, or -EAGAIN (wait on the fd),

@@ -395,6 +395,7 @@ void rt__proc_terminate(struct proc *p)
     rt_pid pid = proc_pid(p);
     if (p->kind == PROC_ACTOR && p->u.a.ops->terminate)
         p->u.a.ops->terminate(actor_state(p), reason);
+    rt__run_at_exit(p);
     struct slot *s = slot_at(p->idx);
     /* from here on lookups fail; we keep our own reference. seq_cst with
      * the load of `named`: the Dekker pair described in rt_register */

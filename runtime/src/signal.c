@@ -24,6 +24,11 @@ void rt__ext_free(struct proc_ext *x)
 {
     if (x == NULL)
         return;
+    while (x->at_exit) {
+        struct at_exit *a = x->at_exit;
+        x->at_exit = a->next;
+        free(a);
+    }
     free(x->links);
     free(x->mons);
     free(x->watchers);
@@ -261,6 +266,36 @@ RT_API int rt_exit_self(int reason)
     rt__proc_set_exit(cur, reason);
     rt__sched_switch_out(cur, PS_EXIT);
     return 0; /* not reached */
+}
+
+RT_API int rt_at_exit(void (*fn)(void *), void *arg)
+{
+    struct proc *cur = rt__proc_current();
+    if (cur == NULL)
+        return RT_ENOTPROC;
+    if (fn == NULL)
+        return -EINVAL;
+    struct proc_ext *x = rt__ext_of(cur);
+    struct at_exit *a = malloc(sizeof *a);
+    if (x == NULL || a == NULL) {
+        free(a);
+        return -ENOMEM;
+    }
+    a->fn = fn;
+    a->arg = arg;
+    a->next = x->at_exit;
+    x->at_exit = a;
+    return 0;
+}
+
+void rt__run_at_exit(struct proc *p)
+{
+    while (p->ext && p->ext->at_exit) {
+        struct at_exit *a = p->ext->at_exit;
+        p->ext->at_exit = a->next;
+        a->fn(a->arg);
+        free(a);
+    }
 }
 
 RT_API int rt_trap_exits(bool on)

@@ -52,6 +52,7 @@ struct sup {
     int64_t *stamps; /* restart times (ms), a ring of intensity + 1 */
     unsigned nstamps, head;
     unsigned long restarts;
+    struct sup_init *init; /* until the starter has its answer */
 };
 
 /* What the starter hands the new supervisor (owned by the supervisor). */
@@ -440,6 +441,10 @@ struct rep {
     rt_pid pid;
 };
 
+/* A which_children reply: the count, then the entries, aligned for them. */
+#define WHICH_HDR                                                                                  \
+    ((sizeof(int) + _Alignof(rt_sup_child_info) - 1) & ~(_Alignof(rt_sup_child_info) - 1))
+
 static int check_spec(const rt_child_spec *sp, struct child *c)
 {
     if (sp->start == NULL || sp->id == NULL)
@@ -542,7 +547,7 @@ static void handle_request(struct sup *s, rt_msg *m)
         return;
     case REQ_WHICH: {
         size_t k = q.cap < s->n ? q.cap : s->n;
-        size_t sz = sizeof(int) + k * sizeof(rt_sup_child_info);
+        size_t sz = WHICH_HDR + k * sizeof(rt_sup_child_info);
         char *buf = calloc(1, sz);
         if (buf == NULL) {
             int e = -ENOMEM;
@@ -551,7 +556,7 @@ static void handle_request(struct sup *s, rt_msg *m)
         }
         int count = (int)s->n;
         memcpy(buf, &count, sizeof count);
-        rt_sup_child_info *out = (rt_sup_child_info *)(buf + sizeof(int));
+        rt_sup_child_info *out = (rt_sup_child_info *)(buf + WHICH_HDR);
         for (size_t j = 0; j < k; j++) {
             memcpy(out[j].id, s->kids[j].id, sizeof out[j].id);
             out[j].pid = s->kids[j].pid;
@@ -592,8 +597,19 @@ static void ack(struct sup_init *in, int rc)
     }
 }
 
-static void sup_free(struct sup *s)
+static void ack(struct sup_init *in, int rc);
+
+/* rt_at_exit handler: whatever ends the supervisor, a kill included. A
+ * starter still waiting is told the supervisor ended. */
+static void sup_free(void *arg)
 {
+    struct sup *s = arg;
+    if (s->init) {
+        ack(s->init, RT_ECALLDOWN);
+        free(s->init->kids);
+        free(s->init);
+        s->init = NULL;
+    }
     free(s->kids);
     free(s->map.keys);
     free(s->map.vals);
@@ -603,9 +619,15 @@ static void sup_free(struct sup *s)
 static void sup_main(void *arg)
 {
     struct sup_init *in = arg;
-    struct sup s = {.flags = in->flags, .parent = in->parent};
+    struct sup s = {.flags = in->flags, .parent = in->parent, .init = in};
     rt_trap_exits(true);
-    int rc = 0;
+    int rc = rt_at_exit(sup_free, &s);
+    if (rc < 0) {
+        ack(in, rc);
+        free(in->kids);
+        free(in);
+        rt_exit_self(rc);
+    }
     s.nstamps = (unsigned)(s.flags.intensity > 0 ? s.flags.intensity : 0) + 1;
     s.stamps = malloc(s.nstamps * sizeof *s.stamps);
     if (s.stamps == NULL)
@@ -623,10 +645,10 @@ static void sup_main(void *arg)
     free(in->kids);
     ack(in, rc);
     free(in);
+    s.init = NULL;
     if (rc != 0) {
         if (!rt_pid_is_none(s.parent))
             rt_unlink(s.parent);
-        sup_free(&s);
         rt_exit_self(rc);
     }
     for (;;) {
@@ -639,7 +661,6 @@ static void sup_main(void *arg)
             rt_msg_free(m);
             if (rt_pid_is_none(e.from) || rt_pid_eq(e.from, s.parent)) {
                 terminate_from(&s, 0);
-                sup_free(&s);
                 rt_exit_self(e.reason);
             }
             child_exited(&s, e.from, e.reason);
@@ -889,9 +910,9 @@ RT_API int rt_sup_which_children(rt_pid sup, rt_sup_child_info *out, size_t cap)
     int count = -EPROTO;
     if (m->size >= sizeof count)
         memcpy(&count, m->data, sizeof count);
-    if (count > 0) {
-        size_t k = (m->size - sizeof(int)) / sizeof(rt_sup_child_info);
-        memcpy(out, (char *)m->data + sizeof(int), k * sizeof(rt_sup_child_info));
+    if (count > 0 && cap > 0 && m->size >= WHICH_HDR) {
+        size_t k = (m->size - WHICH_HDR) / sizeof(rt_sup_child_info);
+        memcpy(out, (char *)m->data + WHICH_HDR, k * sizeof(rt_sup_child_info));
     }
     rt_msg_free(m);
     return count;

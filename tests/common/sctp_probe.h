@@ -49,8 +49,8 @@ static inline bool test_sctp_required(void)
 
 /* Skip (or fail) the calling Criterion test unless the kernel has SCTP.
  * Criterion shows skip reasons only with --verbose, so the skip is also
- * announced on stderr. CTest's SKIP_REGULAR_EXPRESSION (tests/harness)
- * matches "run via tools/sctp-vm"; the failure message must not contain it. */
+ * announced on stderr. (CTest reports a binary whose tests all skipped as
+ * skipped: SKIP_REGULAR_EXPRESSION in tests/CMakeLists.txt.) */
 #define TEST_REQUIRE_SCTP()                                                                        \
     do {                                                                                           \
         int e_ = test_sctp_errno();                                                                \

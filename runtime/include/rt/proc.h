@@ -160,6 +160,15 @@ RT_API int rt_unregister(const char *name);
 /* rt_whereis: the process registered as `name`, or RT_PID_NONE. Any thread. */
 RT_API rt_pid rt_whereis(const char *name);
 
+/* rt_at_exit: run fn(arg) when the calling process ends, whatever the
+ * reason, kill included (C cannot unwind a killed process's stack: this is
+ * where it frees what it holds). Handlers run last registered first, on
+ * the scheduler's stack, before links and monitors are told; a stackful
+ * process's stack is still mapped then, so `arg` may point into it. They
+ * must not block or receive. Returns 0, -ENOMEM, -EINVAL (fn NULL),
+ * RT_ENOTPROC. */
+RT_API int rt_at_exit(void (*fn)(void *arg), void *arg);
+
 /* rt_yield: let other processes run; the caller is resumed later.
  * Returns 0, RT_ENOTPROC outside a stackful process. */
 RT_API int rt_yield(void);
