@@ -442,7 +442,7 @@ IO_TEST(ring_exhaustion_loses_nothing)
 
 /* ---- a process killed with requests in flight ------------------------------------------------ */
 
-static int victim_fd = -1;
+static _Atomic int victim_fd = -1;
 
 static void victim(void *arg)
 {
