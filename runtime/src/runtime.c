@@ -54,7 +54,7 @@ RT_API int rt_start(const rt_opts *opts)
     memset(&rt__rt, 0, sizeof rt__rt);
     rt__stack_init();
     rt__rt.stack_size = rt__stack_round(o.stack_size ? o.stack_size : RT_DEFAULT_STACK_SIZE);
-    rt__rt.batch = o.batch ? o.batch : 64;
+    rt__rt.batch = o.batch ? o.batch : 1024;
     rt__rt.io_kind = o.io;
     rt__rt.io_bufs = o.io_bufs ? o.io_bufs : 512;
     rt__rt.io_buf_size = o.io_buf_size ? o.io_buf_size : 16384;

@@ -18,7 +18,7 @@
 
 #include "internal.h"
 
-#define POOL_MAX 256u
+#define POOL_MAX 1024u
 #define CANARY   0x5AFEC0DEDEADBEEFull
 
 static size_t page;
