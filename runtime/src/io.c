@@ -598,7 +598,7 @@ RT_API int rt_io_cancel(rt_io_req id)
 
 /* ---- the scheduler's side --------------------------------------------------------------- */
 
-void rt__io_poll(struct sched *s)
+void rt__io_poll(struct sched *s, bool busy)
 {
     struct io_sched *io = s->io;
     /* acquire: pairs with the release in buf_release / post_cancel_owner */
@@ -630,8 +630,9 @@ void rt__io_poll(struct sched *s)
             }
         }
     }
-    /* epoll cannot tell without a system call: look every 64 rounds */
-    if (io->be->ready(io) || (++io->poll_tick & 63) == 0)
+    /* epoll cannot tell without a system call: a busy scheduler looks every
+     * 64 rounds (an idle one waits in the backend anyway) */
+    if (io->be->ready(io) || (busy && (++io->poll_tick & 63) == 0))
         io->be->reap(io);
 }
 
@@ -653,6 +654,11 @@ bool rt__io_has_work(struct sched *s)
 void rt__io_wait(struct sched *s, int64_t deadline)
 {
     s->io->be->wait(s->io, deadline);
+}
+
+uint64_t rt__io_syscalls(struct sched *s)
+{
+    return atomic_load_explicit(&s->io->syscalls, memory_order_relaxed);
 }
 
 void rt__io_wake(struct sched *s)

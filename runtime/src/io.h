@@ -94,8 +94,22 @@ struct io_sched {
     unsigned nret, capret;
     struct io_cmd *cmds; /* cancel requests from other threads */
     unsigned ncmds, capcmds;
-    _Atomic bool pending; /* something in ret or cancel_owner */
+    _Atomic bool pending;      /* something in ret or cancel_owner */
+    _Atomic uint64_t syscalls; /* made by the backend (rt_stats.io_syscalls) */
 };
+
+/* Count system calls: the owner thread only (a relaxed store of load + 1
+ * suffices, no other thread writes it), and io__count_any from any. */
+static inline void io__count(struct io_sched *io, unsigned n)
+{
+    atomic_store_explicit(&io->syscalls,
+                          atomic_load_explicit(&io->syscalls, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+static inline void io__count_any(struct io_sched *io)
+{
+    atomic_fetch_add_explicit(&io->syscalls, 1, memory_order_relaxed);
+}
 
 extern const struct io_backend rt__io_uring_backend;
 extern const struct io_backend rt__io_epoll_backend;
@@ -108,11 +122,12 @@ void io__pause(struct io_sched *io, struct ioreq *r);  /* no buffer: wait for on
 /* io.c, for the scheduler */
 int rt__io_init(struct sched *s, int kind, unsigned nbufs, unsigned bufsize);
 void rt__io_fini(struct sched *s);
-void rt__io_poll(struct sched *s); /* between turns */
+void rt__io_poll(struct sched *s, bool busy); /* between turns */
 void rt__io_after_turn(struct sched *s, bool idle_next);
 bool rt__io_has_work(struct sched *s);
 void rt__io_wait(struct sched *s, int64_t deadline);
 void rt__io_wake(struct sched *s);
+uint64_t rt__io_syscalls(struct sched *s);
 void rt__io_proc_exit(struct proc *p);
 bool rt__io_msg_release(rt_msg *m); /* msg.c: an I/O message's extra cleanup */
 

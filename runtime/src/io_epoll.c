@@ -135,18 +135,39 @@ static int prepare_fd(struct ep *e, int fd)
     return 0;
 }
 
-/* r would block: park it on its fd until epoll says the fd is ready.
- * Every wait re-arms the fd (MOD, or ADD if epoll has forgotten it: an fd
- * closed and reopened under the same number): the kernel then checks its
- * readiness again, so an edge that came before the wait is not lost. */
+/* The readiness a request waits for. */
+static uint32_t wants(const struct ioreq *r)
+{
+    switch (r->op) {
+    case RT_IO_SEND:
+    case RT_IO_SENDMSG:
+    case RT_IO_CONNECT:
+        return EPOLLOUT;
+    case RT_IO_POLL:
+        return r->poll_events;
+    default:
+        return EPOLLIN | EPOLLRDHUP;
+    }
+}
+
+/* r would block: park it on its fd until epoll says the fd is ready for
+ * what the fd's waiting requests want (only that: waiting for input on a
+ * writable socket must not wake us again and again). Every wait re-arms
+ * the fd (MOD, or ADD if epoll has forgotten it: an fd closed and reopened
+ * under the same number): the kernel then checks its readiness again, so
+ * an edge that came before the wait is not lost. */
 static int wait_on_fd(struct ep *e, struct ioreq *r)
 {
     struct fdent *f = fdent(e, r->fd);
     if (f == NULL)
         return -ENOMEM;
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                             .data.u64 = (uint64_t)r->fd};
+    uint32_t events = wants(r);
+    for (unsigned i = 0; i < f->n; i++)
+        events |= wants(f->waiting[i]);
+    struct epoll_event ev = {.events = events | EPOLLET, .data.u64 = (uint64_t)r->fd};
+    io__count(r->io, 1);
     if (epoll_ctl(e->epfd, EPOLL_CTL_MOD, r->fd, &ev) < 0) {
+        io__count(r->io, 1);
         if (errno != ENOENT || epoll_ctl(e->epfd, EPOLL_CTL_ADD, r->fd, &ev) < 0)
             return -errno;
     }
@@ -170,6 +191,7 @@ static void forget_fd(struct io_sched *io, struct ep *e, int fd, int res)
 static int attempt(struct io_sched *io, struct ioreq *r, int *bid)
 {
     *bid = -1;
+    io__count(io, 1); /* one system call per attempt (two for a connect check) */
     char *b;
     ssize_t n;
     switch (r->op) {
@@ -337,10 +359,12 @@ static int handle_events(struct io_sched *io, struct ep *e, int timeout_ms)
 {
     struct epoll_event ev[64];
     int n = epoll_wait(e->epfd, ev, 64, timeout_ms);
+    io__count(io, 1);
     for (int i = 0; i < n; i++) {
         if (ev[i].data.u64 == UINT64_MAX) {
             uint64_t v;
             ssize_t k = read(e->efd, &v, sizeof v);
+            io__count(io, 1);
             (void)k;
             continue;
         }
@@ -399,6 +423,7 @@ static void ep_wake(struct io_sched *io)
     struct ep *e = io->priv;
     uint64_t one = 1;
     ssize_t n = write(e->efd, &one, sizeof one);
+    io__count_any(io);
     (void)n;
 }
 

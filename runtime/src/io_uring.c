@@ -26,6 +26,7 @@
 #define UD_IGNORE  2ull
 
 struct uring {
+    struct io_sched *io;
     struct io_uring ring;
     int efd;
     uint64_t efd_val;
@@ -40,6 +41,7 @@ static struct io_uring_sqe *sqe_get(struct uring *u)
     struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
     if (sqe == NULL) {
         io_uring_submit(&u->ring); /* full: hand the batch over now */
+        io__count(u->io, 1);
         sqe = io_uring_get_sqe(&u->ring);
     }
     return sqe;
@@ -98,6 +100,7 @@ static int ur_init(struct io_sched *io)
                               (unsigned short)i, u->mask, (int)i);
     io_uring_buf_ring_advance(u->br, (int)io->nbufs);
     io->priv = u;
+    u->io = io;
     arm_wake(u);
     return 0;
 out_map:
@@ -201,8 +204,10 @@ static int ur_reap(struct io_sched *io)
 {
     struct uring *u = io->priv;
     struct io_uring_cqe *cqe;
-    if (taskrun_pending(u))
+    if (taskrun_pending(u)) {
         io_uring_get_events(&u->ring);
+        io__count(io, 1);
+    }
     unsigned head, n = 0;
     /* copy out first: a completion handler may submit (and so, when the
      * submission queue is full, enter the kernel) */
@@ -245,8 +250,10 @@ static bool ur_ready(struct io_sched *io)
 static void ur_flush(struct io_sched *io)
 {
     struct uring *u = io->priv;
-    if (io_uring_sq_ready(&u->ring))
+    if (io_uring_sq_ready(&u->ring)) {
         io_uring_submit(&u->ring);
+        io__count(io, 1);
+    }
 }
 
 static void ur_wait(struct io_sched *io, int64_t deadline)
@@ -264,6 +271,7 @@ static void ur_wait(struct io_sched *io, int64_t deadline)
         tsp = &ts;
     }
     io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, tsp, NULL);
+    io__count(io, 1);
 }
 
 static void ur_wake(struct io_sched *io)
@@ -271,6 +279,7 @@ static void ur_wake(struct io_sched *io)
     struct uring *u = io->priv;
     uint64_t one = 1;
     ssize_t n = write(u->efd, &one, sizeof one);
+    io__count_any(io);
     (void)n; /* EAGAIN: the counter is full, so a wake is pending anyway */
 }
 

@@ -5,7 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "io.h"
 
 struct runtime rt__rt;
 
@@ -140,6 +140,8 @@ static void sum_stats(rt_stats *st)
         st->steals += atomic_load_explicit(&s->n_steals, memory_order_relaxed);
         st->procs_spawned += atomic_load_explicit(&s->n_spawned, memory_order_relaxed);
         st->stacks_cached += s->nstacks;
+        if (s->io)
+            st->io_syscalls += rt__io_syscalls(s);
     }
     st->msgs_live = alloc - freed;
     st->procs_live = atomic_load_explicit(&rt__rt.procs_live, memory_order_relaxed);

@@ -325,7 +325,7 @@ static struct proc *idle(struct sched *s)
         int64_t until = rt__now_ns() + rt__rt.spin_ns;
         do {
             fire_timers(s);
-            rt__io_poll(s);
+            rt__io_poll(s, false);
             if ((p = find_local(s)) || (p = steal(s)))
                 break;
 #if defined(__x86_64__)
@@ -376,7 +376,7 @@ static void *sched_main(void *arg)
 
     while (!atomic_load_explicit(&rt__rt.shutdown, memory_order_acquire)) {
         fire_timers(s);
-        rt__io_poll(s);
+        rt__io_poll(s, true);
         struct proc *p = find_local(s);
         if (p == NULL)
             p = idle(s);

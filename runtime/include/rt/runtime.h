@@ -64,6 +64,8 @@ typedef struct rt_stats {
     uint64_t stacks_unguarded; /* stacks without a guard page (vm.max_map_count reached) */
     uint64_t parks;            /* times a scheduler parked */
     uint64_t steals;           /* processes moved by work stealing */
+    uint64_t io_syscalls;      /* system calls the I/O backend made (io_uring_enter,
+                                  epoll_wait, recv...), for "syscalls per message" */
 } rt_stats;
 
 /* rt_start: start the runtime with its scheduler threads. `opts` may be NULL
