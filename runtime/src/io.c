@@ -768,20 +768,26 @@ RT_API int rt_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int time
     return rc;
 }
 
+/* The result of a request just started (`rc`: what starting it returned). */
+static int finish(int rc, const rt_io_req *req, int timeout_ms)
+{
+    if (rc < 0)
+        return rc;
+    rt_msg *m = await(*req, timeout_ms, &rc);
+    if (m == NULL)
+        return rc;
+    rc = rt_io_result_of(m)->res;
+    rt_msg_free(m);
+    return rc;
+}
+
 RT_API int rt_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int timeout_ms)
 {
     if (!stackful())
         return RT_ENOTPROC;
     rt_io_req req;
     int rc = rt_io_connect(fd, addr, addrlen, &req);
-    if (rc < 0)
-        return rc;
-    rt_msg *m = await(req, timeout_ms, &rc);
-    if (m == NULL)
-        return rc;
-    rc = rt_io_result_of(m)->res;
-    rt_msg_free(m);
-    return rc;
+    return finish(rc, &req, timeout_ms);
 }
 
 RT_API ssize_t rt_recv(int fd, void *buf, size_t len, int timeout_ms)
@@ -790,14 +796,7 @@ RT_API ssize_t rt_recv(int fd, void *buf, size_t len, int timeout_ms)
         return RT_ENOTPROC;
     rt_io_req req;
     int rc = rt_io_recv(fd, buf, len, 0, 0, &req);
-    if (rc < 0)
-        return rc;
-    rt_msg *m = await(req, timeout_ms, &rc);
-    if (m == NULL)
-        return rc;
-    rc = rt_io_result_of(m)->res;
-    rt_msg_free(m);
-    return rc;
+    return finish(rc, &req, timeout_ms);
 }
 
 RT_API ssize_t rt_send_all(int fd, const void *buf, size_t len, int timeout_ms)
@@ -816,13 +815,7 @@ RT_API ssize_t rt_send_all(int fd, const void *buf, size_t len, int timeout_ms)
         }
         rt_io_req req;
         int rc = rt_io_send(fd, (const char *)buf + done, len - done, 0, &req);
-        if (rc < 0)
-            return rc;
-        rt_msg *m = await(req, left, &rc);
-        if (m == NULL)
-            return rc;
-        rc = rt_io_result_of(m)->res;
-        rt_msg_free(m);
+        rc = finish(rc, &req, left);
         if (rc < 0)
             return rc;
         done += (size_t)rc;
@@ -836,12 +829,5 @@ RT_API int rt_close(int fd)
         return RT_ENOTPROC;
     rt_io_req req;
     int rc = rt_io_close(fd, &req);
-    if (rc < 0)
-        return rc;
-    rt_msg *m = await(req, RT_INFINITY, &rc);
-    if (m == NULL)
-        return rc;
-    rc = rt_io_result_of(m)->res;
-    rt_msg_free(m);
-    return rc;
+    return finish(rc, &req, RT_INFINITY);
 }

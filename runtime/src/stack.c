@@ -5,7 +5,8 @@
  * the mapping into two kernel VMAs; when guarded stacks would push the
  * process near vm.max_map_count, further stacks are made without a guard and
  * counted (rt_stats.stacks_unguarded), and a canary word at their bottom is
- * checked whenever the process gives up the CPU.
+ * checked whenever the process gives up the CPU (guarded stacks have none:
+ * writing it would make their lowest page resident).
  *
  * Stacks of the default size are kept in a per-scheduler pool for reuse.
  */
@@ -84,10 +85,13 @@ static struct stack *stack_new(size_t size)
     st->size = size;
     st->guarded = guard;
     st->next = NULL;
-    if (!guard)
+    if (!guard) {
         atomic_fetch_add_explicit(&rt__rt.stacks_unguarded, 1, memory_order_relaxed);
-    uint64_t c = CANARY;
-    memcpy(st->lo, &c, sizeof c);
+        /* only an unguarded stack needs the canary: writing it touches the
+         * stack's lowest page, 4 KiB of resident memory per process */
+        uint64_t c = CANARY;
+        memcpy(st->lo, &c, sizeof c);
+    }
     return st;
 out_unbudget:
     if (guard)
@@ -117,8 +121,10 @@ struct stack *rt__stack_get(size_t size)
         struct stack *st = s->stacks;
         s->stacks = st->next;
         s->nstacks--;
-        uint64_t c = CANARY;
-        memcpy(st->lo, &c, sizeof c);
+        if (!st->guarded) {
+            uint64_t c = CANARY;
+            memcpy(st->lo, &c, sizeof c);
+        }
         return st;
     }
     return stack_new(size);

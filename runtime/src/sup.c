@@ -814,88 +814,71 @@ int rt__sup_stop_root(int grace_ms)
 
 /* ---- requests from outside ----------------------------------------------------------- */
 
-static int request(rt_pid sup, uint32_t tag, const struct req *q, struct rep *r)
+/* Ask the supervisor; on success store the pid it answered in *child
+ * (may be NULL). */
+static int request(rt_pid sup, uint32_t tag, const struct req *q, rt_pid *child)
 {
     rt_msg *m;
     int rc = rt_call(sup, tag, q, sizeof *q, RT_INFINITY, &m);
     if (rc < 0)
         return rc;
-    if (m->size >= sizeof *r)
-        memcpy(r, m->data, sizeof *r);
-    else
-        r->rc = -EPROTO;
+    struct rep r = {.rc = -EPROTO};
+    if (m->size >= sizeof r)
+        memcpy(&r, m->data, sizeof r);
     rt_msg_free(m);
-    return r->rc;
+    if (r.rc == 0 && child)
+        *child = r.pid;
+    return r.rc;
 }
 
-static int id_req(struct req *q, const char *id)
+/* A request naming a child by id. */
+static int id_request(rt_pid sup, uint32_t tag, const char *id, rt_pid *child)
 {
-    memset(q, 0, sizeof *q);
+    struct req q;
+    memset(&q, 0, sizeof q);
     if (id == NULL || strnlen(id, RT_NAME_MAX + 1) > RT_NAME_MAX)
         return -EINVAL;
-    strcpy(q->id, id);
-    return 0;
+    strcpy(q.id, id);
+    return request(sup, tag, &q, child);
 }
 
 RT_API int rt_sup_add_child(rt_pid sup, const rt_child_spec *spec, rt_pid *child)
 {
-    struct req q;
-    if (spec == NULL || id_req(&q, spec->id) < 0)
+    if (spec == NULL || spec->id == NULL || strnlen(spec->id, RT_NAME_MAX + 1) > RT_NAME_MAX)
         return -EINVAL;
+    struct req q;
+    memset(&q, 0, sizeof q);
+    strcpy(q.id, spec->id);
     q.spec = *spec;
     q.spec.id = NULL;
-    struct rep r = {0};
-    int rc = request(sup, REQ_ADD, &q, &r);
-    if (rc == 0 && child)
-        *child = r.pid;
-    return rc;
+    return request(sup, REQ_ADD, &q, child);
 }
 
 RT_API int rt_sup_start_child(rt_pid sup, void *arg, rt_pid *child)
 {
     struct req q = {.arg = arg};
-    struct rep r = {0};
-    int rc = request(sup, REQ_START, &q, &r);
-    if (rc == 0 && child)
-        *child = r.pid;
-    return rc;
+    return request(sup, REQ_START, &q, child);
 }
 
 RT_API int rt_sup_terminate_child(rt_pid sup, const char *id)
 {
-    struct req q;
-    struct rep r;
-    if (id_req(&q, id) < 0)
-        return -EINVAL;
-    return request(sup, REQ_TERMINATE, &q, &r);
+    return id_request(sup, REQ_TERMINATE, id, NULL);
 }
 
 RT_API int rt_sup_terminate_child_pid(rt_pid sup, rt_pid pid)
 {
     struct req q = {.pid = pid};
-    struct rep r;
-    return request(sup, REQ_TERMINATE_PID, &q, &r);
+    return request(sup, REQ_TERMINATE_PID, &q, NULL);
 }
 
 RT_API int rt_sup_restart_child(rt_pid sup, const char *id, rt_pid *child)
 {
-    struct req q;
-    struct rep r = {0};
-    if (id_req(&q, id) < 0)
-        return -EINVAL;
-    int rc = request(sup, REQ_RESTART, &q, &r);
-    if (rc == 0 && child)
-        *child = r.pid;
-    return rc;
+    return id_request(sup, REQ_RESTART, id, child);
 }
 
 RT_API int rt_sup_delete_child(rt_pid sup, const char *id)
 {
-    struct req q;
-    struct rep r;
-    if (id_req(&q, id) < 0)
-        return -EINVAL;
-    return request(sup, REQ_DELETE, &q, &r);
+    return id_request(sup, REQ_DELETE, id, NULL);
 }
 
 RT_API int rt_sup_which_children(rt_pid sup, rt_sup_child_info *out, size_t cap)

@@ -438,7 +438,7 @@ Test(core, hundred_thousand_stackful, .timeout = 240)
     cr_log_info("%d idle stackful processes: %ld bytes resident each, %llu without guard page", n,
                 per, (unsigned long long)st.stacks_unguarded);
 #if !defined(RT_SANITIZE_ADDRESS) && !defined(RT_SANITIZE_THREAD)
-    cr_assert_leq(per, 8 * 1024 + 512, "an idle stackful process takes %ld bytes", per);
+    cr_assert_leq(per, 8 * 1024, "an idle stackful process takes %ld bytes", per);
 #endif
     test_stop(); /* ends them all: they are blocked in receive */
 }
