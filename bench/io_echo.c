@@ -5,7 +5,8 @@
  *   - rt on epoll: the same code, rt_opts.io = RT_IO_EPOLL (the control);
  *   - blocking C: a thread per connection doing recv/send.
  * The client is another OS process: one thread, non-blocking sockets and
- * epoll, driving every connection.
+ * epoll, driving every connection. Server and client are pinned to a CPU
+ * each (the server's runtime gets one scheduler).
  *
  * Workloads: request/response (each connection sends `size` bytes and
  * waits for their echo, again and again: round trips/s, p50/p99 latency)
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -63,6 +65,21 @@ static int listener(uint16_t *port)
         die("listen");
     *port = ntohs(a.sin_port);
     return fd;
+}
+
+/* The client and the server each get a CPU of their own where there are
+ * two or more: otherwise they fight over the same cores, and whichever
+ * server burns less CPU wins by starving the client less. */
+static int client_cpu = -1, server_cpu = -1;
+
+static void pin(int cpu)
+{
+    if (cpu < 0)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    sched_setaffinity(0, sizeof set, &set);
 }
 
 /* ---- the client (a child process) ---------------------------------------------------- */
@@ -178,6 +195,7 @@ static struct result run_client(uint16_t port, int nconns, size_t size, bool str
     pid_t pid = fork();
     if (pid == 0) {
         close(p[0]);
+        pin(client_cpu);
         client(port, nconns, size, stream, dur, p[1]);
     }
     close(p[1]);
@@ -226,7 +244,8 @@ static void rt_acceptor(void *arg)
 static struct result rt_server(int backend, int nconns, size_t size, bool stream, double dur,
                                double *sys_per)
 {
-    if (rt_start(&(rt_opts){.io = backend}) != 0)
+    /* one scheduler on the server's CPU, as the blocking server's threads */
+    if (rt_start(&(rt_opts){.schedulers = 1, .io = backend}) != 0)
         die("rt_start");
     uint16_t port;
     int l = listener(&port);
@@ -331,6 +350,11 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
+        server_cpu = 0;
+        client_cpu = 1;
+        pin(server_cpu); /* threads made from here on inherit it */
+    }
     struct rlimit rl = {65536, 65536};
     setrlimit(RLIMIT_NOFILE, &rl);
     signal(SIGPIPE, SIG_IGN);
@@ -339,9 +363,10 @@ int main(int argc, char **argv)
     size_t sizes[] = {64, 1024, 16384, 65536};
     if (csv)
         fprintf(csv, "mode,conns,size,server,rate,unit,p50_us,p99_us,syscalls_per_unit\n");
-    printf("server-side: rt processes (io_uring / epoll) or a thread per connection; client: a\n"
-           "separate process, one epoll thread. %.1f s per point. ratio = io_uring / peer.\n\n",
-           dur);
+    printf("server: rt processes on 1 scheduler (io_uring / epoll) or a thread per connection,\n"
+           "pinned to CPU %d; client: a separate process, one epoll thread, pinned to CPU %d.\n"
+           "%.1f s per point. ratio = io_uring / peer.\n\n",
+           server_cpu, client_cpu, dur);
     printf("%-6s %5s %6s | %12s %12s %12s | %6s %6s | %7s %7s %7s | %s\n", "mode", "conns", "size",
            "io_uring", "epoll", "blocking", "/epoll", "/block", "sys/op", "sys/op", "sys/op",
            "p50/p99 us (io_uring, epoll, blocking)");
