@@ -16,7 +16,7 @@
  * (the I/O backend's own count) and, for the blocking server, its own
  * recv/send count.
  *
- *   io_echo [--quick] [--csv FILE] [--conns N] [--size BYTES]
+ *   io_echo [--quick] [--runs N] [--csv FILE] [--conns N] [--size BYTES]
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -330,9 +330,25 @@ static struct result blk_server(int nconns, size_t size, bool stream, double dur
 /* ---- main -------------------------------------------------------------------------------------
  */
 
+/* The index of the median of v[0..n) (the lower middle for even n). */
+static int median_index(const double *v, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int below = 0, equal = 0;
+        for (int j = 0; j < n; j++) {
+            below += v[j] < v[i];
+            equal += v[j] == v[i];
+        }
+        if (below <= (n - 1) / 2 && below + equal > (n - 1) / 2)
+            return i;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     bool quick = false;
+    int runs = 0;
     FILE *csv = NULL;
     int only_conns = 0;
     size_t only_size = 0;
@@ -345,8 +361,11 @@ int main(int argc, char **argv)
             only_conns = atoi(argv[++i]);
         else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc)
             only_size = (size_t)atol(argv[++i]);
+        else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
+            runs = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: io_echo [--quick] [--csv FILE] [--conns N] [--size BYTES]\n");
+            fprintf(stderr, "usage: io_echo [--quick] [--runs N] [--csv FILE] [--conns N] "
+                            "[--size BYTES]\n");
             return 2;
         }
     }
@@ -359,14 +378,16 @@ int main(int argc, char **argv)
     setrlimit(RLIMIT_NOFILE, &rl);
     signal(SIGPIPE, SIG_IGN);
     double dur = quick ? 0.4 : 2.0;
+    if (runs <= 0 || runs > 9)
+        runs = quick ? 3 : 5;
     int conns[] = {1, 10, 100, 1000};
     size_t sizes[] = {64, 1024, 16384, 65536};
     if (csv)
         fprintf(csv, "mode,conns,size,server,rate,unit,p50_us,p99_us,syscalls_per_unit\n");
     printf("server: rt processes on 1 scheduler (io_uring / epoll) or a thread per connection,\n"
            "pinned to CPU %d; client: a separate process, one epoll thread, pinned to CPU %d.\n"
-           "%.1f s per point. ratio = io_uring / peer.\n\n",
-           server_cpu, client_cpu, dur);
+           "%.1f s per run, median of %d runs per point. ratio = io_uring / peer.\n\n",
+           server_cpu, client_cpu, dur, runs);
     printf("%-6s %5s %6s | %12s %12s %12s | %6s %6s | %7s %7s %7s | %s\n", "mode", "conns", "size",
            "io_uring", "epoll", "blocking", "/epoll", "/block", "sys/op", "sys/op", "sys/op",
            "p50/p99 us (io_uring, epoll, blocking)");
@@ -378,20 +399,31 @@ int main(int argc, char **argv)
             for (unsigned si = 0; si < 4; si++) {
                 if (only_size && sizes[si] != only_size)
                     continue;
-                struct result r[3];
-                double sys[3];
-                fprintf(stderr, "[%s %d conns %zu B] io_uring...", stream ? "stream" : "rr",
-                        conns[ci], sizes[si]);
-                r[0] = rt_server(RT_IO_URING, conns[ci], sizes[si], stream, dur, &sys[0]);
-                fprintf(stderr, " epoll...");
-                r[1] = rt_server(RT_IO_EPOLL, conns[ci], sizes[si], stream, dur, &sys[1]);
-                fprintf(stderr, " blocking...\n");
-                r[2] = blk_server(conns[ci], sizes[si], stream, dur, &sys[2]);
-                double v[3];
+                /* `runs` rounds, servers interleaved so that drift in the
+                 * machine hits all three alike; each figure is the median
+                 * run (by rate), with its latency and system calls */
+                struct result r[3], all[3][9];
+                double sys[3], allsys[3][9], v[3], rates[3][9];
+                for (int run = 0; run < runs; run++) {
+                    fprintf(stderr, "[%s %d conns %zu B] run %d/%d\n", stream ? "stream" : "rr",
+                            conns[ci], sizes[si], run + 1, runs);
+                    all[0][run] =
+                        rt_server(RT_IO_URING, conns[ci], sizes[si], stream, dur, &allsys[0][run]);
+                    all[1][run] =
+                        rt_server(RT_IO_EPOLL, conns[ci], sizes[si], stream, dur, &allsys[1][run]);
+                    all[2][run] = blk_server(conns[ci], sizes[si], stream, dur, &allsys[2][run]);
+                    for (int k = 0; k < 3; k++) {
+                        if (!all[k][run].ok)
+                            die("a client failed");
+                        rates[k][run] = stream ? (double)all[k][run].bytes / all[k][run].secs / 1e6
+                                               : all[k][run].trips / all[k][run].secs;
+                    }
+                }
                 for (int k = 0; k < 3; k++) {
-                    if (!r[k].ok)
-                        die("a client failed");
-                    v[k] = stream ? (double)r[k].bytes / r[k].secs / 1e6 : r[k].trips / r[k].secs;
+                    int med = median_index(rates[k], runs);
+                    r[k] = all[k][med];
+                    sys[k] = allsys[k][med];
+                    v[k] = rates[k][med];
                 }
                 const char *unit = stream ? "MB/s" : "trips/s";
                 printf("%-6s %5d %6zu | %12.0f %12.0f %12.0f | %6.2f %6.2f | %7.2f %7.2f %7.2f | "

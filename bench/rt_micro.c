@@ -38,6 +38,20 @@ static void die(const char *what)
     exit(1);
 }
 
+/* A text field for the CSV: commas become semicolons (static buffer, one
+ * call per argument list is fine: each call gets its own slot). */
+static const char *csv_text(const char *s)
+{
+    static char bufs[4][128];
+    static unsigned k;
+    char *b = bufs[k++ % 4];
+    snprintf(b, 128, "%s", s);
+    for (char *p = b; *p; p++)
+        if (*p == ',')
+            *p = ';';
+    return b;
+}
+
 /* higher_better: for rates; for costs (time, bytes) lower is better. */
 static void report(const char *workload, const char *variant, double v, const char *unit,
                    const char *peer, double pv, bool higher_better)
@@ -47,7 +61,8 @@ static void report(const char *workload, const char *variant, double v, const ch
            v, unit, peer, pv < 10 ? 3 : 1, pv, ratio);
     fflush(stdout);
     if (csv)
-        fprintf(csv, "%s,%s,%.3f,%s,%s,%.3f,%.3f\n", workload, variant, v, unit, peer, pv, ratio);
+        fprintf(csv, "%s,%s,%.3f,%s,%s,%.3f,%.3f\n", csv_text(workload), csv_text(variant), v, unit,
+                csv_text(peer), pv, ratio);
 }
 
 static bool want(const char *name)
