@@ -3,7 +3,7 @@
  * plain function calls where threads cannot: a million of them), with the
  * ratio. Erlang and Go peers run from bench/run.
  *
- *   rt_micro [--quick] [--csv FILE] [--only NAME]
+ *   rt_micro [--quick] [--csv FILE] [--compare FILE] [--only NAME]
  *
  * Prints a table; with --csv, one line per measurement:
  *   workload,variant,value,unit,peer,peer_value,ratio
@@ -23,6 +23,7 @@
 
 static bool quick;
 static FILE *csv;
+static FILE *cmp; /* --compare FILE: rows in the Go/Erlang peers' format */
 static const char *only;
 
 static double now_s(void)
@@ -63,6 +64,13 @@ static void report(const char *workload, const char *variant, double v, const ch
     if (csv)
         fprintf(csv, "%s,%s,%.3f,%s,%s,%.3f,%.3f\n", csv_text(workload), csv_text(variant), v, unit,
                 csv_text(peer), pv, ratio);
+}
+
+/* A row comparable with bench/peers: workload,N sched,value,unit */
+static void compare(const char *workload, unsigned sched, double v, const char *unit)
+{
+    if (cmp)
+        fprintf(cmp, "%s,%u sched,%.3f,%s\n", workload, sched, v, unit);
 }
 
 static bool want(const char *name)
@@ -154,6 +162,8 @@ static void bench_spawn(void)
         stop();
         report("spawn+exit", a.actor ? "callback actor, 1 sched" : "stackful, 1 sched",
                a.secs / n * 1e9, "ns each", "pthread_create+join", peer_ns, false);
+        if (a.actor)
+            compare("spawn+exit", 1, a.secs / n * 1e9, "ns each");
     }
 }
 
@@ -224,6 +234,8 @@ static void bench_memory(void)
         stop();
         report("memory per process", k == 0 ? "callback actor (idle)" : "stackful (idle, 64 KiB)",
                per, "bytes", "pthread (idle, 64 KiB)", peer, false);
+        if (k == 0)
+            compare("memory per process", 1, per, "bytes");
     }
 }
 
@@ -318,6 +330,7 @@ static void bench_pingpong(void)
     stop();
     report("ping-pong", "1 scheduler", n / same.secs, "round trips/s", "2 pthreads + condvar", peer,
            true);
+    compare("ping-pong", 1, n / same.secs, "round trips/s");
     /* two schedulers, the partner placed on the other one; the runtime
      * pulls a process woken by a message to the waker's scheduler, so
      * after the first exchange they share one (DESIGN.md) */
@@ -327,6 +340,7 @@ static void bench_pingpong(void)
     stop();
     report("ping-pong", "2 schedulers", n / two.secs, "round trips/s", "2 pthreads + condvar", peer,
            true);
+    compare("ping-pong", 2, n / two.secs, "round trips/s");
 }
 
 /* ---- fan-in: N senders, one counter -------------------------------------------------------- */
@@ -422,6 +436,8 @@ static void bench_fanin(void)
             snprintf(v, sizeof v, "%d sender%s, %u sched", senders, senders > 1 ? "s" : "", sc);
             report("fan-in count", v, (double)senders * f.per / f.secs, "msgs/s",
                    "pthreads + mutex counter", peer, true);
+            compare(senders == 1 ? "fan-in count 1 sender" : "fan-in count 4 senders", sc,
+                    (double)senders * f.per / f.secs, "msgs/s");
         }
     }
 }
@@ -517,6 +533,7 @@ static void bench_ring(void)
             peer = thread_pingpong(quick ? 20000 : 100000) * 2;
         report("thread ring", v, hops / ra.secs, "hops/s", "pthread handoff (from ping-pong)", peer,
                true);
+        compare("thread ring", sc, hops / ra.secs, "hops/s");
     }
 }
 
@@ -614,6 +631,7 @@ static void bench_skynet(void)
         snprintf(v, sizeof v, "1M callback actors, %u sched", sc);
         report("skynet", v, a.secs * 1000, "ms", "plain C recursion (no actors)", plain_s * 1000,
                false);
+        compare("skynet", sc, a.secs * 1000, "ms");
     }
 }
 
@@ -624,10 +642,13 @@ int main(int argc, char **argv)
             quick = true;
         else if (strcmp(argv[i], "--csv") == 0 && i + 1 < argc)
             csv = fopen(argv[++i], "w");
+        else if (strcmp(argv[i], "--compare") == 0 && i + 1 < argc)
+            cmp = fopen(argv[++i], "w");
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             only = argv[++i];
         else {
-            fprintf(stderr, "usage: rt_micro [--quick] [--csv FILE] [--only NAME]\n");
+            fprintf(stderr,
+                    "usage: rt_micro [--quick] [--csv FILE] [--compare FILE] [--only NAME]\n");
             return 2;
         }
     }
@@ -649,5 +670,7 @@ int main(int argc, char **argv)
         bench_skynet();
     if (csv)
         fclose(csv);
+    if (cmp)
+        fclose(cmp);
     return 0;
 }
