@@ -42,7 +42,8 @@
  *  - ids are strings of up to RT_NAME_MAX bytes; for simple_one_for_one
  *    children, functions taking an id take the child's pid instead
  *    (rt_sup_terminate_child_pid);
- *  - significant/auto_shutdown (OTP 24) is not implemented;
+ *  - OTP 24's significant children and auto_shutdown are left out: a
+ *    supervisor ends only as described above;
  *  - a supervisor is a stackful process (DESIGN.md wants callback actors
  *    for the runtime's own processes; supervisors are few, and their
  *    shutdown protocol is much clearer as straight-line code).
