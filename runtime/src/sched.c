@@ -40,20 +40,38 @@ static void global_put_batch(struct rt__node *first, struct rt__node *last, uint
     pthread_mutex_unlock(&rt__rt.gq_lock);
 }
 
-static struct proc *global_get(void)
+static void runq_put(struct sched *s, struct proc *p);
+static uint32_t runq_len(struct sched *s);
+
+/* Take a share of the global queue (Go's globrunqget): one process to run
+ * now, and up to half a ring more into the local ring, so that a scheduler
+ * does not come back for them one at a time. */
+static struct proc *global_get(struct sched *s)
 {
     if (atomic_load_explicit(&rt__rt.gq_len, memory_order_relaxed) == 0)
         return NULL;
     pthread_mutex_lock(&rt__rt.gq_lock);
-    struct rt__node *n = rt__rt.gq_head;
-    if (n) {
+    uint32_t len = atomic_load_explicit(&rt__rt.gq_len, memory_order_relaxed);
+    uint32_t want = len / rt__rt.nsched + 1;
+    uint32_t room = RQ_SIZE / 2 - (runq_len(s) < RQ_SIZE / 2 ? runq_len(s) : RQ_SIZE / 2);
+    if (want > room + 1)
+        want = room + 1;
+    struct proc *first = NULL;
+    uint32_t got = 0;
+    for (; got < want && rt__rt.gq_head; got++) {
+        struct rt__node *n = rt__rt.gq_head;
         rt__rt.gq_head = atomic_load_explicit(&n->next, memory_order_relaxed);
-        if (rt__rt.gq_head == NULL)
-            rt__rt.gq_tail = NULL;
-        atomic_fetch_sub_explicit(&rt__rt.gq_len, 1, memory_order_relaxed);
+        struct proc *p = container_of(n, struct proc, rq_link);
+        if (first == NULL)
+            first = p;
+        else
+            runq_put(s, p); /* room was checked: never overflows back */
     }
+    if (rt__rt.gq_head == NULL)
+        rt__rt.gq_tail = NULL;
+    atomic_fetch_sub_explicit(&rt__rt.gq_len, got, memory_order_relaxed);
     pthread_mutex_unlock(&rt__rt.gq_lock);
-    return n ? container_of(n, struct proc, rq_link) : NULL;
+    return first;
 }
 
 /* Half the ring and p go to the global queue. False if thieves raced us. */
@@ -287,10 +305,10 @@ static struct proc *find_local(struct sched *s)
     struct proc *p;
     /* now and then look outside first, so nothing outside starves */
     if (++s->tick % 61 == 0) {
-        if ((p = inject_get(s)) || (p = global_get()))
+        if ((p = inject_get(s)) || (p = global_get(s)))
             return p;
     }
-    if ((p = runq_get(s)) || (p = inject_get(s)) || (p = global_get()))
+    if ((p = runq_get(s)) || (p = inject_get(s)) || (p = global_get(s)))
         return p;
     return NULL;
 }
