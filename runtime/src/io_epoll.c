@@ -319,6 +319,14 @@ static void try_req(struct io_sched *io, struct ep *e, struct ioreq *r)
         io__complete(io, r, res, more, bid);
         if (!more)
             return;
+        if (r->op == RT_IO_POLL) {
+            /* io_uring's multishot poll fires on each new wake-up of the
+             * fd, not for as long as it stays ready: wait for the next edge */
+            int rc = wait_on_fd(e, r);
+            if (rc < 0)
+                io__complete(io, r, rc, false, -1);
+            return;
+        }
     }
 }
 

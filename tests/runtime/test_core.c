@@ -499,3 +499,100 @@ Test(core, stack_overflow_kills_only_that_process)
     cr_assert_eq(test_run(overflow_body, NULL, 20000), 0);
     test_stop();
 }
+
+/* ---- lent buffers, exit handlers, waiting for idle ----------------------------------------- */
+
+static _Atomic int lent_frees;
+static void lent_free(void *p)
+{
+    atomic_fetch_add(&lent_frees, 1);
+    free(p);
+}
+
+static void adopt_body(void *arg)
+{
+    rt_pid self = rt_self();
+    char *buf = malloc(16);
+    strcpy(buf, "lent bytes");
+    cr_assert_eq(rt_send_move(self, 1, buf, 11, lent_free), 0);
+    rt_msg *src = test_recv_tag(1, 1000);
+    rt_msg *dst = rt_msg_alloc(2, 8);
+    cr_assert_not_null(dst);
+    cr_assert_eq(rt_msg_adopt(dst, src), 0);
+    cr_assert_eq(rt_msg_adopt(dst, src), -EINVAL, "src no longer carries it");
+    rt_msg_free(src);
+    cr_assert_eq(atomic_load(&lent_frees), 0, "freeing src must not release the buffer");
+    cr_assert_str_eq(buf, "lent bytes");
+    rt_msg_free(dst);
+    cr_assert_eq(atomic_load(&lent_frees), 1, "freeing dst releases it");
+    rt_msg *m = rt_msg_alloc(3, 0);
+    char *other = malloc(4);
+    cr_assert_eq(rt_msg_lend(m, other, lent_free), 0);
+    cr_assert_eq(rt_msg_lend(m, other, lent_free), -EINVAL, "one buffer per message");
+    cr_assert_eq(rt_msg_lend(NULL, other, lent_free), -EINVAL);
+    rt_msg_free(m);
+    cr_assert_eq(atomic_load(&lent_frees), 2);
+}
+
+Test(core, adopt_and_lend)
+{
+    test_start(1);
+    cr_assert_eq(test_run(adopt_body, NULL, 5000), 0);
+    test_stop();
+}
+
+static char exit_order[8];
+static _Atomic int exit_n;
+
+static void record(void *arg)
+{
+    exit_order[atomic_fetch_add(&exit_n, 1)] = *(char *)arg;
+}
+
+static void with_handlers(void *arg)
+{
+    static char a = 'a', b = 'b';
+    rt_at_exit(record, &a);
+    rt_at_exit(record, &b);
+    cr_assert_eq(rt_at_exit(NULL, NULL), -EINVAL);
+    rt_msg *m;
+    rt_receive(RT_INFINITY, &m); /* killed while waiting */
+}
+
+Test(core, at_exit_runs_even_on_kill)
+{
+    test_start(2);
+    cr_assert_eq(rt_at_exit(record, NULL), RT_ENOTPROC);
+    rt_pid p;
+    cr_assert_eq(rt_spawn(with_handlers, NULL, &(rt_spawn_opts){.joinable = true}, &p), 0);
+    usleep(20000);
+    rt_exit(p, RT_EXIT_KILL);
+    int reason;
+    cr_assert_eq(rt_join(p, 5000, &reason), 0);
+    cr_assert_eq(reason, RT_EXIT_KILLED);
+    cr_assert_eq(atomic_load(&exit_n), 2);
+    cr_assert_eq(exit_order[0], 'b', "the last registered runs first");
+    cr_assert_eq(exit_order[1], 'a');
+    test_stop();
+}
+
+static void short_lived(void *arg)
+{
+    rt_sleep(30);
+}
+
+Test(core, wait_idle)
+{
+    test_start(2);
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(rt_spawn(short_lived, NULL, NULL, NULL), 0);
+    cr_assert_eq(rt_wait_idle(5000), 0);
+    rt_stats st;
+    cr_assert_eq(rt_stats_get(&st), 0);
+    cr_assert_eq(st.procs_live, 0);
+    cr_assert_eq(rt_spawn(short_lived, NULL, NULL, NULL), 0);
+    cr_assert_eq(rt_wait_idle(1), -ETIMEDOUT);
+    cr_assert_eq(rt_wait_idle(5000), 0);
+    test_stop();
+    cr_assert_eq(rt_wait_idle(0), RT_ENORUNTIME);
+}

@@ -635,3 +635,96 @@ IO_TEST(cross_thread_wakeup)
     cr_assert_lt(worst, 50000, "a wake-up took %lld us", (long long)worst);
     test_stop();
 }
+
+/* ---- poll, and multishot recvmsg into provided buffers ------------------------------------ */
+
+static void poll_body(void *arg)
+{
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    cr_assert_eq(rt_io_own(sv[0]), 0);
+    cr_assert_eq(rt_io_own(sv[1]), 0);
+    rt_io_req req;
+    cr_assert_eq(rt_io_poll(sv[0], POLLIN, RT_IO_MULTISHOT, &req), 0);
+    rt_msg *m;
+    cr_assert_eq(rt_receive_tag(RT_MSG_IO, 50, &m), -ETIMEDOUT, "nothing to read yet");
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(write(sv[1], "x", 1), 1);
+        m = test_recv_tag(RT_MSG_IO, 5000);
+        const rt_io_result *r = rt_io_result_of(m);
+        cr_assert_eq(r->req, req);
+        cr_assert(r->res & POLLIN, "poll result %#x", r->res);
+        cr_assert(r->flags & RT_IO_F_MORE, "a multishot poll goes on");
+        rt_msg_free(m);
+        char c;
+        cr_assert_eq(read(sv[0], &c, 1), 1);
+    }
+    cr_assert_eq(rt_io_cancel(req), 0);
+    for (;;) { /* drain up to the last completion */
+        m = test_recv_tag(RT_MSG_IO, 5000);
+        bool last = !(rt_io_result_of(m)->flags & RT_IO_F_MORE);
+        rt_msg_free(m);
+        if (last)
+            break;
+    }
+    cr_assert_eq(rt_io_poll(sv[1], POLLOUT, 0, &req), 0);
+    m = test_recv_tag(RT_MSG_IO, 5000);
+    cr_assert(rt_io_result_of(m)->res & POLLOUT);
+    rt_msg_free(m);
+}
+
+IO_TEST(poll_single_and_multishot)
+{
+    io_start(backend, 0, 0);
+    cr_assert_eq(test_run(poll_body, NULL, 30000), 0);
+    test_stop();
+}
+
+static void recvmsg_body(void *arg)
+{
+    int a = rt_socket(AF_INET, SOCK_DGRAM, 0), b = rt_socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in aa = loopback(0), ba = loopback(0);
+    socklen_t len = sizeof aa;
+    cr_assert_eq(bind(a, (struct sockaddr *)&aa, sizeof aa), 0);
+    cr_assert_eq(getsockname(a, (struct sockaddr *)&aa, &len), 0);
+    cr_assert_eq(bind(b, (struct sockaddr *)&ba, sizeof ba), 0);
+    len = sizeof ba;
+    cr_assert_eq(getsockname(b, (struct sockaddr *)&ba, &len), 0);
+    int on = 1;
+    cr_assert_eq(setsockopt(b, IPPROTO_IP, IP_PKTINFO, &on, sizeof on), 0);
+    /* a template: room for the peer address and one IP_PKTINFO cmsg */
+    struct msghdr tmpl = {.msg_namelen = sizeof(struct sockaddr_in),
+                          .msg_controllen = CMSG_SPACE(sizeof(struct in_pktinfo))};
+    cr_assert_eq(rt_io_recvmsg(b, &tmpl, 0, RT_IO_MULTISHOT | RT_IO_BUFSEL, NULL), 0);
+    for (int i = 0; i < 20; i++) {
+        char out[32];
+        int n = snprintf(out, sizeof out, "multishot %d", i);
+        cr_assert_eq(sendto(a, out, (size_t)n, 0, (struct sockaddr *)&ba, sizeof ba), n);
+        rt_msg *m = test_recv_tag(RT_MSG_IO, 5000);
+        const rt_io_result *r = rt_io_result_of(m);
+        cr_assert_eq(r->op, RT_IO_RECVMSG);
+        cr_assert_eq(r->res, n, "payload length %d", r->res);
+        cr_assert_eq(m->size, (uint32_t)n);
+        cr_assert_eq(memcmp(m->data, out, (size_t)n), 0, "the payload, in the lent buffer");
+        cr_assert_eq(r->namelen, sizeof(struct sockaddr_in));
+        struct sockaddr_in from;
+        memcpy(&from, r->name, sizeof from);
+        cr_assert_eq(from.sin_port, aa.sin_port, "the sender's address");
+        cr_assert_not_null(r->control);
+        struct msghdr view = {.msg_control = r->control, .msg_controllen = r->controllen};
+        struct cmsghdr *c = CMSG_FIRSTHDR(&view);
+        cr_assert_not_null(c);
+        cr_assert_eq(c->cmsg_level, IPPROTO_IP);
+        cr_assert_eq(c->cmsg_type, IP_PKTINFO);
+        if (!(r->flags & RT_IO_F_MORE)) /* the kernel ended it: start again */
+            rt_io_recvmsg(b, &tmpl, 0, RT_IO_MULTISHOT | RT_IO_BUFSEL, NULL);
+        rt_msg_free(m);
+    }
+}
+
+IO_TEST(recvmsg_multishot_into_provided_buffers)
+{
+    io_start(backend, 0, 0);
+    cr_assert_eq(test_run(recvmsg_body, NULL, 30000), 0);
+    test_stop();
+}
