@@ -31,7 +31,9 @@ static struct slot *_Atomic chunks[MAX_CHUNKS];
 static _Atomic uint32_t nslots;    /* slots ever handed out */
 static _Atomic uint64_t free_head; /* tag << 32 | (slot + 1); 0: empty */
 static pthread_mutex_t grow_lock = PTHREAD_MUTEX_INITIALIZER;
-static _Thread_local struct proc *tls_cur; /* actor init on a non-scheduler thread */
+/* the actor whose init runs on a thread that is not a scheduler (see
+ * tls_sched in sched.c for the TLS model) */
+static _Thread_local struct proc *tls_cur __attribute__((tls_model("initial-exec")));
 
 static inline struct slot *slot_at(uint32_t idx)
 {

@@ -17,7 +17,10 @@
 
 #include "io.h"
 
-static _Thread_local struct sched *tls_sched;
+/* initial-exec: a plain %fs-relative load instead of a __tls_get_addr call on
+ * every runtime operation (the library is linked, not dlopen'ed late; glibc
+ * keeps static TLS room for the few bytes even then) */
+static _Thread_local struct sched *tls_sched __attribute__((tls_model("initial-exec")));
 
 RT_NOIPA struct sched *rt__sched_self(void)
 {
