@@ -144,9 +144,12 @@ static struct proc *runq_steal(struct sched *s, struct sched *v)
         uint32_t h = atomic_load_explicit(&v->rq_head, memory_order_acquire);
         uint32_t vt = atomic_load_explicit(&v->rq_tail, memory_order_acquire);
         n = vt - h;
-        n = n - n / 2;
-        if (n == 0)
+        /* a single waiting process is left to its scheduler, which runs
+         * it next: taking it would split processes that talk to each
+         * other (ping-pong) across threads for nothing */
+        if (n < 2)
             return NULL;
+        n = n - n / 2;
         if (n > RQ_SIZE / 2)
             continue; /* read a torn head/tail pair: retry */
         for (uint32_t i = 0; i < n; i++) {
