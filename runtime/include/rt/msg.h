@@ -70,7 +70,8 @@ typedef struct rt_msg {
 
 /* rt_send: send a copy of `size` bytes at `data` to `to`. `data` may be NULL
  * only when size is 0; the caller keeps its buffer. Returns 0, -ESRCH (dead or
- * recycled pid: nothing is sent), -EINVAL (bad tag: >= RT_TAG_SYSTEM, or
+ * recycled pid: nothing is sent), -EINVAL (bad tag: the runtime's own,
+ * RT_TAG_SYSTEM to RT_TAG_LIB_BASE - 1, or
  * data NULL with size > 0), -EMSGSIZE (size > RT_MSG_MAX_SIZE), -ENOMEM,
  * RT_ENORUNTIME. Any thread. A message sent to a process that ends before
  * receiving it is freed with its mailbox. */
