@@ -226,7 +226,7 @@ struct sched {
     /* caches */
     struct pool_cache pool[POOL_NCLASS];
     struct stack *stacks;
-    uint32_t nstacks;
+    _Atomic uint32_t nstacks; /* owner writes; rt_stats_get reads (relaxed) */
     uint32_t tick;
     /* counters (written by the owner only; relaxed atomics for readers) */
     _Atomic uint64_t n_alloc;

@@ -361,6 +361,7 @@ static int own(struct proc *p, int fd)
         x->capfds = nc;
     }
     x->fds[x->nfds++] = fd;
+    p->did_io = true; /* rt__io_proc_exit closes it, even with no operation made */
     return 0;
 }
 

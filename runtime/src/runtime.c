@@ -139,7 +139,7 @@ static void sum_stats(rt_stats *st)
         st->parks += atomic_load_explicit(&s->n_parks, memory_order_relaxed);
         st->steals += atomic_load_explicit(&s->n_steals, memory_order_relaxed);
         st->procs_spawned += atomic_load_explicit(&s->n_spawned, memory_order_relaxed);
-        st->stacks_cached += s->nstacks;
+        st->stacks_cached += atomic_load_explicit(&s->nstacks, memory_order_relaxed);
         if (s->io)
             st->io_syscalls += rt__io_syscalls(s);
     }

@@ -120,7 +120,7 @@ struct stack *rt__stack_get(size_t size)
     if (s && size == rt__rt.stack_size && s->stacks) {
         struct stack *st = s->stacks;
         s->stacks = st->next;
-        s->nstacks--;
+        atomic_store_explicit(&s->nstacks, s->nstacks - 1, memory_order_relaxed);
         if (!st->guarded) {
             uint64_t c = CANARY;
             memcpy(st->lo, &c, sizeof c);
@@ -137,7 +137,7 @@ void rt__stack_put(struct stack *st)
         atomic_load_explicit(&rt__rt.state, memory_order_relaxed) == 1) {
         st->next = s->stacks;
         s->stacks = st;
-        s->nstacks++;
+        atomic_store_explicit(&s->nstacks, s->nstacks + 1, memory_order_relaxed);
         return;
     }
     stack_destroy(st);
@@ -150,5 +150,5 @@ void rt__stack_flush(struct sched *s)
         s->stacks = st->next;
         stack_destroy(st);
     }
-    s->nstacks = 0;
+    atomic_store_explicit(&s->nstacks, 0, memory_order_relaxed);
 }
