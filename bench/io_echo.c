@@ -4,35 +4,48 @@
  *     rt_send_all), an acceptor process (rt_accept);
  *   - rt on epoll: the same code, rt_opts.io = RT_IO_EPOLL (the control);
  *   - blocking C: a thread per connection doing recv/send.
- * The client is another OS process: one thread, non-blocking sockets and
- * epoll, driving every connection. Server and client are pinned to a CPU
- * each (the server's runtime gets one scheduler).
+ * The client is another OS process (forked): one thread, non-blocking
+ * sockets and epoll, driving every connection, the same for all three
+ * servers. Server and client are pinned to a CPU each (the server's
+ * runtime gets one scheduler; the blocking server's threads share its CPU).
  *
  * Workloads: request/response (each connection sends `size` bytes and
- * waits for their echo, again and again: round trips/s, p50/p99 latency)
- * and streaming (each connection keeps writing and reading: MB/s), for 1,
- * 10, 100 and 1000 connections and 64 B, 1 KiB, 16 KiB, 64 KiB messages.
- * Server-side system calls per round trip come from rt_stats.io_syscalls
- * (the I/O backend's own count) and, for the blocking server, its own
- * recv/send count.
+ * waits for their echo, again and again: round trips/s, MB/s, p50/p99
+ * latency) and streaming (each connection keeps writing and reading: MB/s),
+ * for 1, 10, 100 and 1000 connections and 64 B, 1 KiB, 16 KiB, 64 KiB
+ * messages.
  *
- *   io_echo [--quick] [--runs N] [--csv FILE] [--conns N] [--size BYTES]
+ * System calls per message are the server's, counted by the kernel: a perf
+ * counter on the tracepoint raw_syscalls:sys_enter, opened by the thread
+ * that starts the server and inherited by every thread the server makes
+ * (schedulers, connection threads), read when the client starts and stops
+ * measuring. io_uring_enter counts as one call, whatever it submits. Where
+ * perf is not available the servers' own counts are used instead
+ * (rt_stats.io_syscalls; the blocking server's recv/send) and the output
+ * says so.
+ *
+ *   io_echo [--quick] [--runs N] [--dur SECONDS] [--csv FILE] [--conns N] [--size BYTES]
+ *
+ * --quick: one run of 0.2 s per point (about half a minute on 2 CPUs).
+ * Without --csv the CSV is printed to stdout after the table.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/perf_event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,6 +95,46 @@ static void pin(int cpu)
     sched_setaffinity(0, sizeof set, &set);
 }
 
+/* ---- counting the server's system calls ------------------------------------------------- */
+
+static long syscall_tp_id = -1; /* raw_syscalls:sys_enter; -1: no perf */
+
+static void find_tracepoint(void)
+{
+    static const char *paths[] = {"/sys/kernel/tracing/events/raw_syscalls/sys_enter/id",
+                                  "/sys/kernel/debug/tracing/events/raw_syscalls/sys_enter/id"};
+    for (unsigned i = 0; i < 2 && syscall_tp_id < 0; i++) {
+        FILE *f = fopen(paths[i], "r");
+        if (f == NULL)
+            continue;
+        if (fscanf(f, "%ld", &syscall_tp_id) != 1)
+            syscall_tp_id = -1;
+        fclose(f);
+    }
+}
+
+/* A counter of the calling thread's system calls and those of every thread
+ * it (or they) will make. -1 if perf says no. */
+static int open_syscall_counter(void)
+{
+    if (syscall_tp_id < 0)
+        return -1;
+    struct perf_event_attr a = {.type = PERF_TYPE_TRACEPOINT,
+                                .size = sizeof a,
+                                .config = (uint64_t)syscall_tp_id,
+                                .inherit = 1,
+                                .exclude_kernel = 0};
+    return (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+}
+
+static uint64_t read_counter(int fd)
+{
+    uint64_t v = 0;
+    if (fd < 0 || read(fd, &v, sizeof v) != sizeof v)
+        return 0;
+    return v;
+}
+
 /* ---- the client (a child process) ---------------------------------------------------- */
 
 struct result {
@@ -104,6 +157,8 @@ static int cmp_d(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Connects, writes one byte to `out_fd` when it starts measuring, then
+ * its result when it stops, then closes its connections. */
 static void client(uint16_t port, int nconns, size_t size, bool stream, double dur, int out_fd)
 {
     struct result r = {0};
@@ -128,6 +183,8 @@ static void client(uint16_t port, int nconns, size_t size, bool stream, double d
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET, .data.u32 = (uint32_t)i};
         epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
     }
+    if (write(out_fd, "s", 1) != 1)
+        _exit(1);
     double start = now_s(), end = start + dur;
     for (int i = 0; i < nconns; i++)
         cs[i].t0 = start;
@@ -179,15 +236,26 @@ static void client(uint16_t port, int nconns, size_t size, bool stream, double d
         r.p99_us = lat[nlat * 99 / 100];
     }
     r.ok = 1;
-    for (int i = 0; i < nconns; i++)
-        close(cs[i].fd);
     if (write(out_fd, &r, sizeof r) != sizeof r)
         _exit(1);
+    for (int i = 0; i < nconns; i++)
+        close(cs[i].fd);
     _exit(0);
 }
 
-/* Run the client in a child process against `port`. */
-static struct result run_client(uint16_t port, int nconns, size_t size, bool stream, double dur)
+/* What the server did while the client measured. */
+struct count {
+    uint64_t perf; /* kernel-counted system calls of the server's threads */
+    uint64_t self; /* the server's own count */
+};
+
+struct server;
+static void server_counts(struct server *s, struct count *c);
+
+/* Run the client in a child process against `port`; `d` gets the server's
+ * counts over the client's measuring window. */
+static struct result run_client(struct server *s, uint16_t port, int nconns, size_t size,
+                                bool stream, double dur, struct count *d)
 {
     int p[2];
     if (pipe(p))
@@ -200,15 +268,53 @@ static struct result run_client(uint16_t port, int nconns, size_t size, bool str
     }
     close(p[1]);
     struct result r = {0};
-    if (read(p[0], &r, sizeof r) != sizeof r)
-        r.ok = 0;
+    struct count c0 = {0}, c1 = {0};
+    char go;
+    if (read(p[0], &go, 1) == 1) {
+        server_counts(s, &c0);
+        if (read(p[0], &r, sizeof r) != sizeof r)
+            r.ok = 0;
+        server_counts(s, &c1);
+    }
     close(p[0]);
     int st;
     waitpid(pid, &st, 0);
+    d->perf = c1.perf - c0.perf;
+    d->self = c1.self - c0.self;
     return r;
 }
 
-/* ---- the rt server ------------------------------------------------------------------------ */
+/* ---- the servers -------------------------------------------------------------------------- */
+
+enum { SRV_URING, SRV_EPOLL, SRV_BLOCKING, NSRV };
+static const char *srv_names[NSRV] = {"rt-io_uring", "rt-epoll", "blocking-threads"};
+
+/* A server runs under a thread of its own, which opens the syscall counter
+ * first so that every thread the server makes inherits it (and the client,
+ * forked from main, does not). */
+struct server {
+    int kind;
+    uint16_t port;
+    int perf_fd;
+    int lfd;
+    pthread_t acc;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int state; /* 0 starting, 1 running, 2 stop asked, 3 stopped */
+};
+
+static _Atomic long blk_syscalls;
+
+static void server_counts(struct server *s, struct count *c)
+{
+    c->perf = read_counter(s->perf_fd);
+    if (s->kind == SRV_BLOCKING) {
+        c->self = (uint64_t)atomic_load(&blk_syscalls);
+    } else {
+        rt_stats st;
+        c->self = rt_stats_get(&st) == 0 ? st.io_syscalls : 0;
+    }
+}
 
 static void rt_conn(void *arg)
 {
@@ -216,15 +322,15 @@ static void rt_conn(void *arg)
     rt_io_own(fd);
     int on = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-    static _Thread_local char unused;
-    (void)unused;
     char *buf = malloc(1 << 16);
-    rt_at_exit(free, buf);
     for (;;) {
         ssize_t n = rt_recv(fd, buf, 1 << 16, RT_INFINITY);
         if (n <= 0 || rt_send_all(fd, buf, (size_t)n, RT_INFINITY) != n)
-            return;
+            break;
     }
+    /* freed here, not with rt_at_exit: a killed process's receive may still
+     * write into its buffer (io_uring), so these end only by the client's close */
+    free(buf);
 }
 
 static void rt_acceptor(void *arg)
@@ -241,53 +347,26 @@ static void rt_acceptor(void *arg)
     }
 }
 
-static struct result rt_server(int backend, int nconns, size_t size, bool stream, double dur,
-                               double *sys_per)
-{
-    /* one scheduler on the server's CPU, as the blocking server's threads */
-    if (rt_start(&(rt_opts){.schedulers = 1, .io = backend}) != 0)
-        die("rt_start");
-    uint16_t port;
-    int l = listener(&port);
-    rt_spawn(rt_acceptor, (void *)(intptr_t)l, NULL, NULL);
-    rt_stats s0, s1;
-    rt_stats_get(&s0);
-    struct result r = run_client(port, nconns, size, stream, dur);
-    rt_stats_get(&s1);
-    rt_stats leaks;
-    if (rt_stop(2000, &leaks) != 0 || leaks.procs_live || leaks.msgs_live)
-        die("rt_stop");
-    double units = stream ? (double)r.bytes / (double)size : (double)r.trips;
-    *sys_per = units > 0 ? (double)(s1.io_syscalls - s0.io_syscalls) / units : 0;
-    return r;
-}
-
-/* ---- the blocking server ------------------------------------------------------------------- */
-
-static _Atomic long blk_syscalls;
-
 static void *blk_conn(void *arg)
 {
     int fd = (int)(intptr_t)arg;
     int on = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
     char *buf = malloc(1 << 16);
-    long calls = 0;
     for (;;) {
         ssize_t n = recv(fd, buf, 1 << 16, 0);
-        calls++;
+        atomic_fetch_add_explicit(&blk_syscalls, 1, memory_order_relaxed);
         if (n <= 0)
             break;
         for (ssize_t off = 0; off < n;) {
             ssize_t w = send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
-            calls++;
+            atomic_fetch_add_explicit(&blk_syscalls, 1, memory_order_relaxed);
             if (w <= 0)
                 goto out;
             off += w;
         }
     }
 out:
-    atomic_fetch_add(&blk_syscalls, calls);
     free(buf);
     close(fd);
     return NULL;
@@ -310,21 +389,87 @@ static void *blk_acceptor(void *arg)
     }
 }
 
-static struct result blk_server(int nconns, size_t size, bool stream, double dur, double *sys_per)
+static void set_state(struct server *s, int st)
 {
-    uint16_t port;
-    int l = listener(&port);
-    pthread_t acc;
-    atomic_store(&blk_syscalls, 0);
-    pthread_create(&acc, NULL, blk_acceptor, (void *)(intptr_t)l);
-    struct result r = run_client(port, nconns, size, stream, dur);
-    shutdown(l, SHUT_RDWR);
-    pthread_join(acc, NULL);
-    close(l);
-    usleep(200000); /* the connection threads see the client's close */
-    double units = stream ? (double)r.bytes / (double)size : (double)r.trips;
-    *sys_per = units > 0 ? (double)atomic_load(&blk_syscalls) / units : 0;
-    return r;
+    pthread_mutex_lock(&s->lock);
+    s->state = st;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void wait_state(struct server *s, int st)
+{
+    pthread_mutex_lock(&s->lock);
+    while (s->state < st)
+        pthread_cond_wait(&s->cond, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void *server_main(void *arg)
+{
+    struct server *s = arg;
+    s->perf_fd = open_syscall_counter();
+    s->lfd = listener(&s->port);
+    if (s->kind == SRV_BLOCKING) {
+        atomic_store(&blk_syscalls, 0);
+        pthread_create(&s->acc, NULL, blk_acceptor, (void *)(intptr_t)s->lfd);
+    } else {
+        /* one scheduler, on the server's CPU like the blocking server's threads */
+        rt_opts o = {.schedulers = 1, .io = s->kind == SRV_URING ? RT_IO_URING : RT_IO_EPOLL};
+        if (rt_start(&o) != 0)
+            die("rt_start");
+        rt_spawn(rt_acceptor, (void *)(intptr_t)s->lfd, NULL, NULL);
+    }
+    set_state(s, 1);
+    wait_state(s, 2);
+    if (s->kind == SRV_BLOCKING) {
+        shutdown(s->lfd, SHUT_RDWR);
+        pthread_join(s->acc, NULL);
+        close(s->lfd);
+        usleep(100000); /* the connection threads see the client's close */
+    } else {
+        rt_stats leaks;
+        if (rt_stop(2000, &leaks) != 0 || leaks.procs_live || leaks.msgs_live)
+            die("rt_stop");
+    }
+    if (s->perf_fd >= 0)
+        close(s->perf_fd);
+    set_state(s, 3);
+    return NULL;
+}
+
+struct point {
+    struct result r;
+    double rate;    /* round trips/s (rr) or MB/s (stream) */
+    double mbs;     /* MB/s either way (bytes echoed back to the client) */
+    double sys_per; /* server system calls per message */
+    bool perf;      /* sys_per from the kernel's count (else the server's own) */
+};
+
+static struct point measure(int kind, int nconns, size_t size, bool stream, double dur)
+{
+    struct server s = {.kind = kind, .perf_fd = -1};
+    pthread_mutex_init(&s.lock, NULL);
+    pthread_cond_init(&s.cond, NULL);
+    pthread_t t;
+    pthread_create(&t, NULL, server_main, &s);
+    wait_state(&s, 1);
+    struct count d;
+    struct point p = {0};
+    p.r = run_client(&s, s.port, nconns, size, stream, dur, &d);
+    if (!p.r.ok)
+        die("a client failed");
+    p.perf = s.perf_fd >= 0;
+    set_state(&s, 2);
+    pthread_join(t, NULL);
+    pthread_cond_destroy(&s.cond);
+    pthread_mutex_destroy(&s.lock);
+    /* a message: one request (rr) or `size` bytes sent one way (stream) */
+    double msgs = stream ? (double)p.r.bytes / (double)size : (double)p.r.trips;
+    p.mbs = (double)p.r.bytes / p.r.secs / 1e6;
+    p.rate = stream ? p.mbs : msgs / p.r.secs;
+    p.sys_per = msgs > 0 ? (double)(p.perf ? d.perf : d.self) / msgs : 0;
+    return p;
 }
 
 /* ---- main -------------------------------------------------------------------------------------
@@ -349,23 +494,26 @@ int main(int argc, char **argv)
 {
     bool quick = false;
     int runs = 0;
-    FILE *csv = NULL;
+    double dur = 0;
+    const char *csv_path = NULL;
     int only_conns = 0;
     size_t only_size = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
             quick = true;
         else if (strcmp(argv[i], "--csv") == 0 && i + 1 < argc)
-            csv = fopen(argv[++i], "w");
+            csv_path = argv[++i];
         else if (strcmp(argv[i], "--conns") == 0 && i + 1 < argc)
             only_conns = atoi(argv[++i]);
         else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc)
             only_size = (size_t)atol(argv[++i]);
         else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
             runs = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--dur") == 0 && i + 1 < argc)
+            dur = atof(argv[++i]);
         else {
-            fprintf(stderr, "usage: io_echo [--quick] [--runs N] [--csv FILE] [--conns N] "
-                            "[--size BYTES]\n");
+            fprintf(stderr, "usage: io_echo [--quick] [--runs N] [--dur SECONDS] [--csv FILE] "
+                            "[--conns N] [--size BYTES]\n");
             return 2;
         }
     }
@@ -377,71 +525,88 @@ int main(int argc, char **argv)
     struct rlimit rl = {65536, 65536};
     setrlimit(RLIMIT_NOFILE, &rl);
     signal(SIGPIPE, SIG_IGN);
-    double dur = quick ? 0.4 : 2.0;
+    find_tracepoint();
+    int probe = open_syscall_counter();
+    if (probe < 0)
+        syscall_tp_id = -1;
+    else
+        close(probe);
+    if (dur <= 0)
+        dur = quick ? 0.2 : 1.0;
     if (runs <= 0 || runs > 9)
-        runs = quick ? 3 : 5;
+        runs = quick ? 1 : 3;
+    FILE *csv = NULL;
+    char *csv_buf = NULL;
+    size_t csv_len = 0;
+    csv = csv_path ? fopen(csv_path, "w") : open_memstream(&csv_buf, &csv_len);
+    if (csv == NULL)
+        die("csv");
     int conns[] = {1, 10, 100, 1000};
     size_t sizes[] = {64, 1024, 16384, 65536};
-    if (csv)
-        fprintf(csv, "mode,conns,size,server,rate,unit,p50_us,p99_us,syscalls_per_unit\n");
-    printf("server: rt processes on 1 scheduler (io_uring / epoll) or a thread per connection,\n"
-           "pinned to CPU %d; client: a separate process, one epoll thread, pinned to CPU %d.\n"
-           "%.1f s per run, median of %d runs per point. ratio = io_uring / peer.\n\n",
-           server_cpu, client_cpu, dur, runs);
-    printf("%-6s %5s %6s | %12s %12s %12s | %6s %6s | %7s %7s %7s | %s\n", "mode", "conns", "size",
-           "io_uring", "epoll", "blocking", "/epoll", "/block", "sys/op", "sys/op", "sys/op",
-           "p50/p99 us (io_uring, epoll, blocking)");
+    fprintf(csv, "mode,conns,size,server,rate,unit,mb_per_s,p50_us,p99_us,syscalls_per_msg,"
+                 "syscall_source\n");
+    printf(
+        "servers: rt (1 scheduler; a stackful process per connection) on io_uring and on epoll,\n"
+        "and blocking C (a thread per connection), pinned to CPU %d. client: a separate\n"
+        "process, one epoll thread, non-blocking sockets, pinned to CPU %d; the same for all.\n"
+        "%.2f s per run, median of %d run(s) per point. ratios: io_uring / epoll and\n"
+        "io_uring / blocking (>1: io_uring better). sys/msg: the server's system calls per\n"
+        "message (rr: per round trip; stream: per `size` bytes), %s.\n\n",
+        server_cpu, client_cpu, dur, runs,
+        syscall_tp_id >= 0 ? "counted by the kernel (perf, raw_syscalls:sys_enter)"
+                           : "perf unavailable: the servers' own counts");
+    printf("%-6s %5s %6s | %10s %10s %10s | %6s %6s | %6s %6s %6s | %s\n", "mode", "conns", "size",
+           "io_uring", "epoll", "blocking", "/epoll", "/block", "sys/msg", "", "",
+           "p50/p99 us: io_uring  epoll  blocking");
+    double t_start = now_s();
     for (int mode = 0; mode < 2; mode++) {
         bool stream = mode == 1;
+        const char *unit = stream ? "MB/s" : "msg/s";
         for (unsigned ci = 0; ci < 4; ci++) {
             if (only_conns && conns[ci] != only_conns)
                 continue;
             for (unsigned si = 0; si < 4; si++) {
                 if (only_size && sizes[si] != only_size)
                     continue;
-                /* `runs` rounds, servers interleaved so that drift in the
-                 * machine hits all three alike; each figure is the median
-                 * run (by rate), with its latency and system calls */
-                struct result r[3], all[3][9];
-                double sys[3], allsys[3][9], v[3], rates[3][9];
+                /* `runs` rounds, the servers interleaved so that drift in
+                 * the machine hits all three alike; each figure is the
+                 * median run (by rate), with its latency and system calls */
+                struct point all[NSRV][9], p[NSRV];
+                double rates[NSRV][9];
                 for (int run = 0; run < runs; run++) {
                     fprintf(stderr, "[%s %d conns %zu B] run %d/%d\n", stream ? "stream" : "rr",
                             conns[ci], sizes[si], run + 1, runs);
-                    all[0][run] =
-                        rt_server(RT_IO_URING, conns[ci], sizes[si], stream, dur, &allsys[0][run]);
-                    all[1][run] =
-                        rt_server(RT_IO_EPOLL, conns[ci], sizes[si], stream, dur, &allsys[1][run]);
-                    all[2][run] = blk_server(conns[ci], sizes[si], stream, dur, &allsys[2][run]);
-                    for (int k = 0; k < 3; k++) {
-                        if (!all[k][run].ok)
-                            die("a client failed");
-                        rates[k][run] = stream ? (double)all[k][run].bytes / all[k][run].secs / 1e6
-                                               : all[k][run].trips / all[k][run].secs;
+                    for (int k = 0; k < NSRV; k++) {
+                        all[k][run] = measure(k, conns[ci], sizes[si], stream, dur);
+                        rates[k][run] = all[k][run].rate;
                     }
                 }
-                for (int k = 0; k < 3; k++) {
-                    int med = median_index(rates[k], runs);
-                    r[k] = all[k][med];
-                    sys[k] = allsys[k][med];
-                    v[k] = rates[k][med];
-                }
-                const char *unit = stream ? "MB/s" : "trips/s";
-                printf("%-6s %5d %6zu | %12.0f %12.0f %12.0f | %6.2f %6.2f | %7.2f %7.2f %7.2f | "
-                       "%.0f/%.0f %.0f/%.0f %.0f/%.0f  (%s)\n",
+                for (int k = 0; k < NSRV; k++)
+                    p[k] = all[k][median_index(rates[k], runs)];
+                double v[NSRV] = {p[0].rate, p[1].rate, p[2].rate};
+                printf("%-6s %5d %6zu | %10.0f %10.0f %10.0f | %6.2f %6.2f | %6.2f %6.2f %6.2f | ",
                        stream ? "stream" : "rr", conns[ci], sizes[si], v[0], v[1], v[2],
-                       v[1] > 0 ? v[0] / v[1] : 0, v[2] > 0 ? v[0] / v[2] : 0, sys[0], sys[1],
-                       sys[2], r[0].p50_us, r[0].p99_us, r[1].p50_us, r[1].p99_us, r[2].p50_us,
-                       r[2].p99_us, unit);
+                       v[1] > 0 ? v[0] / v[1] : 0, v[2] > 0 ? v[0] / v[2] : 0, p[0].sys_per,
+                       p[1].sys_per, p[2].sys_per);
+                if (stream)
+                    printf("-  (%s)\n", unit);
+                else
+                    printf("%.0f/%.0f %.0f/%.0f %.0f/%.0f  (%s)\n", p[0].r.p50_us, p[0].r.p99_us,
+                           p[1].r.p50_us, p[1].r.p99_us, p[2].r.p50_us, p[2].r.p99_us, unit);
                 fflush(stdout);
-                const char *names[3] = {"rt-io_uring", "rt-epoll", "blocking-threads"};
-                for (int k = 0; csv && k < 3; k++)
-                    fprintf(csv, "%s,%d,%zu,%s,%.1f,%s,%.1f,%.1f,%.2f\n", stream ? "stream" : "rr",
-                            conns[ci], sizes[si], names[k], v[k], unit, r[k].p50_us, r[k].p99_us,
-                            sys[k]);
+                for (int k = 0; k < NSRV; k++)
+                    fprintf(csv, "%s,%d,%zu,%s,%.1f,%s,%.2f,%.1f,%.1f,%.2f,%s\n",
+                            stream ? "stream" : "rr", conns[ci], sizes[si], srv_names[k], v[k],
+                            unit, p[k].mbs, stream ? 0 : p[k].r.p50_us, stream ? 0 : p[k].r.p99_us,
+                            p[k].sys_per, p[k].perf ? "perf" : "self");
             }
         }
     }
-    if (csv)
-        fclose(csv);
+    printf("\n%.1f s in all\n", now_s() - t_start);
+    fclose(csv);
+    if (csv_path == NULL) {
+        printf("\n%s", csv_buf);
+        free(csv_buf);
+    }
     return 0;
 }

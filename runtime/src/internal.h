@@ -124,6 +124,10 @@ struct proc {
     bool joinable;
     bool msg_taken;     /* actor: handle forwarded the current message */
     bool did_io;        /* has started I/O: cancel its requests when it ends */
+    /* operations in flight that use the process's own memory (a send from,
+     * or a receive into, its stack, state or buffers): each holds a
+     * reference, and the stack and rt_at_exit handlers wait for them */
+    _Atomic uint32_t io_pins;
     _Atomic bool named; /* in the registry (registry lock) */
     uint32_t idx;       /* slot */
     uint32_t gen;
@@ -164,6 +168,7 @@ static inline rt_pid proc_pid(const struct proc *p)
 /* proc.c */
 struct proc *rt__proc_get(rt_pid pid);            /* takes a reference, or NULL */
 void rt__proc_put(struct proc *p);                /* drops it */
+void rt__proc_hold(struct proc *p); /* one more reference to a process the caller holds */
 struct proc *rt__proc_current(void);              /* the process running on this thread */
 void rt__proc_deliver(struct proc *p, rt_msg *m); /* push and make runnable */
 int rt__send_msg(rt_pid to, rt_msg *m);           /* deliver or -ESRCH */

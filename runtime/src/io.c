@@ -122,6 +122,7 @@ static struct ioreq *req_new(struct io_sched *io, struct proc *p, int op, int fd
         r->idx = io->ntab;
         r->gen = 1;
         io->tab[io->ntab++] = r;
+        atomic_store_explicit(&io->ntab_pub, io->ntab, memory_order_relaxed);
     }
     uint32_t idx = r->idx, gen = r->gen;
     memset(r, 0, sizeof *r);
@@ -141,6 +142,15 @@ static struct ioreq *req_new(struct io_sched *io, struct proc *p, int op, int fd
 
 static void req_free(struct io_sched *io, struct ioreq *r)
 {
+    if (r->flags & R_PINNED) {
+        /* the kernel is done with the owner's memory. release: pairs with
+         * the acquire in rt__proc_terminate */
+        struct proc *p = r->pin;
+        r->flags &= ~R_PINNED;
+        r->pin = NULL;
+        atomic_fetch_sub_explicit(&p->io_pins, 1, memory_order_release);
+        rt__proc_put(p);
+    }
     r->state = R_FREE;
     if (++r->gen == 0)
         r->gen = 1;
@@ -361,7 +371,7 @@ static int own(struct proc *p, int fd)
         x->capfds = nc;
     }
     x->fds[x->nfds++] = fd;
-    p->did_io = true; /* rt__io_proc_exit closes it, even with no operation made */
+    p->did_io = true; /* rt__io_proc_close closes it, even with no operation made */
     return 0;
 }
 
@@ -420,6 +430,16 @@ static int submit(struct proc *p, int op, int fd, unsigned flags, struct ioreq *
     r->tmpl = tmpl->tmpl;
     r->addr = tmpl->addr;
     r->addrlen = tmpl->addrlen;
+    if (op == RT_IO_SEND || op == RT_IO_SENDMSG ||
+        ((op == RT_IO_RECV || op == RT_IO_RECVMSG) && !(flags & RT_IO_BUFSEL))) {
+        /* the kernel reads or writes the caller's memory until the request
+         * ends: keep the process's stack and state (and its rt_at_exit
+         * handlers, which may free such buffers) until then */
+        r->flags |= R_PINNED;
+        r->pin = p;
+        rt__proc_hold(p);
+        atomic_fetch_add_explicit(&p->io_pins, 1, memory_order_relaxed);
+    }
     int rc = io->be->start(io, r);
     if (rc < 0) {
         req_free(io, r);
@@ -586,7 +606,12 @@ RT_API int rt_io_cancel(rt_io_req id)
         return -ENOENT;
     io = rt__rt.sched[si - 1].io;
     if (io->s != rt__sched_self()) {
-        /* the request lives on another scheduler's ring: ask it */
+        /* the request lives on another scheduler's ring (the process has
+         * moved since it started it): its table is that thread's, so only
+         * a handle that cannot exist is refused here; ask that thread */
+        uint32_t idx = (uint32_t)(id >> 32) & 0xFFFFFFu;
+        if ((uint32_t)id == 0 || idx >= atomic_load_explicit(&io->ntab_pub, memory_order_relaxed))
+            return -ENOENT;
         post_cancel(io, proc_pid(p), id);
         return 0;
     }
@@ -667,8 +692,8 @@ void rt__io_wake(struct sched *s)
     s->io->be->wake(s->io);
 }
 
-/* A process ends: cancel what it has in flight anywhere, close its fds. */
-void rt__io_proc_exit(struct proc *p)
+/* A process ends: cancel what it has in flight anywhere. */
+void rt__io_proc_cancel(struct proc *p)
 {
     if (!p->did_io)
         return;
@@ -684,7 +709,12 @@ void rt__io_proc_exit(struct proc *p)
             post_cancel(io, pid, 0);
         }
     }
-    if (p->ext) {
+}
+
+/* ... and close its fds. */
+void rt__io_proc_close(struct proc *p)
+{
+    if (p->did_io && p->ext) {
         /* the kernel holds its own reference for requests still in flight */
         for (uint32_t i = 0; i < p->ext->nfds; i++)
             close(p->ext->fds[i]);

@@ -17,6 +17,7 @@
 
 enum req_state { R_FREE = 0, R_LIVE, R_PAUSED };
 #define R_CANCELLED 0x100u /* flag bit next to RT_IO_MULTISHOT / RT_IO_BUFSEL */
+#define R_PINNED    0x200u /* uses its owner's memory: holds `pin` */
 
 struct ioreq {
     struct io_sched *io;
@@ -39,6 +40,7 @@ struct ioreq {
     struct ioreq *next; /* paused list */
     uint32_t next_free_idx;
     uint64_t backend; /* the backend's own use */
+    struct proc *pin; /* R_PINNED: the owner, referenced until the request ends */
 };
 
 struct io_sched;
@@ -77,6 +79,7 @@ struct io_sched {
     /* requests */
     struct ioreq **tab;
     uint32_t ntab, captab;
+    _Atomic uint32_t ntab_pub; /* ntab, for other threads' sanity checks */
     uint32_t free_head; /* index + 1 */
     uint32_t live;
     unsigned since_flush;
@@ -128,7 +131,9 @@ bool rt__io_has_work(struct sched *s);
 void rt__io_wait(struct sched *s, int64_t deadline);
 void rt__io_wake(struct sched *s);
 uint64_t rt__io_syscalls(struct sched *s);
-void rt__io_proc_exit(struct proc *p);
+/* a process ends: cancel its requests everywhere; then close its fds */
+void rt__io_proc_cancel(struct proc *p);
+void rt__io_proc_close(struct proc *p);
 bool rt__io_msg_release(rt_msg *m); /* msg.c: an I/O message's extra cleanup */
 
 #endif

@@ -141,6 +141,16 @@ static void proc_free(struct proc *p)
         if (n)
             rt__signal_drain_dead(container_of(n, rt_msg, rt__link), pid);
     }
+    /* what rt__proc_terminate left for the last in-flight operation that
+     * used the process's memory (io_pins): its handlers, then its stack */
+    rt__run_at_exit(p);
+    if (p->kind == PROC_STACKFUL && p->u.s.stack) {
+        rt__stack_put(p->u.s.stack);
+        p->u.s.stack = NULL;
+#ifdef RT_TSAN
+        __tsan_destroy_fiber(p->u.s.ctx.tsan_fiber);
+#endif
+    }
     rt__ext_free(p->ext);
     p->ext = NULL;
     uint32_t idx = p->idx, gen = p->gen + 1;
@@ -159,6 +169,11 @@ static void proc_free(struct proc *p)
     /* acq_rel: the last free is seen by rt_wait_idle after every other */
     if (atomic_fetch_sub_explicit(&rt__rt.procs_live, 1, memory_order_acq_rel) == 1)
         rt__idle_check();
+}
+
+void rt__proc_hold(struct proc *p)
+{
+    atomic_fetch_add_explicit(&slot_at(p->idx)->ctl, 1, memory_order_relaxed);
 }
 
 void rt__proc_put(struct proc *p)
@@ -397,7 +412,13 @@ void rt__proc_terminate(struct proc *p)
     rt_pid pid = proc_pid(p);
     if (p->kind == PROC_ACTOR && p->u.a.ops->terminate)
         p->u.a.ops->terminate(actor_state(p), reason);
-    rt__run_at_exit(p);
+    /* cancel its I/O first: an operation still using its memory (io_pins)
+     * keeps the stack, and delays the rt_at_exit handlers, until the kernel
+     * is done with it (proc_free, when its reference goes) */
+    rt__io_proc_cancel(p);
+    bool pinned = atomic_load_explicit(&p->io_pins, memory_order_acquire) != 0;
+    if (!pinned)
+        rt__run_at_exit(p);
     struct slot *s = slot_at(p->idx);
     /* from here on lookups fail; we keep our own reference. seq_cst with
      * the load of `named`: the Dekker pair described in rt_register */
@@ -405,7 +426,7 @@ void rt__proc_terminate(struct proc *p)
     if (atomic_load_explicit(&p->named, memory_order_seq_cst))
         rt__registry_remove_pid(p);
     rt__signal_notify_exit(p);
-    rt__io_proc_exit(p);
+    rt__io_proc_close(p);
     if (p->joinable)
         rt__join_record(pid, reason);
     if (p->kind == PROC_STACKFUL) {
@@ -418,11 +439,13 @@ void rt__proc_terminate(struct proc *p)
             n = next;
         }
         p->u.s.priv_head = p->u.s.priv_tail = NULL;
-        rt__stack_put(p->u.s.stack);
-        p->u.s.stack = NULL;
+        if (!pinned) {
+            rt__stack_put(p->u.s.stack);
+            p->u.s.stack = NULL;
 #ifdef RT_TSAN
-        __tsan_destroy_fiber(p->u.s.ctx.tsan_fiber);
+            __tsan_destroy_fiber(p->u.s.ctx.tsan_fiber);
 #endif
+        }
     }
     rt__proc_put(p);
 }

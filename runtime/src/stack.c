@@ -19,6 +19,15 @@
 
 #include "internal.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+/* a killed process never unwinds its frames: their redzones stay poisoned
+ * in the pooled stack and would trip the next process that uses it */
+#define STACK_UNPOISON(st) ASAN_UNPOISON_MEMORY_REGION((st)->lo, (st)->size)
+#else
+#define STACK_UNPOISON(st) ((void)(st))
+#endif
+
 #define POOL_MAX 1024u
 #define CANARY   0x5AFEC0DEDEADBEEFull
 
@@ -121,6 +130,7 @@ struct stack *rt__stack_get(size_t size)
         struct stack *st = s->stacks;
         s->stacks = st->next;
         atomic_store_explicit(&s->nstacks, s->nstacks - 1, memory_order_relaxed);
+        STACK_UNPOISON(st);
         if (!st->guarded) {
             uint64_t c = CANARY;
             memcpy(st->lo, &c, sizeof c);

@@ -121,7 +121,11 @@ RT_API int rt_io_poll(int fd, unsigned poll_events, unsigned flags, rt_io_req *r
 
 /* rt_io_cancel: cancel a request the caller started. Its last completion
  * still comes (res -ECANCELED, or the result it reached first). Returns 0,
- * -ENOENT if it had already ended, RT_ENOTPROC. */
+ * -ENOENT if it had already ended or is not the caller's, RT_ENOTPROC.
+ * One case is answered later: a request started before the process moved
+ * to another scheduler is cancelled by that scheduler's thread, and 0 is
+ * returned unless the handle cannot exist (a cancel that arrives after the
+ * request ended does nothing). */
 RT_API int rt_io_cancel(rt_io_req req);
 
 /* ---- blocking style, for stackful processes ------------------------------------

@@ -165,7 +165,12 @@ RT_API rt_pid rt_whereis(const char *name);
  * where it frees what it holds). Handlers run last registered first, on
  * the scheduler's stack, before links and monitors are told; a stackful
  * process's stack is still mapped then, so `arg` may point into it. They
- * must not block or receive. Returns 0, -ENOMEM, -EINVAL (fn NULL),
+ * must not block or receive. When the process still had I/O in flight into
+ * or out of its own memory (rt/io.h: rt_io_send, rt_io_recv into a buffer,
+ * ...), the runtime cancels it first and the handlers run only once the
+ * kernel is done with that memory, so a handler may free such a buffer:
+ * then they run later, possibly on another scheduler thread and after links
+ * and monitors were told. The process's stack is kept until then too. Returns 0, -ENOMEM, -EINVAL (fn NULL),
  * RT_ENOTPROC. */
 RT_API int rt_at_exit(void (*fn)(void *arg), void *arg);
 
