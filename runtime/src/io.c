@@ -515,8 +515,11 @@ RT_API int rt_io_recvmsg(int fd, struct msghdr *mh, int msg_flags, unsigned flag
     struct proc *p = io_proc();
     if (p == NULL)
         return RT_ENOTPROC;
+    /* provided buffers only with multishot: a single-shot recvmsg has the
+     * kernel write name and control through the msghdr, not into the
+     * buffer, so there would be nowhere to hand them over */
     if (mh == NULL || (flags & ~(RT_IO_MULTISHOT | RT_IO_BUFSEL)) ||
-        ((flags & RT_IO_MULTISHOT) && !(flags & RT_IO_BUFSEL)))
+        ((flags & RT_IO_MULTISHOT) != 0) != ((flags & RT_IO_BUFSEL) != 0))
         return -EINVAL;
     struct ioreq t = {.msg_flags = msg_flags};
     if (flags & RT_IO_BUFSEL) {

@@ -1419,6 +1419,7 @@ static void bad_args_body(void *arg)
     cr_assert_eq(rt_io_recvmsg(u, NULL, 0, 0, NULL), -EINVAL);
     cr_assert_eq(rt_io_recvmsg(u, &mh, 0, 0x80, NULL), -EINVAL);
     cr_assert_eq(rt_io_recvmsg(u, &mh, 0, RT_IO_MULTISHOT, NULL), -EINVAL);
+    cr_assert_eq(rt_io_recvmsg(u, &mh, 0, RT_IO_BUFSEL, NULL), -EINVAL);
     struct msghdr huge = {.msg_namelen = 1u << 20}; /* no room left for a payload */
     cr_assert_eq(rt_io_recvmsg(u, &huge, 0, RT_IO_MULTISHOT | RT_IO_BUFSEL, NULL), -EINVAL);
     /* send */

@@ -110,7 +110,9 @@ RT_API int rt_io_send(int fd, const void *buf, size_t len, int msg_flags, rt_io_
 RT_API int rt_io_sendmsg(int fd, const struct msghdr *mh, int msg_flags, rt_io_req *req);
 /* buf NULL with RT_IO_BUFSEL: provided buffers (then len is ignored). */
 RT_API int rt_io_recv(int fd, void *buf, size_t len, int msg_flags, unsigned flags, rt_io_req *req);
-/* With RT_IO_BUFSEL, `mh` is only a template: its msg_namelen and
+/* RT_IO_BUFSEL goes with RT_IO_MULTISHOT here (one without the other is
+ * -EINVAL): a single-shot recvmsg reads into `mh` itself. With them, `mh`
+ * is only a template: its msg_namelen and
  * msg_controllen say how much room to leave for the peer address and the
  * ancillary data (read them from rt_io_result); it is copied. Without, the
  * kernel fills `mh` itself (which must stay valid). */
