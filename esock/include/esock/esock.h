@@ -1,13 +1,40 @@
-/* esock/esock.h: SCTP and TCP endpoints and associations as processes of
- * the rt runtime (<rt/rt.h>).
+/* esock/esock.h: SCTP endpoints and associations as processes of the rt
+ * runtime (<rt/rt.h>), whose owners receive data and events as messages.
  *
- * This first part holds what the rest builds on: the library's version and
- * the probe that tells whether the running kernel has SCTP.
+ *   rt root supervisor
+ *   └── esock_sup (simple_one_for_one)
+ *       └── endpoint process, one per {protocol, local addresses, port}
+ *           └── association process, one per association (linked; the
+ *               endpoint traps exits, so an association that crashes never
+ *               takes its endpoint down)
+ *
+ * An endpoint owns one SCTP one-to-many socket bound with sctp_bindx to all
+ * its addresses. Every association, made (esock_assoc_create: sctp_connectx
+ * from the endpoint's socket, so it shares the endpoint's port) or accepted,
+ * is peeled off into its own one-to-one socket owned by its association
+ * process, which receives into the runtime's provided buffers and hands each
+ * complete message to its owner without a copy (ESOCK_MSG_DATA).
+ *
+ * Handles (esock_ep, esock_assoc) carry a generation: a handle never reaches
+ * another object. The handle of an association that has ended gets
+ * ESOCK_ECLOSED; one esock never issued (or of an endpoint that has been
+ * closed) gets ESOCK_ESTALE. Errors are negative: the kernel's
+ * -errno passed through, or an ESOCK_E* code (esock_strerror names both).
+ *
+ * Threads: every call may be made from any thread or process unless it
+ * says otherwise. Calls that start or ask a process (esock_ep_create,
+ * esock_owner_register, ...) wait for its answer, so they are for stackful
+ * processes and plain threads, not callback actors (RT_ENOTPROC there);
+ * esock_send and the queries never wait for a process and work anywhere.
  */
 #ifndef ESOCK_ESOCK_H
 #define ESOCK_ESOCK_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <rt/rt.h>
 
@@ -17,13 +44,340 @@
 #define ESOCK_API
 #endif
 
+/* ---- errors -------------------------------------------------------------------------- */
+
+#define ESOCK_ERRORS(X)                                                                            \
+    X(ESOCK_ENOTSTARTED, -6001, "esock is not started (esock_start)")                              \
+    X(ESOCK_ESTALE, -6002, "stale or unknown handle")                                              \
+    X(ESOCK_ECLOSED, -6003, "the association is closed")                                           \
+    X(ESOCK_ENOTUP, -6004, "the association is not up yet")                                        \
+    X(ESOCK_EBADSTREAM, -6005, "stream number beyond the association's outbound streams")          \
+    X(ESOCK_EWOULDBLOCK, -6006, "send queue above its high watermark: wait for ESOCK_MSG_SEND_READY") \
+    X(ESOCK_EOVERLAP, -6007, "addresses overlap another endpoint's binding")                       \
+    X(ESOCK_ENOOWNER, -6008, "no such owner registered")
+
+enum {
+#define ESOCK_ERR_ENUM(name, value, text) name = value,
+    ESOCK_ERRORS(ESOCK_ERR_ENUM)
+#undef ESOCK_ERR_ENUM
+};
+
+/* esock_strerror: text for an esock code, a runtime code or a -errno.
+ * Static string. */
+ESOCK_API const char *esock_strerror(int err);
+
+/* ---- the application ------------------------------------------------------------------ */
+
 /* esock_version: the library's version, "MAJOR.MINOR.PATCH". Static. */
 ESOCK_API const char *esock_version(void);
 
 /* esock_sctp_available: 0 if the running kernel can open SCTP sockets,
  * else the negative errno of the probe (-EPROTONOSUPPORT,
  * -ESOCKTNOSUPPORT: no SCTP in this kernel; -EACCES, -EMFILE: the probe
- * could not tell). Opens and closes one socket. Any thread. */
+ * could not tell). Opens and closes one socket. */
 ESOCK_API int esock_sctp_available(void);
+
+/* esock_start: start esock_sup under the runtime's root supervisor (the
+ * runtime must be running). Returns 0, -EALREADY if started, RT_ENORUNTIME,
+ * the supervisor's errors. esock_stop: stop it, closing every endpoint and
+ * association (owners get their down messages). Returns 0 or
+ * ESOCK_ENOTSTARTED. Both wait: not from a callback actor. */
+ESOCK_API int esock_start(void);
+ESOCK_API int esock_stop(void);
+
+/* ---- handles and addresses --------------------------------------------------------------- */
+
+typedef struct esock_ep {
+    uint64_t id;
+} esock_ep;
+typedef struct esock_assoc {
+    uint64_t id;
+} esock_assoc;
+
+#define ESOCK_EP_NONE ((esock_ep){0})
+#define ESOCK_ASSOC_NONE ((esock_assoc){0})
+
+/* An IPv4 or IPv6 address with a port (the port is ignored where the call
+ * takes one separately). */
+typedef union esock_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+} esock_addr;
+
+/* esock_addr_parse: "127.0.0.1", "::1", "0.0.0.0", "::" (wildcards) into
+ * *out with `port`. Returns 0 or -EINVAL. esock_addr_format: "addr:port"
+ * ("[v6]:port") into buf; returns buf. */
+ESOCK_API int esock_addr_parse(const char *text, uint16_t port, esock_addr *out);
+ESOCK_API const char *esock_addr_format(const esock_addr *a, char *buf, size_t len);
+
+#define ESOCK_MAX_ADDRS 8
+
+enum esock_proto { ESOCK_SCTP = 0, ESOCK_TCP = 1 };
+
+/* ---- endpoints ---------------------------------------------------------------------------- */
+
+typedef struct esock_ep_opts {
+    int proto;                           /* ESOCK_SCTP (ESOCK_TCP: not yet) */
+    esock_addr addrs[ESOCK_MAX_ADDRS];   /* local addresses; nad 0: 127.0.0.1 */
+    unsigned naddrs;
+    uint16_t port;                       /* 0: the kernel picks a free one */
+    uint16_t ostreams, istreams;         /* 0: 16 each (SCTP_INITMSG) */
+    int sndbuf, rcvbuf;                  /* 0: 1 MiB each (SO_SNDBUF/SO_RCVBUF) */
+    bool no_nodelay;                     /* SCTP_NODELAY is on unless this is set */
+    uint32_t default_ppid;               /* used when esock_send gets ppid 0 */
+    uint16_t default_stream;             /* unused by esock_send (it always names one) */
+    int backlog;                         /* 0: 128 */
+    size_t send_hiwat;                   /* bytes queued per association before
+                                            ESOCK_EWOULDBLOCK; 0: 4 MiB */
+} esock_ep_opts;
+
+/* esock_ep_create: start an endpoint (opts NULL: SCTP on 127.0.0.1, a
+ * free port) and store its handle. Returns 0; ESOCK_EALREADY-style reuse:
+ * 1 (not an error) when an endpoint on the same {protocol, addresses, port}
+ * exists, whose handle is then stored; ESOCK_EOVERLAP when the addresses
+ * overlap another endpoint's on the same port; -EINVAL (bad option,
+ * address family, more than ESOCK_MAX_ADDRS); -EPROTONOSUPPORT (no SCTP in
+ * the kernel, or TCP); the kernel's bind errors (-EADDRINUSE,
+ * -EADDRNOTAVAIL); ESOCK_ENOTSTARTED. Waits: not from a callback actor. */
+ESOCK_API int esock_ep_create(const esock_ep_opts *opts, esock_ep *out);
+
+/* esock_ep_close: stop an endpoint: its associations are aborted (their
+ * owners get ESOCK_MSG_ASSOC_DOWN, reason ESOCK_DOWN_ENDPOINT) and its
+ * owners get ESOCK_MSG_EP_DOWN; these come from different processes, in no
+ * fixed order. Returns 0,
+ * ESOCK_ESTALE. Waits until it is gone: not from a callback actor. */
+ESOCK_API int esock_ep_close(esock_ep ep);
+
+/* esock_ep_port: the endpoint's local port (the one the kernel picked for
+ * port 0). Returns the port or ESOCK_ESTALE. */
+ESOCK_API int esock_ep_port(esock_ep ep);
+
+/* ---- owners --------------------------------------------------------------------------------- */
+
+/* The peer of a new association, as given to an accept callback and in
+ * ESOCK_MSG_ASSOC_UP. */
+typedef struct esock_peer {
+    esock_addr addrs[ESOCK_MAX_ADDRS]; /* the peer's addresses (port set) */
+    unsigned naddrs;
+    uint16_t port;
+    uint16_t ostreams, istreams; /* negotiated outbound / inbound streams */
+} esock_peer;
+
+/* An accept callback: runs in the endpoint process, once per new incoming
+ * association, and returns true to take it. It must not block; it may
+ * send. */
+typedef bool (*esock_accept_fn)(void *arg, esock_assoc assoc, const esock_peer *peer);
+
+/* esock_owner_register: make `owner` an owner of the endpoint's incoming
+ * associations. Owners are asked newest first; the first whose callback
+ * returns true (accept NULL: always) gets the association; when none
+ * does, it is aborted. Registering the first owner starts reading: until
+ * then new associations wait, and their data waits in the kernel under
+ * SCTP flow control. The endpoint monitors the owner and forgets it when it
+ * ends. Returns 0, -EEXIST (already an owner), -ESRCH (owner not alive),
+ * ESOCK_ESTALE. Waits. */
+ESOCK_API int esock_owner_register(esock_ep ep, rt_pid owner, esock_accept_fn accept, void *arg);
+/* esock_owner_unregister: returns 0, ESOCK_ENOOWNER, ESOCK_ESTALE. Waits. */
+ESOCK_API int esock_owner_unregister(esock_ep ep, rt_pid owner);
+
+/* ---- associations --------------------------------------------------------------------------- */
+
+typedef struct esock_assoc_opts {
+    rt_pid owner; /* who gets its messages; RT_PID_NONE: the caller */
+    uint16_t ostreams, istreams; /* 0: the endpoint's */
+} esock_assoc_opts;
+
+/* esock_assoc_create: connect the endpoint to a peer with `nremote`
+ * addresses (sctp_connectx to all of them) and `port`. Stores the handle at
+ * once; the owner gets ESOCK_MSG_ASSOC_UP, or ESOCK_MSG_ASSOC_DOWN with
+ * ESOCK_DOWN_CANT_START. Returns 0, -EINVAL (no or too many addresses, port
+ * 0, no owner), -EISCONN (already associated with that peer: the kernel
+ * allows one association per pair of endpoints), ESOCK_ESTALE, the
+ * kernel's connect errors. Waits for the endpoint (not for the peer). */
+ESOCK_API int esock_assoc_create(esock_ep ep, const esock_addr *remote, unsigned nremote,
+                                 uint16_t port, const esock_assoc_opts *opts, esock_assoc *out);
+
+/* Flags for esock_send. */
+#define ESOCK_UNORDERED 0x1u
+
+typedef struct esock_send_opts {
+    uint32_t context;     /* returned in ESOCK_MSG_SEND_FAILED */
+    uint32_t lifetime_ms; /* 0: no limit; else PR-SCTP timed reliability */
+} esock_send_opts;
+
+/* esock_send: send one message of `len` bytes (a copy is made when it must
+ * wait; the caller keeps its buffer). Returns 0; ESOCK_ECLOSED (the
+ * association ended), ESOCK_ENOTUP (still connecting), ESOCK_EBADSTREAM
+ * (stream >= the negotiated outbound streams), -EMSGSIZE (len 0 or larger
+ * than the association accepts), ESOCK_EWOULDBLOCK (the send queue is above
+ * its high watermark: nothing was sent; the owner gets ESOCK_MSG_SEND_READY
+ * once it drains), -EINVAL (data NULL, bad flags), ESOCK_ESTALE, another
+ * -errno from the kernel. Never blocks; any thread. `opts` may be NULL. */
+ESOCK_API int esock_send(esock_assoc assoc, uint16_t stream, uint32_t ppid, unsigned flags,
+                         const void *data, size_t len, const esock_send_opts *opts);
+
+/* esock_assoc_shutdown: graceful SHUTDOWN (queued data is delivered
+ * first); esock_assoc_abort: ABORT now. The owner gets ESOCK_MSG_ASSOC_DOWN
+ * (ESOCK_DOWN_SHUTDOWN / ESOCK_DOWN_ABORT) when it is done. Returns 0,
+ * ESOCK_ECLOSED, ESOCK_ESTALE. Never wait. */
+ESOCK_API int esock_assoc_shutdown(esock_assoc assoc);
+ESOCK_API int esock_assoc_abort(esock_assoc assoc);
+
+/* ---- owner messages --------------------------------------------------------------------------
+ * Each is an rt message whose data is the struct named; read it with the
+ * esock_*_of() helpers (NULL for another message). The message belongs to
+ * the owner as usual: a data payload is valid until rt_msg_free (or the
+ * handler's return in a callback actor); keep it longer with rt_forward. */
+
+#define ESOCK_MSG_BASE (RT_TAG_LIB_BASE + 0x1000u)
+#define ESOCK_MSG_DATA (ESOCK_MSG_BASE + 1)
+#define ESOCK_MSG_ASSOC_UP (ESOCK_MSG_BASE + 2)
+#define ESOCK_MSG_ASSOC_DOWN (ESOCK_MSG_BASE + 3)
+#define ESOCK_MSG_PATH (ESOCK_MSG_BASE + 4)
+#define ESOCK_MSG_SEND_FAILED (ESOCK_MSG_BASE + 5)
+#define ESOCK_MSG_EP_DOWN (ESOCK_MSG_BASE + 6)
+#define ESOCK_MSG_SEND_READY (ESOCK_MSG_BASE + 7)
+
+/* ESOCK_MSG_DATA: one complete message (reassembled when the kernel handed
+ * it over in parts). Notifications never arrive as data. */
+typedef struct esock_data {
+    esock_assoc assoc;
+    esock_ep ep;
+    uint16_t stream;
+    uint16_t flags; /* ESOCK_UNORDERED */
+    uint32_t ppid;
+    uint32_t context;
+    uint32_t tsn;
+    size_t len;
+    const void *data; /* len bytes, no copy from the kernel's buffer where it fit */
+} esock_data;
+
+typedef struct esock_up {
+    esock_assoc assoc;
+    esock_ep ep;
+    esock_peer peer;
+} esock_up;
+
+enum esock_down_reason {
+    ESOCK_DOWN_COMM_LOST = 1, /* the peer stopped answering, or the path failed */
+    ESOCK_DOWN_SHUTDOWN,      /* graceful shutdown, from either side */
+    ESOCK_DOWN_ABORT,         /* ABORT, from either side */
+    ESOCK_DOWN_RESTART,       /* the peer restarted: the old association is gone */
+    ESOCK_DOWN_CANT_START,    /* esock_assoc_create could not set it up */
+    ESOCK_DOWN_ENDPOINT,      /* its endpoint closed */
+    ESOCK_DOWN_OWNER,         /* its owner ended */
+    ESOCK_DOWN_CRASH,         /* its process ended abnormally */
+};
+
+typedef struct esock_down {
+    esock_assoc assoc;
+    esock_ep ep;
+    int reason; /* enum esock_down_reason */
+    int error;  /* the kernel's sac_error / cause code, or a -errno; 0 if none */
+} esock_down;
+
+enum esock_path_state {
+    ESOCK_PATH_AVAILABLE = 1,
+    ESOCK_PATH_UNREACHABLE,
+    ESOCK_PATH_REMOVED,
+    ESOCK_PATH_ADDED,
+    ESOCK_PATH_PRIMARY,
+    ESOCK_PATH_CONFIRMED,
+    ESOCK_PATH_POTENTIALLY_FAILED,
+};
+
+typedef struct esock_path {
+    esock_assoc assoc;
+    esock_addr addr;
+    int state; /* enum esock_path_state */
+    int error;
+} esock_path;
+
+/* ESOCK_MSG_SEND_FAILED: a message the kernel could not deliver (its
+ * lifetime ran out, or the association ended with it unsent); the payload
+ * is handed back. */
+typedef struct esock_send_failed {
+    esock_assoc assoc;
+    int error;
+    uint16_t stream;
+    uint32_t ppid;
+    uint32_t context;
+    size_t len;
+    const void *data;
+} esock_send_failed;
+
+typedef struct esock_ep_down {
+    esock_ep ep;
+    int reason; /* the endpoint process's exit reason (0: closed) */
+} esock_ep_down;
+
+typedef struct esock_send_ready {
+    esock_assoc assoc;
+} esock_send_ready;
+
+ESOCK_API const esock_data *esock_data_of(const rt_msg *m);
+ESOCK_API const esock_up *esock_up_of(const rt_msg *m);
+ESOCK_API const esock_down *esock_down_of(const rt_msg *m);
+ESOCK_API const esock_path *esock_path_of(const rt_msg *m);
+ESOCK_API const esock_send_failed *esock_send_failed_of(const rt_msg *m);
+ESOCK_API const esock_ep_down *esock_ep_down_of(const rt_msg *m);
+ESOCK_API const esock_send_ready *esock_send_ready_of(const rt_msg *m);
+
+/* esock_down_reason_name: "comm_lost", "shutdown", ... Static. */
+ESOCK_API const char *esock_down_reason_name(int reason);
+
+/* ---- queries: snapshots, any thread ----------------------------------------------------------- */
+
+/* esock_endpoints: up to `cap` endpoint handles into out; returns how many
+ * exist (may exceed cap) or ESOCK_ENOTSTARTED. */
+ESOCK_API int esock_endpoints(esock_ep *out, size_t cap);
+/* esock_ep_find: the endpoint bound to `addr` (any of its addresses, or
+ * its wildcard) and `port`. Returns 0 with *out set, or -ENOENT. */
+ESOCK_API int esock_ep_find(int proto, const esock_addr *addr, uint16_t port, esock_ep *out);
+/* esock_ep_assocs: the endpoint's associations (handles), as
+ * esock_endpoints. */
+ESOCK_API int esock_ep_assocs(esock_ep ep, esock_assoc *out, size_t cap);
+/* esock_assoc_find: the association from local address/port to remote
+ * address/port (the local address may be the wildcard). 0 or -ENOENT. */
+ESOCK_API int esock_assoc_find(const esock_addr *local, uint16_t lport, const esock_addr *remote,
+                               uint16_t rport, esock_assoc *out);
+
+enum esock_assoc_state {
+    ESOCK_ASSOC_CONNECTING = 1,
+    ESOCK_ASSOC_UP,
+    ESOCK_ASSOC_SHUTTING_DOWN,
+    ESOCK_ASSOC_CLOSED,
+};
+
+typedef struct esock_assoc_info {
+    int state;             /* enum esock_assoc_state */
+    esock_ep ep;
+    rt_pid owner, pid;     /* the owner and the association's process */
+    uint16_t ostreams, istreams;
+    esock_addr primary;    /* the primary path (when up) */
+    uint32_t rto_ms;       /* of the primary path, from SCTP_STATUS */
+    uint32_t cwnd;
+    uint32_t srtt_ms;
+    uint32_t unacked, pending; /* chunks unacknowledged, pending */
+    int kernel_state;      /* SCTP_STATUS sstat_state (enum sctp_sstat_state) */
+    size_t queued;         /* bytes waiting in esock's send queue */
+    esock_peer peer;
+} esock_assoc_info;
+
+/* esock_assoc_status: returns 0, ESOCK_ECLOSED, ESOCK_ESTALE. */
+ESOCK_API int esock_assoc_status(esock_assoc assoc, esock_assoc_info *out);
+
+typedef struct esock_path_info {
+    esock_addr addr;
+    int state; /* ESOCK_PATH_AVAILABLE, _UNREACHABLE, _POTENTIALLY_FAILED */
+    bool primary;
+    uint32_t cwnd, srtt_ms, rto_ms, mtu;
+} esock_path_info;
+
+/* esock_assoc_paths: the association's paths to the peer, one per remote
+ * address, with their state (SCTP_GET_PEER_ADDR_INFO). Returns how many
+ * (may exceed cap), ESOCK_ENOTUP, ESOCK_ECLOSED, ESOCK_ESTALE. */
+ESOCK_API int esock_assoc_paths(esock_assoc assoc, esock_path_info *out, size_t cap);
 
 #endif

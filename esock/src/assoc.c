@@ -1,0 +1,615 @@
+/* assoc.c: the association process (a callback actor linked to its
+ * endpoint) and the send path.
+ *
+ * The process owns the association's one-to-one socket, receives from it
+ * with a multishot recvmsg into the runtime's provided buffers, and turns
+ * each completion into an owner message: a whole message is handed over in
+ * the kernel's buffer itself (no copy), one delivered in parts is gathered
+ * first; notifications become typed messages.
+ *
+ * Sending does not go through the process: esock_send writes to the socket
+ * from the caller's thread (one system call, under the association's
+ * lock). Only when the socket's buffer is full does the message wait, in a
+ * queue the process drains when the socket is writable again.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct as_st {
+    struct as_ent *a;
+    esock_assoc h;
+    esock_ep ep;
+    rt_pid owner;
+    rt_ref mon;
+    int fd;
+    rt_io_req rreq, preq;
+    bool reading, polling;
+    bool down_sent;
+    bool shutdown_pending; /* graceful shutdown once the queue is empty */
+    /* a message the kernel hands over in parts */
+    unsigned char *rbuf;
+    size_t rlen, rcap;
+    struct sctp_rcvinfo rinfo;
+};
+
+static void send_down(struct as_st *st, int reason, int error)
+{
+    if (st->down_sent)
+        return;
+    st->down_sent = true;
+    esock_down d = {st->h, st->ep, reason, error};
+    es__send_owner(st->owner, ESOCK_MSG_ASSOC_DOWN, &d, sizeof d);
+}
+
+/* Close the socket (an ABORT when `abort`), mark the association closed and
+ * hand queued messages back to the owner. */
+static void finish(struct as_st *st, bool abort)
+{
+    struct as_ent *a = st->a;
+    pthread_mutex_lock(&a->lock);
+    a->state = ESOCK_ASSOC_CLOSED;
+    int fd = a->fd;
+    a->fd = -1;
+    struct sq_item *q = a->head;
+    a->head = a->tail = NULL;
+    a->queued = 0;
+    if (fd >= 0) {
+        if (abort) {
+            struct linger l = {1, 0};
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+        }
+        rt_io_disown(fd);
+        close(fd);
+    }
+    pthread_mutex_unlock(&a->lock);
+    st->fd = -1;
+    while (q) {
+        struct sq_item *n = q->next;
+        struct {
+            esock_send_failed f;
+        } *fm = NULL;
+        rt_msg *m = rt_msg_alloc(ESOCK_MSG_SEND_FAILED, sizeof(esock_send_failed) + q->len);
+        if (m) {
+            fm = m->data;
+            esock_send_failed f = {st->h, ESOCK_ECLOSED, q->stream, q->ppid, q->context, q->len,
+                                   (char *)m->data + sizeof(esock_send_failed)};
+            fm->f = f;
+            memcpy((char *)m->data + sizeof(esock_send_failed), q->data, q->len);
+            if (rt_forward(st->owner, m) < 0)
+                rt_msg_free(m);
+        }
+        free(q);
+        q = n;
+    }
+}
+
+static void stop(struct as_st *st, int reason, int error, bool abort)
+{
+    send_down(st, reason, error);
+    finish(st, abort);
+    rt_exit(rt_self(), RT_EXIT_NORMAL);
+}
+
+static void arm_recv(struct as_st *st)
+{
+    if (st->reading || st->fd < 0)
+        return;
+    struct msghdr tmpl = {.msg_namelen = 0,
+                          .msg_controllen = CMSG_SPACE(sizeof(struct sctp_rcvinfo))};
+    int rc = rt_io_recvmsg(st->fd, &tmpl, 0, RT_IO_MULTISHOT | RT_IO_BUFSEL, &st->rreq);
+    if (rc < 0)
+        stop(st, ESOCK_DOWN_CRASH, rc, true);
+    else
+        st->reading = true;
+}
+
+/* The association is up on `fd`. */
+static void go_up(struct as_st *st, int fd, uint16_t os, uint16_t is)
+{
+    struct as_ent *a = st->a;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    int one = 1;
+    setsockopt(fd, IPPROTO_SCTP, SCTP_RECVRCVINFO, &one, sizeof one);
+    esock_up up = {.assoc = st->h, .ep = st->ep};
+    pthread_mutex_lock(&a->lock);
+    a->fd = fd;
+    a->state = ESOCK_ASSOC_UP;
+    if (os)
+        a->ostreams = os;
+    if (is)
+        a->istreams = is;
+    es__fill_peer(fd, 0, &a->peer);
+    a->peer.ostreams = a->ostreams;
+    a->peer.istreams = a->istreams;
+    up.peer = a->peer;
+    pthread_mutex_unlock(&a->lock);
+    st->fd = fd;
+    arm_recv(st);
+    es__send_owner(st->owner, ESOCK_MSG_ASSOC_UP, &up, sizeof up);
+}
+
+static int as_init(void *state, void *arg)
+{
+    struct as_st *st = state;
+    const struct as_start *s = arg;
+    memset(st, 0, sizeof *st);
+    st->a = s->ent;
+    st->owner = s->owner;
+    st->fd = -1;
+    int rc = rt_monitor(s->owner, &st->mon);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&st->a->lock);
+    st->a->pid = rt_self();
+    st->a->owner = s->owner;
+    st->h = es__as_handle(st->a);
+    st->ep = st->a->ep;
+    pthread_mutex_unlock(&st->a->lock);
+    if (s->fd >= 0) {
+        /* accepted: up already; start once running (a message to self) */
+        rc = rt_io_own(s->fd);
+        if (rc < 0)
+            return rc;
+        struct {
+            int fd, err;
+            uint16_t os, is;
+        } up = {s->fd, 0, 0, 0};
+        rt_send(rt_self(), ES_AS_FD, &up, sizeof up);
+    }
+    return 0;
+}
+
+static void as_terminate(void *state, int reason)
+{
+    struct as_st *st = state;
+    if (!st->down_sent) {
+        /* its endpoint went (the link), or it crashed */
+        int why = reason == RT_EXIT_SHUTDOWN || reason == RT_EXIT_KILL || reason == RT_EXIT_KILLED
+                      ? ESOCK_DOWN_ENDPOINT
+                      : ESOCK_DOWN_CRASH;
+        send_down(st, why, reason);
+    }
+    if (st->a->state != ESOCK_ASSOC_CLOSED || st->a->head)
+        finish(st, true);
+    free(st->rbuf);
+    st->rbuf = NULL;
+    es__as_release(st->a);
+}
+
+/* ---- receiving ------------------------------------------------------------------------------------- */
+
+static void deliver(struct as_st *st, rt_msg *iom, const struct sctp_rcvinfo *ri)
+{
+    esock_data d = {
+        .assoc = st->h,
+        .ep = st->ep,
+        .stream = ri->rcv_sid,
+        .flags = (ri->rcv_flags & SCTP_UNORDERED) ? ESOCK_UNORDERED : 0,
+        .ppid = ntohl(ri->rcv_ppid),
+        .context = ri->rcv_context,
+        .tsn = ri->rcv_tsn,
+    };
+    rt_msg *m = rt_msg_alloc(ESOCK_MSG_DATA, sizeof d);
+    if (m == NULL)
+        return;
+    if (st->rlen == 0) {
+        /* the whole message in the kernel's buffer: lend it on */
+        d.len = iom->size;
+        d.data = iom->data;
+        if (rt_msg_adopt(m, iom) < 0) {
+            rt_msg_free(m);
+            return;
+        }
+    } else {
+        d.len = st->rlen;
+        d.data = st->rbuf;
+        rt_msg_lend(m, st->rbuf, free);
+        st->rbuf = NULL;
+        st->rlen = st->rcap = 0;
+    }
+    memcpy(m->data, &d, sizeof d);
+    if (rt_forward(st->owner, m) < 0)
+        rt_msg_free(m);
+}
+
+static bool gather(struct as_st *st, const void *p, size_t n)
+{
+    if (st->rlen + n > st->rcap) {
+        size_t nc = st->rcap ? st->rcap : 65536;
+        while (nc < st->rlen + n)
+            nc *= 2;
+        unsigned char *nb = realloc(st->rbuf, nc);
+        if (nb == NULL)
+            return false;
+        st->rbuf = nb;
+        st->rcap = nc;
+    }
+    memcpy(st->rbuf + st->rlen, p, n);
+    st->rlen += n;
+    return true;
+}
+
+static int path_state(int s)
+{
+    switch (s) {
+    case SCTP_ADDR_AVAILABLE:
+        return ESOCK_PATH_AVAILABLE;
+    case SCTP_ADDR_UNREACHABLE:
+        return ESOCK_PATH_UNREACHABLE;
+    case SCTP_ADDR_REMOVED:
+        return ESOCK_PATH_REMOVED;
+    case SCTP_ADDR_ADDED:
+        return ESOCK_PATH_ADDED;
+    case SCTP_ADDR_MADE_PRIM:
+        return ESOCK_PATH_PRIMARY;
+    case SCTP_ADDR_CONFIRMED:
+        return ESOCK_PATH_CONFIRMED;
+    default:
+        return ESOCK_PATH_POTENTIALLY_FAILED;
+    }
+}
+
+#ifndef SCTP_ERROR_USER_ABORT
+#define SCTP_ERROR_USER_ABORT 12
+#endif
+
+static void notification(struct as_st *st, const void *p, size_t len)
+{
+    const union sctp_notification *n = p;
+    if (len < 8u)
+        return;
+    switch (n->sn_header.sn_type) {
+    case SCTP_ASSOC_CHANGE: {
+        const struct sctp_assoc_change *sac = &n->sn_assoc_change;
+        switch (sac->sac_state) {
+        case SCTP_COMM_LOST: {
+            /* an ABORT from the peer carries its cause code as it came off
+             * the wire (network order); a user-initiated one is the peer
+             * aborting, anything else a lost association */
+            int cause = ntohs(sac->sac_error);
+            stop(st, cause == SCTP_ERROR_USER_ABORT ? ESOCK_DOWN_ABORT : ESOCK_DOWN_COMM_LOST,
+                 cause, false);
+            break;
+        }
+        case SCTP_SHUTDOWN_COMP:
+            stop(st, ESOCK_DOWN_SHUTDOWN, 0, false);
+            break;
+        case SCTP_RESTART: {
+            /* the peer restarted: the old association's state is gone,
+             * this one goes on */
+            esock_down d = {st->h, st->ep, ESOCK_DOWN_RESTART, 0};
+            es__send_owner(st->owner, ESOCK_MSG_ASSOC_DOWN, &d, sizeof d);
+            break;
+        }
+        default:
+            break;
+        }
+        break;
+    }
+    case SCTP_PEER_ADDR_CHANGE: {
+        const struct sctp_paddr_change *pc = &n->sn_paddr_change;
+        esock_path ev = {.assoc = st->h, .state = path_state(pc->spc_state),
+                         .error = pc->spc_error};
+        memcpy(&ev.addr, &pc->spc_aaddr,
+               pc->spc_aaddr.ss_family == AF_INET6 ? sizeof ev.addr.in6 : sizeof ev.addr.in4);
+        es__send_owner(st->owner, ESOCK_MSG_PATH, &ev, sizeof ev);
+        break;
+    }
+    case SCTP_SEND_FAILED: {
+        const struct sctp_send_failed *sf = &n->sn_send_failed;
+        size_t dl = sf->ssf_length > sizeof *sf && sf->ssf_length <= len
+                        ? sf->ssf_length - sizeof *sf
+                        : 0;
+        rt_msg *m = rt_msg_alloc(ESOCK_MSG_SEND_FAILED, sizeof(esock_send_failed) + dl);
+        if (m == NULL)
+            break;
+        esock_send_failed f = {st->h,
+                               (int)sf->ssf_error,
+                               sf->ssf_info.sinfo_stream,
+                               ntohl(sf->ssf_info.sinfo_ppid),
+                               sf->ssf_info.sinfo_context,
+                               dl,
+                               (char *)m->data + sizeof f};
+        memcpy(m->data, &f, sizeof f);
+        memcpy((char *)m->data + sizeof f, sf->ssf_data, dl);
+        if (rt_forward(st->owner, m) < 0)
+            rt_msg_free(m);
+        break;
+    }
+    case SCTP_SHUTDOWN_EVENT:
+        pthread_mutex_lock(&st->a->lock);
+        if (st->a->state == ESOCK_ASSOC_UP)
+            st->a->state = ESOCK_ASSOC_SHUTTING_DOWN;
+        pthread_mutex_unlock(&st->a->lock);
+        break;
+    case SCTP_PARTIAL_DELIVERY_EVENT:
+        /* the rest of a message will not come: drop what was gathered */
+        st->rlen = 0;
+        break;
+    default:
+        break;
+    }
+}
+
+static void on_recv(struct as_st *st, rt_msg *m, const rt_io_result *r)
+{
+    if (!(r->flags & RT_IO_F_MORE))
+        st->reading = false;
+    if (r->res < 0) {
+        if (r->res == -ECANCELED)
+            return;
+        if (r->res == -ENOBUFS) {
+            arm_recv(st);
+            return;
+        }
+        stop(st, ESOCK_DOWN_COMM_LOST, r->res, true);
+        return;
+    }
+    if (r->msg_flags & MSG_NOTIFICATION) {
+        notification(st, m->data, m->size);
+    } else if (r->res == 0 && !(r->msg_flags & MSG_EOR)) {
+        /* end of stream: the association is gone (its notification, when
+         * there is one, came first) */
+        stop(st, ESOCK_DOWN_SHUTDOWN, 0, false);
+        return;
+    } else {
+        struct sctp_rcvinfo ri;
+        memset(&ri, 0, sizeof ri);
+        struct msghdr mh = {.msg_control = r->control, .msg_controllen = r->controllen};
+        for (struct cmsghdr *c = r->control ? CMSG_FIRSTHDR(&mh) : NULL; c;
+             c = CMSG_NXTHDR(&mh, c)) {
+            if (c->cmsg_level == IPPROTO_SCTP && c->cmsg_type == SCTP_RCVINFO)
+                memcpy(&ri, CMSG_DATA(c), sizeof ri);
+        }
+        if (r->msg_flags & MSG_EOR) {
+            if (st->rlen == 0) {
+                deliver(st, m, &ri);
+            } else if (gather(st, m->data, m->size)) {
+                deliver(st, m, &st->rinfo);
+            } else {
+                st->rlen = 0;
+            }
+        } else {
+            if (st->rlen == 0)
+                st->rinfo = ri;
+            if (!gather(st, m->data, m->size))
+                stop(st, ESOCK_DOWN_CRASH, -ENOMEM, true);
+        }
+    }
+    if (!st->reading && st->fd >= 0 && !st->down_sent)
+        arm_recv(st);
+}
+
+/* ---- sending ---------------------------------------------------------------------------------------- */
+
+static ssize_t sctp_out(int fd, uint16_t stream, uint32_t ppid, unsigned flags, uint32_t context,
+                        uint32_t lifetime, const void *data, size_t len)
+{
+    char cbuf[CMSG_SPACE(sizeof(struct sctp_sndrcvinfo))];
+    memset(cbuf, 0, sizeof cbuf);
+    struct iovec iov = {(void *)data, len};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                        .msg_controllen = sizeof cbuf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = IPPROTO_SCTP;
+    c->cmsg_type = SCTP_SNDRCV;
+    c->cmsg_len = CMSG_LEN(sizeof(struct sctp_sndrcvinfo));
+    struct sctp_sndrcvinfo *si = (struct sctp_sndrcvinfo *)CMSG_DATA(c);
+    si->sinfo_stream = stream;
+    si->sinfo_ppid = htonl(ppid);
+    si->sinfo_flags = (flags & ESOCK_UNORDERED) ? SCTP_UNORDERED : 0;
+    si->sinfo_context = context;
+    si->sinfo_timetolive = lifetime;
+    return sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+static int map_send_err(int e)
+{
+    switch (e) {
+    case EPIPE:
+    case ENOTCONN:
+    case ESHUTDOWN:
+    case ECONNRESET:
+    case EBADF:
+        return ESOCK_ECLOSED;
+    default:
+        return -e;
+    }
+}
+
+int es__send_locked(struct as_ent *a, uint16_t stream, uint32_t ppid, unsigned flags,
+                    uint32_t context, uint32_t lifetime, const void *data, size_t len)
+{
+    if (a->state == ESOCK_ASSOC_CLOSED || a->state == ESOCK_ASSOC_SHUTTING_DOWN)
+        return ESOCK_ECLOSED;
+    if (a->state == ESOCK_ASSOC_CONNECTING || a->fd < 0)
+        return ESOCK_ENOTUP;
+    if (stream >= a->ostreams)
+        return ESOCK_EBADSTREAM;
+    if (ppid == 0)
+        ppid = a->default_ppid;
+    if (a->head == NULL) {
+        ssize_t n = sctp_out(a->fd, stream, ppid, flags, context, lifetime, data, len);
+        if (n >= 0)
+            return 0;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return map_send_err(errno);
+    } else if (a->queued + len > a->hiwat) {
+        a->want_ready = true;
+        return ESOCK_EWOULDBLOCK;
+    }
+    struct sq_item *q = malloc(sizeof *q + len);
+    if (q == NULL)
+        return -ENOMEM;
+    *q = (struct sq_item){NULL, stream, (uint16_t)flags, ppid, context, lifetime, len};
+    memcpy(q->data, data, len);
+    if (a->tail)
+        a->tail->next = q;
+    else
+        a->head = q;
+    a->tail = q;
+    a->queued += len;
+    if (!a->kicked) {
+        a->kicked = true;
+        rt_send(a->pid, ES_AS_KICK, NULL, 0);
+    }
+    return 0;
+}
+
+/* A graceful SHUTDOWN. A peeled-off socket is one-to-many in style, where
+ * shutdown(2) does nothing: it is an empty message with SCTP_EOF. The
+ * owner hears of the end from the SHUTDOWN_COMP notification. */
+static void begin_shutdown(struct as_st *st)
+{
+    char cbuf[CMSG_SPACE(sizeof(struct sctp_sndrcvinfo))];
+    memset(cbuf, 0, sizeof cbuf);
+    struct msghdr mh = {.msg_control = cbuf, .msg_controllen = sizeof cbuf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = IPPROTO_SCTP;
+    c->cmsg_type = SCTP_SNDRCV;
+    c->cmsg_len = CMSG_LEN(sizeof(struct sctp_sndrcvinfo));
+    ((struct sctp_sndrcvinfo *)CMSG_DATA(c))->sinfo_flags = SCTP_EOF;
+    if (sendmsg(st->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+        stop(st, ESOCK_DOWN_SHUTDOWN, -errno, true);
+}
+
+/* The socket is writable: drain the queue. */
+static void flush(struct as_st *st)
+{
+    struct as_ent *a = st->a;
+    bool ready = false, again = false;
+    int err = 0;
+    pthread_mutex_lock(&a->lock);
+    while (a->head && a->fd >= 0) {
+        struct sq_item *q = a->head;
+        ssize_t n = sctp_out(a->fd, q->stream, q->ppid, q->flags, q->context, q->lifetime, q->data,
+                             q->len);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                again = true;
+            else
+                err = map_send_err(errno);
+            break;
+        }
+        a->head = q->next;
+        if (a->head == NULL)
+            a->tail = NULL;
+        a->queued -= q->len;
+        free(q);
+    }
+    if (a->head == NULL) {
+        a->kicked = false;
+        ready = a->want_ready;
+        a->want_ready = false;
+    }
+    pthread_mutex_unlock(&a->lock);
+    if (err) {
+        stop(st, ESOCK_DOWN_COMM_LOST, err, true); /* hands the queue back */
+        return;
+    }
+    if (again && !st->polling && st->fd >= 0) {
+        if (rt_io_poll(st->fd, POLLOUT, 0, &st->preq) == 0)
+            st->polling = true;
+    }
+    if (ready) {
+        esock_send_ready r = {st->h};
+        es__send_owner(st->owner, ESOCK_MSG_SEND_READY, &r, sizeof r);
+    }
+    if (!again && st->shutdown_pending && st->fd >= 0) {
+        st->shutdown_pending = false;
+        begin_shutdown(st);
+    }
+}
+
+/* ---- the actor ----------------------------------------------------------------------------------------- */
+
+static void as_handle(void *state, rt_msg *m)
+{
+    struct as_st *st = state;
+    switch (m->tag) {
+    case RT_MSG_IO: {
+        const rt_io_result *r = rt_io_result_of(m);
+        if (r->req == st->rreq && r->op == RT_IO_RECVMSG) {
+            on_recv(st, m, r);
+        } else if (r->req == st->preq && r->op == RT_IO_POLL) {
+            st->polling = false;
+            flush(st);
+        }
+        break;
+    }
+    case ES_AS_FD: {
+        struct {
+            int fd, err;
+            uint16_t os, is;
+        } up;
+        memcpy(&up, m->data, sizeof up);
+        if (up.fd < 0) {
+            stop(st, ESOCK_DOWN_CANT_START, up.err, false);
+            break;
+        }
+        (void)rt_io_own(up.fd); /* -EEXIST: accepted, owned since init */
+        go_up(st, up.fd, up.os, up.is);
+        break;
+    }
+    case ES_AS_CANT_START: {
+        int err;
+        memcpy(&err, m->data, sizeof err);
+        stop(st, ESOCK_DOWN_CANT_START, err, false);
+        break;
+    }
+    case ES_AS_SHUTDOWN:
+        if (st->fd < 0) {
+            stop(st, ESOCK_DOWN_SHUTDOWN, 0, true);
+            break;
+        }
+        pthread_mutex_lock(&st->a->lock);
+        st->a->state = ESOCK_ASSOC_SHUTTING_DOWN;
+        bool queued = st->a->head != NULL;
+        pthread_mutex_unlock(&st->a->lock);
+        if (queued)
+            st->shutdown_pending = true;
+        else
+            begin_shutdown(st);
+        break;
+    case ES_AS_ABORT:
+        stop(st, ESOCK_DOWN_ABORT, 0, true);
+        break;
+    case ES_AS_KICK:
+        flush(st);
+        break;
+    case RT_MSG_DOWN: {
+        const rt_down_info *d = m->data;
+        if (d->ref == st->mon) {
+            /* its owner ended: nobody to tell; close it gracefully */
+            st->down_sent = true;
+            finish(st, false);
+            rt_exit(rt_self(), RT_EXIT_NORMAL);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static const rt_actor_ops as_ops = {
+    .state_size = sizeof(struct as_st),
+    .init = as_init,
+    .handle = as_handle,
+    .terminate = as_terminate,
+};
+
+int es__as_spawn(struct as_start *s, rt_pid *out)
+{
+    /* linked to the endpoint (the caller), which traps exits */
+    return rt_spawn_actor(&as_ops, s, &(rt_spawn_opts){.link = true}, out);
+}

@@ -1,0 +1,556 @@
+/* ep.c: the endpoint process (a callback actor under esock_sup).
+ *
+ * It owns the one-to-many socket. It reads it only while someone may want
+ * what comes (an owner is registered, or an association it made is being
+ * set up), one message at a time: each association that comes up is
+ * peeled off before the next read, so the kernel moves everything queued
+ * for it to the new socket and nothing of it is ever read here.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct owner {
+    rt_pid pid;
+    esock_accept_fn fn;
+    void *arg;
+    rt_ref mon;
+};
+
+struct conn {
+    sctp_assoc_t kid;
+    struct as_ent *a;
+    rt_pid pid;
+};
+
+struct ep_st {
+    struct ep_ent *ent;
+    esock_ep h;
+    int fd;
+    rt_pid sup;
+    struct owner *owners; /* oldest first */
+    unsigned nowners, capowners;
+    struct conn *conns; /* associations being set up (ours) */
+    unsigned nconns, capconns;
+    struct conn *pend; /* incoming, up, waiting for a first owner */
+    unsigned npend, cappend;
+    bool reading;
+    rt_io_req rreq;
+    struct msghdr mh; /* the read in flight */
+    struct iovec iov;
+    union {
+        union sctp_notification n;
+        char b[1024];
+    } nbuf;
+};
+
+static int grow(void **v, unsigned *cap, unsigned n, size_t elem)
+{
+    if (n < *cap)
+        return 0;
+    unsigned nc = *cap ? *cap * 2 : 8;
+    void *nv = realloc(*v, nc * elem);
+    if (nv == NULL)
+        return -ENOMEM;
+    *v = nv;
+    *cap = nc;
+    return 0;
+}
+
+int es__set_sock_opts(int fd, const esock_ep_opts *o)
+{
+    int one = 1, nd = o->no_nodelay ? 0 : 1;
+    if (setsockopt(fd, IPPROTO_SCTP, SCTP_NODELAY, &nd, sizeof nd) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &o->sndbuf, sizeof o->sndbuf) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &o->rcvbuf, sizeof o->rcvbuf) < 0 ||
+        setsockopt(fd, IPPROTO_SCTP, SCTP_RECVRCVINFO, &one, sizeof one) < 0)
+        return -errno;
+    struct sctp_initmsg im = {.sinit_num_ostreams = o->ostreams,
+                              .sinit_max_instreams = o->istreams};
+    if (setsockopt(fd, IPPROTO_SCTP, SCTP_INITMSG, &im, sizeof im) < 0)
+        return -errno;
+    struct sctp_event_subscribe ev;
+    memset(&ev, 0, sizeof ev);
+    ev.sctp_association_event = 1;
+    ev.sctp_address_event = 1;
+    ev.sctp_send_failure_event = 1;
+    ev.sctp_peer_error_event = 1;
+    ev.sctp_shutdown_event = 1;
+    ev.sctp_partial_delivery_event = 1;
+    if (setsockopt(fd, IPPROTO_SCTP, SCTP_EVENTS, &ev, sizeof ev) < 0)
+        return -errno;
+    return 0;
+}
+
+void es__fill_peer(int fd, sctp_assoc_t id, esock_peer *peer)
+{
+    struct sockaddr *addrs = NULL;
+    memset(peer, 0, sizeof *peer);
+    int n = sctp_getpaddrs(fd, id, &addrs);
+    if (n <= 0)
+        return;
+    char *p = (char *)addrs;
+    for (int i = 0; i < n; i++) {
+        struct sockaddr *sa = (struct sockaddr *)p;
+        size_t l = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                             : sizeof(struct sockaddr_in);
+        if (peer->naddrs < ESOCK_MAX_ADDRS) {
+            memcpy(&peer->addrs[peer->naddrs], sa, l);
+            if (peer->naddrs == 0)
+                es__sockaddr_port(&peer->addrs[0], &peer->port);
+            peer->naddrs++;
+        }
+        p += l;
+    }
+    sctp_freepaddrs(addrs);
+}
+
+/* ---- set-up ---------------------------------------------------------------------------------- */
+
+static int ep_init(void *state, void *arg)
+{
+    struct ep_st *st = state;
+    struct ep_ent *e = arg;
+    memset(st, 0, sizeof *st);
+    st->ent = e;
+    st->fd = -1;
+    const esock_ep_opts *o = &e->opts;
+    pthread_rwlock_rdlock(&es__g.lock);
+    st->h = es__ep_handle(e);
+    st->sup = es__g.sup;
+    pthread_rwlock_unlock(&es__g.lock);
+    int family = AF_INET;
+    for (unsigned i = 0; i < o->naddrs; i++)
+        if (o->addrs[i].sa.sa_family == AF_INET6)
+            family = AF_INET6;
+    int fd = socket(family, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_SCTP);
+    if (fd < 0)
+        return errno == ESOCKTNOSUPPORT ? -EPROTONOSUPPORT : -errno;
+    int rc = es__set_sock_opts(fd, o);
+    if (rc < 0)
+        goto fail;
+    /* the first address fixes the port (the kernel's pick for 0), the
+     * others join it */
+    esock_addr first = o->addrs[0];
+    if (first.sa.sa_family == AF_INET)
+        first.in4.sin_port = htons(o->port);
+    else
+        first.in6.sin6_port = htons(o->port);
+    if (bind(fd, &first.sa, (socklen_t)es__addr_len(&first)) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    esock_addr bound;
+    socklen_t bl = sizeof bound;
+    if (getsockname(fd, &bound.sa, &bl) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    uint16_t port;
+    es__sockaddr_port(&bound, &port);
+    if (o->naddrs > 1) {
+        char packed[ESOCK_MAX_ADDRS * sizeof(struct sockaddr_in6)];
+        size_t off = 0;
+        for (unsigned i = 1; i < o->naddrs; i++) {
+            esock_addr a = o->addrs[i];
+            if (a.sa.sa_family == AF_INET)
+                a.in4.sin_port = htons(port);
+            else
+                a.in6.sin6_port = htons(port);
+            memcpy(packed + off, &a, es__addr_len(&a));
+            off += es__addr_len(&a);
+        }
+        if (sctp_bindx(fd, (struct sockaddr *)packed, (int)o->naddrs - 1, SCTP_BINDX_ADD_ADDR) <
+            0) {
+            rc = -errno;
+            goto fail;
+        }
+    }
+    if (listen(fd, o->backlog) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    rc = rt_io_own(fd);
+    if (rc < 0)
+        goto fail;
+    st->fd = fd;
+    pthread_rwlock_wrlock(&es__g.lock);
+    e->fd = fd;
+    e->opts.port = port;
+    pthread_rwlock_unlock(&es__g.lock);
+    return 0;
+fail:
+    close(fd);
+    return rc;
+}
+
+/* ---- reading ------------------------------------------------------------------------------------ */
+
+static void ep_read(struct ep_st *st)
+{
+    if (st->reading || (st->nowners == 0 && st->nconns == 0))
+        return;
+    /* into the endpoint's own buffer: only notifications come here, and a
+     * single-shot read leaves the rest queued in the kernel */
+    st->iov = (struct iovec){st->nbuf.b, sizeof st->nbuf};
+    st->mh = (struct msghdr){.msg_iov = &st->iov, .msg_iovlen = 1};
+    if (rt_io_recvmsg(st->fd, &st->mh, 0, 0, &st->rreq) == 0)
+        st->reading = true;
+}
+
+static void abort_fd(int fd)
+{
+    struct linger l = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    close(fd);
+}
+
+/* Offer a new incoming association to the owners, newest first. */
+static void offer(struct ep_st *st, struct as_ent *a, int fd)
+{
+    esock_peer peer;
+    pthread_mutex_lock(&a->lock);
+    peer = a->peer;
+    esock_assoc h = es__as_handle(a);
+    pthread_mutex_unlock(&a->lock);
+    for (unsigned i = st->nowners; i-- > 0;) {
+        struct owner *o = &st->owners[i];
+        if (o->fn && !o->fn(o->arg, h, &peer))
+            continue;
+        struct as_start s = {.ent = a, .fd = fd, .owner = o->pid};
+        rt_pid pid;
+        if (es__as_spawn(&s, &pid) == 0)
+            return;
+        break;
+    }
+    /* nobody took it: an ABORT, not an association left up */
+    abort_fd(fd);
+    es__as_release(a);
+}
+
+static void comm_up(struct ep_st *st, const struct sctp_assoc_change *sac)
+{
+    for (unsigned i = 0; i < st->nconns; i++) {
+        struct conn *c = &st->conns[i];
+        if (c->kid != sac->sac_assoc_id)
+            continue;
+        int fd = sctp_peeloff(st->fd, sac->sac_assoc_id);
+        struct { int fd, err; uint16_t os, is; } up = {fd, fd < 0 ? -errno : 0,
+                                                       sac->sac_outbound_streams,
+                                                       sac->sac_inbound_streams};
+        if (rt_send(c->pid, ES_AS_FD, &up, sizeof up) < 0 && fd >= 0)
+            close(fd); /* it ended meanwhile (shutdown, abort, owner gone) */
+        st->conns[i] = st->conns[--st->nconns];
+        return;
+    }
+    /* an incoming association */
+    pthread_rwlock_wrlock(&es__g.lock);
+    struct as_ent *a = es__as_new();
+    pthread_rwlock_unlock(&es__g.lock);
+    int fd = sctp_peeloff(st->fd, sac->sac_assoc_id);
+    if (a == NULL || fd < 0) {
+        if (fd >= 0)
+            abort_fd(fd);
+        if (a)
+            es__as_release(a);
+        return;
+    }
+    pthread_mutex_lock(&a->lock);
+    a->ep = st->h;
+    a->kid = sac->sac_assoc_id;
+    a->lport = (uint16_t)st->ent->opts.port;
+    a->default_ppid = st->ent->opts.default_ppid;
+    a->hiwat = st->ent->opts.send_hiwat;
+    a->ostreams = sac->sac_outbound_streams;
+    a->istreams = sac->sac_inbound_streams;
+    es__fill_peer(fd, 0, &a->peer);
+    a->peer.ostreams = a->ostreams;
+    a->peer.istreams = a->istreams;
+    pthread_mutex_unlock(&a->lock);
+    if (st->nowners == 0) {
+        /* nobody to give it to yet: it waits, unread, for the first owner */
+        if (grow((void **)&st->pend, &st->cappend, st->npend, sizeof *st->pend) < 0) {
+            abort_fd(fd);
+            es__as_release(a);
+            return;
+        }
+        rt_io_own(fd);
+        st->pend[st->npend++] = (struct conn){.kid = fd, .a = a};
+        return;
+    }
+    offer(st, a, fd);
+}
+
+static void conn_failed(struct ep_st *st, sctp_assoc_t kid, int error)
+{
+    for (unsigned i = 0; i < st->nconns; i++) {
+        if (st->conns[i].kid != kid)
+            continue;
+        rt_send(st->conns[i].pid, ES_AS_CANT_START, &error, sizeof error);
+        st->conns[i] = st->conns[--st->nconns];
+        return;
+    }
+}
+
+static void ep_io(struct ep_st *st, rt_msg *m)
+{
+    const rt_io_result *r = rt_io_result_of(m);
+    if (r->req != st->rreq)
+        return;
+    st->reading = false;
+    if (r->res >= 8 && ((st->mh.msg_flags | r->msg_flags) & MSG_NOTIFICATION)) {
+        const union sctp_notification *n = &st->nbuf.n;
+        if (n->sn_header.sn_type == SCTP_ASSOC_CHANGE &&
+            (size_t)r->res >= sizeof(struct sctp_assoc_change)) {
+            const struct sctp_assoc_change *sac = &n->sn_assoc_change;
+            switch (sac->sac_state) {
+            case SCTP_COMM_UP:
+                comm_up(st, sac);
+                break;
+            case SCTP_CANT_STR_ASSOC:
+            case SCTP_COMM_LOST:
+            case SCTP_SHUTDOWN_COMP:
+                conn_failed(st, sac->sac_assoc_id, sac->sac_error ? sac->sac_error : -ECONNREFUSED);
+                break;
+            default:
+                break;
+            }
+        }
+    }
+    /* data here would belong to an association not peeled off: none can
+     * (see the top of this file), so nothing else is read here */
+    ep_read(st);
+}
+
+/* ---- calls ---------------------------------------------------------------------------------------- */
+
+struct reg_req {
+    rt_pid owner;
+    esock_accept_fn accept;
+    void *arg;
+};
+
+struct connect_req {
+    esock_addr remote[ESOCK_MAX_ADDRS];
+    unsigned nremote;
+    uint16_t port;
+    rt_pid owner;
+    uint16_t ostreams, istreams;
+    esock_assoc out;
+};
+
+static void reply_int(const rt_msg *m, int rc)
+{
+    rt_reply(m, &rc, sizeof rc);
+}
+
+static void reg_owner(struct ep_st *st, const rt_msg *m)
+{
+    const struct reg_req *r = m->data;
+    for (unsigned i = 0; i < st->nowners; i++) {
+        if (rt_pid_eq(st->owners[i].pid, r->owner)) {
+            reply_int(m, -EEXIST);
+            return;
+        }
+    }
+    if (grow((void **)&st->owners, &st->capowners, st->nowners, sizeof *st->owners) < 0) {
+        reply_int(m, -ENOMEM);
+        return;
+    }
+    rt_ref mon;
+    int rc = rt_monitor(r->owner, &mon);
+    if (rc < 0) {
+        reply_int(m, rc);
+        return;
+    }
+    st->owners[st->nowners++] = (struct owner){r->owner, r->accept, r->arg, mon};
+    reply_int(m, 0);
+    /* what waited for a first owner */
+    while (st->npend) {
+        struct conn c = st->pend[--st->npend];
+        rt_io_disown(c.kid);
+        offer(st, c.a, c.kid);
+    }
+    ep_read(st);
+}
+
+static void remove_owner(struct ep_st *st, unsigned i)
+{
+    memmove(&st->owners[i], &st->owners[i + 1], (st->nowners - i - 1) * sizeof *st->owners);
+    st->nowners--;
+}
+
+static void unreg_owner(struct ep_st *st, const rt_msg *m)
+{
+    const struct reg_req *r = m->data;
+    for (unsigned i = 0; i < st->nowners; i++) {
+        if (rt_pid_eq(st->owners[i].pid, r->owner)) {
+            rt_demonitor(st->owners[i].mon);
+            remove_owner(st, i);
+            reply_int(m, 0);
+            return;
+        }
+    }
+    reply_int(m, ESOCK_ENOOWNER);
+}
+
+static void connect_call(struct ep_st *st, const rt_msg *m)
+{
+    struct connect_req r;
+    memcpy(&r, m->data, sizeof r);
+    struct {
+        struct connect_req r;
+        int rc;
+    } ans = {r, 0};
+    pthread_rwlock_wrlock(&es__g.lock);
+    struct as_ent *a = es__as_new();
+    pthread_rwlock_unlock(&es__g.lock);
+    if (a == NULL || grow((void **)&st->conns, &st->capconns, st->nconns, sizeof *st->conns) < 0) {
+        if (a)
+            es__as_release(a);
+        ans.rc = -ENOMEM;
+        rt_reply(m, &ans, sizeof ans);
+        return;
+    }
+    const esock_ep_opts *o = &st->ent->opts;
+    pthread_mutex_lock(&a->lock);
+    a->ep = st->h;
+    a->owner = r.owner;
+    a->lport = (uint16_t)o->port;
+    a->default_ppid = o->default_ppid;
+    a->hiwat = o->send_hiwat;
+    a->peer.naddrs = r.nremote;
+    memcpy(a->peer.addrs, r.remote, sizeof r.remote);
+    a->peer.port = r.port;
+    pthread_mutex_unlock(&a->lock);
+
+    char packed[ESOCK_MAX_ADDRS * sizeof(struct sockaddr_in6)];
+    size_t off = 0;
+    for (unsigned i = 0; i < r.nremote; i++) {
+        memcpy(packed + off, &r.remote[i], es__addr_len(&r.remote[i]));
+        off += es__addr_len(&r.remote[i]);
+    }
+    bool own_streams = r.ostreams || r.istreams;
+    if (own_streams) {
+        struct sctp_initmsg im = {.sinit_num_ostreams = r.ostreams ? r.ostreams : o->ostreams,
+                                  .sinit_max_instreams = r.istreams ? r.istreams : o->istreams};
+        setsockopt(st->fd, IPPROTO_SCTP, SCTP_INITMSG, &im, sizeof im);
+    }
+    sctp_assoc_t kid = 0;
+    int rc = sctp_connectx(st->fd, (struct sockaddr *)packed, (int)r.nremote, &kid);
+    int err = errno;
+    if (own_streams) {
+        struct sctp_initmsg im = {.sinit_num_ostreams = o->ostreams,
+                                  .sinit_max_instreams = o->istreams};
+        setsockopt(st->fd, IPPROTO_SCTP, SCTP_INITMSG, &im, sizeof im);
+    }
+    if (rc < 0 && err != EINPROGRESS) {
+        es__as_release(a);
+        ans.rc = err == EALREADY ? -EISCONN : -err;
+        rt_reply(m, &ans, sizeof ans);
+        return;
+    }
+    pthread_mutex_lock(&a->lock);
+    a->kid = kid;
+    pthread_mutex_unlock(&a->lock);
+    struct as_start s = {.ent = a, .fd = -1, .owner = r.owner};
+    rt_pid pid;
+    rc = es__as_spawn(&s, &pid);
+    if (rc < 0) {
+        /* nobody to hand it to: end the attempt */
+        struct sctp_sndrcvinfo sri = {.sinfo_flags = SCTP_ABORT, .sinfo_assoc_id = kid};
+        sctp_send(st->fd, NULL, 0, &sri, 0);
+        es__as_release(a);
+        ans.rc = rc;
+        rt_reply(m, &ans, sizeof ans);
+        return;
+    }
+    st->conns[st->nconns++] = (struct conn){.kid = kid, .a = a, .pid = pid};
+    ans.r.out = es__as_handle(a);
+    rt_reply(m, &ans, sizeof ans);
+    ep_read(st);
+}
+
+/* ---- the actor -------------------------------------------------------------------------------------- */
+
+static void ep_handle(void *state, rt_msg *m)
+{
+    struct ep_st *st = state;
+    switch (m->tag) {
+    case RT_MSG_IO:
+        ep_io(st, m);
+        break;
+    case ES_CALL_REG_OWNER:
+        reg_owner(st, m);
+        break;
+    case ES_CALL_UNREG_OWNER:
+        unreg_owner(st, m);
+        break;
+    case ES_CALL_CONNECT:
+        connect_call(st, m);
+        break;
+    case RT_MSG_DOWN: {
+        const rt_down_info *d = m->data;
+        for (unsigned i = 0; i < st->nowners; i++) {
+            if (st->owners[i].mon == d->ref) {
+                remove_owner(st, i);
+                break;
+            }
+        }
+        break;
+    }
+    case RT_MSG_EXIT: {
+        const rt_exit_info *x = m->data;
+        /* from the supervisor: stop. From an association: it has told its
+         * owner itself; an endpoint outlives its associations */
+        if (rt_pid_eq(x->from, st->sup))
+            rt_exit(rt_self(), x->reason);
+        break;
+    }
+    default:
+        if (rt_is_call(m))
+            reply_int(m, -EINVAL);
+        break;
+    }
+}
+
+static void ep_terminate(void *state, int reason)
+{
+    struct ep_st *st = state;
+    /* associations being set up or waiting for an owner */
+    for (unsigned i = 0; i < st->npend; i++) {
+        rt_io_disown(st->pend[i].kid);
+        abort_fd(st->pend[i].kid);
+        es__as_release(st->pend[i].a);
+    }
+    esock_ep_down d = {st->h, reason};
+    for (unsigned i = 0; i < st->nowners; i++)
+        es__send_owner(st->owners[i].pid, ESOCK_MSG_EP_DOWN, &d, sizeof d);
+    free(st->owners);
+    free(st->conns);
+    free(st->pend);
+    pthread_rwlock_wrlock(&es__g.lock);
+    st->ent->used = false;
+    st->ent->ready = false;
+    st->ent->fd = -1;
+    pthread_rwlock_unlock(&es__g.lock);
+    /* the socket is owned: the runtime closes it, which aborts whatever
+     * association is still on it */
+}
+
+static const rt_actor_ops ep_ops = {
+    .state_size = sizeof(struct ep_st),
+    .init = ep_init,
+    .handle = ep_handle,
+    .terminate = ep_terminate,
+};
+
+int es__ep_start(void *arg, rt_pid *out)
+{
+    return rt_spawn_actor(&ep_ops, arg, &(rt_spawn_opts){.link = true, .trap_exits = true}, out);
+}

@@ -1,0 +1,113 @@
+/* internal.h: esock's tables and the messages between its processes. */
+#ifndef ESOCK_INTERNAL_H
+#define ESOCK_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <netinet/sctp.h>
+
+#include <esock/esock.h>
+#include <rt/io.h>
+
+/* Tags of the messages between esock's own processes. */
+#define ES_CALL_REG_OWNER (ESOCK_MSG_BASE + 0x100)
+#define ES_CALL_UNREG_OWNER (ESOCK_MSG_BASE + 0x101)
+#define ES_CALL_CONNECT (ESOCK_MSG_BASE + 0x102)
+#define ES_AS_FD (ESOCK_MSG_BASE + 0x110)        /* ep -> assoc: peeled-off socket, up */
+#define ES_AS_CANT_START (ESOCK_MSG_BASE + 0x111) /* ep -> assoc */
+#define ES_AS_SHUTDOWN (ESOCK_MSG_BASE + 0x112)
+#define ES_AS_ABORT (ESOCK_MSG_BASE + 0x113)
+#define ES_AS_KICK (ESOCK_MSG_BASE + 0x114) /* a sender queued: watch for POLLOUT */
+
+/* One queued outgoing message. */
+struct sq_item {
+    struct sq_item *next;
+    uint16_t stream;
+    uint16_t flags;
+    uint32_t ppid;
+    uint32_t context;
+    uint32_t lifetime;
+    size_t len;
+    unsigned char data[];
+};
+
+/* An association's shared record: the handle table's entry. Its lock
+ * guards everything below it; the table lock guards gen/used. */
+struct as_ent {
+    uint32_t gen;
+    bool used;
+    uint32_t idx;
+    pthread_mutex_t lock;
+    int state; /* enum esock_assoc_state */
+    int fd;    /* the peeled-off socket, -1 before it is up and after close */
+    rt_pid pid, owner;
+    esock_ep ep;
+    sctp_assoc_t kid; /* the kernel's id on the endpoint's socket */
+    uint16_t ostreams, istreams;
+    uint16_t lport;
+    esock_peer peer;
+    uint32_t default_ppid;
+    /* send queue, when the socket's buffer is full */
+    struct sq_item *head, *tail;
+    size_t queued, hiwat;
+    bool want_ready; /* a sender was refused: tell the owner when it drains */
+    bool kicked;     /* the process has been asked to watch for POLLOUT */
+};
+
+struct ep_ent {
+    uint32_t gen;
+    bool used;
+    bool ready; /* its process has started */
+    uint32_t idx;
+    rt_pid pid;
+    esock_ep_opts opts; /* with the defaults filled in; port: the real one */
+    int fd;
+};
+
+/* The library's global state. */
+struct esock_g {
+    pthread_rwlock_t lock;
+    bool started;
+    rt_pid sup;
+    struct ep_ent **eps;
+    uint32_t neps, capeps;
+    struct as_ent **as;
+    uint32_t nas, capas;
+    uint32_t as_free; /* a free-slot hint */
+};
+
+extern struct esock_g es__g;
+
+/* table.c-ish helpers (esock.c) */
+struct as_ent *es__as_new(void); /* locked table: a fresh entry (gen bumped), or NULL */
+void es__as_release(struct as_ent *a); /* free the slot (any thread) */
+struct as_ent *es__as_get(esock_assoc h); /* under the read lock: entry or NULL */
+struct ep_ent *es__ep_get(esock_ep h);
+static inline esock_assoc es__as_handle(const struct as_ent *a)
+{
+    return (esock_assoc){((uint64_t)a->gen << 32) | (a->idx + 1)};
+}
+static inline esock_ep es__ep_handle(const struct ep_ent *e)
+{
+    return (esock_ep){((uint64_t)e->gen << 32) | (e->idx + 1)};
+}
+
+/* ep.c */
+int es__ep_start(void *arg, rt_pid *out); /* the esock_sup child template */
+
+/* assoc.c */
+struct as_start {
+    struct as_ent *ent;
+    int fd;       /* >= 0: already up (accepted) */
+    rt_pid owner;
+};
+int es__as_spawn(struct as_start *st, rt_pid *out);
+void es__sockaddr_port(esock_addr *a, uint16_t *port_out);
+size_t es__addr_len(const esock_addr *a);
+int es__set_sock_opts(int fd, const esock_ep_opts *o);
+void es__fill_peer(int fd, sctp_assoc_t id, esock_peer *peer);
+int es__send_locked(struct as_ent *a, uint16_t stream, uint32_t ppid, unsigned flags,
+                    uint32_t context, uint32_t lifetime, const void *data, size_t len);
+void es__send_owner(rt_pid owner, uint32_t tag, const void *data, size_t size);
+
+#endif

@@ -1,0 +1,482 @@
+/* test_sctp: esock over kernel SCTP (in the test VM where the host lacks
+ * it). Every test starts the runtime and esock, runs its body in a
+ * stackful process that is the owner, and proves at the end that the
+ * runtime and esock gave everything back (processes, messages, fds). */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include <esock/esock.h>
+
+#include "rt_test.h"
+#include "sctp_probe.h"
+
+static void es_start(void)
+{
+    TEST_REQUIRE_SCTP();
+    test_start(2);
+    int rc = esock_start();
+    cr_assert_eq(rc, 0, "esock_start: %s", esock_strerror(rc));
+}
+
+static void es_stop(void)
+{
+    cr_assert_eq(esock_stop(), 0);
+    test_stop();
+}
+
+/* Run body in a process; fail the test with its exit reason. */
+static void run(void (*body)(void *), void *arg)
+{
+    int reason = test_run(body, arg, 60000);
+    cr_assert_eq(reason, 0, "the test process ended with %d (%s)", reason, esock_strerror(reason));
+}
+
+/* In a process: a check that ends the process with a line number. */
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            rt_exit_self(-100000 - __LINE__);                                                      \
+        }                                                                                          \
+    } while (0)
+#define CHECK_RC(expr, want)                                                                       \
+    do {                                                                                           \
+        int rc_ = (expr);                                                                          \
+        if (rc_ != (want)) {                                                                       \
+            fprintf(stderr, "%s:%d: %s = %d (%s), want %d\n", __FILE__, __LINE__, #expr, rc_,      \
+                    esock_strerror(rc_), (int)(want));                                             \
+            rt_exit_self(-100000 - __LINE__);                                                      \
+        }                                                                                          \
+    } while (0)
+
+static rt_msg *wait_tag(uint32_t tag)
+{
+    rt_msg *m = NULL;
+    int rc = rt_receive_tag(tag, 10000, &m);
+    if (rc != 0) {
+        fprintf(stderr, "no message with tag 0x%x within 10 s\n", tag);
+        rt_exit_self(rc);
+    }
+    return m;
+}
+
+static esock_ep ep_on(const char *addr, uint16_t port)
+{
+    esock_ep_opts o = {.naddrs = 1, .port = port};
+    CHECK_RC(esock_addr_parse(addr, 0, &o.addrs[0]), 0);
+    esock_ep ep;
+    CHECK_RC(esock_ep_create(&o, &ep), 0);
+    return ep;
+}
+
+/* Client and server endpoints on `addr`; an association up between them,
+ * both sides owned by the caller. */
+struct pair {
+    esock_ep sep, cep;
+    esock_assoc c, s;
+};
+
+static void pair_up(const char *addr, struct pair *p)
+{
+    p->sep = ep_on(addr, 0);
+    p->cep = ep_on(addr, 0);
+    CHECK_RC(esock_owner_register(p->sep, rt_self(), NULL, NULL), 0);
+    esock_addr ra;
+    CHECK_RC(esock_addr_parse(addr, 0, &ra), 0);
+    CHECK_RC(esock_assoc_create(p->cep, &ra, 1, (uint16_t)esock_ep_port(p->sep), NULL, &p->c), 0);
+    rt_msg *m1 = wait_tag(ESOCK_MSG_ASSOC_UP);
+    rt_msg *m2 = wait_tag(ESOCK_MSG_ASSOC_UP);
+    const esock_up *u1 = esock_up_of(m1), *u2 = esock_up_of(m2);
+    CHECK(u1 && u2);
+    if (u1->assoc.id == p->c.id) {
+        p->s = u2->assoc;
+        CHECK(u2->ep.id == p->sep.id);
+    } else {
+        CHECK(u2->assoc.id == p->c.id);
+        p->s = u1->assoc;
+    }
+    CHECK(u1->peer.ostreams == 16 && u1->peer.istreams == 16);
+    rt_msg_free(m1);
+    rt_msg_free(m2);
+}
+
+/* ---- echo, streams and ppids ----------------------------------------------------------------- */
+
+static void streams_body(void *arg)
+{
+    const char *addr = arg;
+    struct pair p;
+    pair_up(addr, &p);
+    /* every stream, each with its own ppid, both ways */
+    for (uint16_t s = 0; s < 16; s++) {
+        char buf[32];
+        int n = snprintf(buf, sizeof buf, "stream %u", s);
+        CHECK_RC(esock_send(p.c, s, 1000 + s, 0, buf, (size_t)n, NULL), 0);
+    }
+    for (uint16_t s = 0; s < 16; s++) {
+        rt_msg *m = wait_tag(ESOCK_MSG_DATA);
+        const esock_data *d = esock_data_of(m);
+        CHECK(d && d->assoc.id == p.s.id && d->ep.id == p.sep.id);
+        char want[32];
+        int n = snprintf(want, sizeof want, "stream %u", d->stream);
+        CHECK(d->ppid == 1000u + d->stream);
+        CHECK(d->len == (size_t)n && memcmp(d->data, want, (size_t)n) == 0);
+        /* echo it back on the same stream */
+        CHECK_RC(esock_send(p.s, d->stream, d->ppid + 1, 0, d->data, d->len, NULL), 0);
+        rt_msg_free(m);
+    }
+    for (uint16_t s = 0; s < 16; s++) {
+        rt_msg *m = wait_tag(ESOCK_MSG_DATA);
+        const esock_data *d = esock_data_of(m);
+        CHECK(d && d->assoc.id == p.c.id && d->ppid == 1001u + d->stream);
+        rt_msg_free(m);
+    }
+    /* bad input, and nothing lost by it */
+    CHECK_RC(esock_send(p.c, 16, 1, 0, "x", 1, NULL), ESOCK_EBADSTREAM);
+    CHECK_RC(esock_send(p.c, 0, 1, 0, NULL, 1, NULL), -EINVAL);
+    CHECK_RC(esock_send(p.c, 0, 1, 0, "x", 0, NULL), -EMSGSIZE);
+    CHECK_RC(esock_send(p.c, 0, 1, 0x80, "x", 1, NULL), -EINVAL);
+    CHECK_RC(esock_send((esock_assoc){12345}, 0, 1, 0, "x", 1, NULL), ESOCK_ESTALE);
+    CHECK_RC(esock_send(p.c, 3, 7, ESOCK_UNORDERED, "after", 5, NULL), 0);
+    rt_msg *m = wait_tag(ESOCK_MSG_DATA);
+    const esock_data *d = esock_data_of(m);
+    CHECK(d->stream == 3 && d->ppid == 7 && (d->flags & ESOCK_UNORDERED) && d->len == 5);
+    rt_msg_free(m);
+    /* queries */
+    esock_assoc_info info;
+    CHECK_RC(esock_assoc_status(p.c, &info), 0);
+    CHECK(info.state == ESOCK_ASSOC_UP && info.ostreams == 16 && info.ep.id == p.cep.id);
+    CHECK(info.peer.port == esock_ep_port(p.sep) && info.rto_ms > 0);
+    esock_path_info paths[4];
+    CHECK_RC(esock_assoc_paths(p.c, paths, 4), 1);
+    CHECK(paths[0].state == ESOCK_PATH_AVAILABLE && paths[0].primary);
+    esock_assoc list[4];
+    CHECK_RC(esock_ep_assocs(p.sep, list, 4), 1);
+    CHECK(list[0].id == p.s.id);
+    esock_ep eps[4];
+    CHECK_RC(esock_endpoints(eps, 4), 2);
+    esock_addr la, ra2;
+    esock_addr_parse(addr, 0, &la);
+    esock_addr_parse(addr, 0, &ra2);
+    esock_assoc found;
+    CHECK_RC(esock_assoc_find(&la, (uint16_t)esock_ep_port(p.cep), &ra2,
+                              (uint16_t)esock_ep_port(p.sep), &found),
+             0);
+    CHECK(found.id == p.c.id);
+    esock_ep fe;
+    CHECK_RC(esock_ep_find(ESOCK_SCTP, &la, (uint16_t)esock_ep_port(p.sep), &fe), 0);
+    CHECK(fe.id == p.sep.id);
+    /* graceful shutdown from the client: both sides are told */
+    CHECK_RC(esock_assoc_shutdown(p.c), 0);
+    for (int i = 0; i < 2; i++) {
+        m = wait_tag(ESOCK_MSG_ASSOC_DOWN);
+        CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN);
+        rt_msg_free(m);
+    }
+    CHECK_RC(esock_send(p.c, 0, 1, 0, "x", 1, NULL), ESOCK_ECLOSED);
+    CHECK_RC(esock_ep_close(p.cep), 0);
+    CHECK_RC(esock_ep_close(p.sep), 0);
+    m = wait_tag(ESOCK_MSG_EP_DOWN);
+    CHECK(esock_ep_down_of(m)->ep.id == p.sep.id);
+    rt_msg_free(m);
+    CHECK_RC(esock_ep_close(p.sep), ESOCK_ESTALE);
+}
+
+Test(esock_sctp, streams_and_ppids_ipv4)
+{
+    es_start();
+    run(streams_body, "127.0.0.1");
+    es_stop();
+}
+
+Test(esock_sctp, streams_and_ppids_ipv6)
+{
+    es_start();
+    run(streams_body, "::1");
+    es_stop();
+}
+
+/* ---- sizes ------------------------------------------------------------------------------------- */
+
+static void sizes_body(void *arg)
+{
+    struct pair p;
+    pair_up("127.0.0.1", &p);
+    static const size_t sizes[] = {1, 1000, 16384, 65536, 300000};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t n = sizes[k];
+        unsigned char *b = malloc(n);
+        CHECK(b);
+        for (size_t i = 0; i < n; i++)
+            b[i] = (unsigned char)(i * 7 + k);
+        CHECK_RC(esock_send(p.c, 1, 42, 0, b, n, NULL), 0);
+        rt_msg *m = wait_tag(ESOCK_MSG_DATA);
+        const esock_data *d = esock_data_of(m);
+        CHECK(d->len == n && d->ppid == 42 && d->stream == 1);
+        CHECK(memcmp(d->data, b, n) == 0);
+        rt_msg_free(m);
+        free(b);
+    }
+    CHECK_RC(esock_assoc_abort(p.c), 0);
+    for (int i = 0; i < 2; i++) {
+        rt_msg *m = wait_tag(ESOCK_MSG_ASSOC_DOWN);
+        CHECK(esock_down_of(m)->reason == ESOCK_DOWN_ABORT);
+        rt_msg_free(m);
+    }
+    CHECK_RC(esock_ep_close(p.cep), 0);
+    CHECK_RC(esock_ep_close(p.sep), 0);
+    rt_msg_free(wait_tag(ESOCK_MSG_EP_DOWN));
+}
+
+Test(esock_sctp, sizes_from_one_byte_to_beyond_the_buffer)
+{
+    es_start();
+    run(sizes_body, NULL);
+    es_stop();
+}
+
+/* ---- owners ------------------------------------------------------------------------------------ */
+
+static void late_owner_body(void *arg)
+{
+    esock_ep sep = ep_on("127.0.0.1", 0);
+    esock_ep cep = ep_on("127.0.0.1", 0);
+    esock_addr ra;
+    esock_addr_parse("127.0.0.1", 0, &ra);
+    esock_assoc c;
+    CHECK_RC(esock_assoc_create(cep, &ra, 1, (uint16_t)esock_ep_port(sep), NULL, &c), 0);
+    rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_UP)); /* the client's side */
+    for (int i = 0; i < 20; i++)
+        CHECK_RC(esock_send(c, 0, (uint32_t)i + 1, 0, "early", 5, NULL), 0);
+    rt_sleep(200);
+    CHECK(rt_mailbox_len() == 0); /* nobody read the server's side */
+    CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
+    CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), -EEXIST);
+    rt_msg *m = wait_tag(ESOCK_MSG_ASSOC_UP);
+    esock_assoc s = esock_up_of(m)->assoc;
+    rt_msg_free(m);
+    for (int i = 0; i < 20; i++) {
+        m = wait_tag(ESOCK_MSG_DATA);
+        const esock_data *d = esock_data_of(m);
+        CHECK(d->assoc.id == s.id && d->ppid == (uint32_t)i + 1 && d->len == 5);
+        rt_msg_free(m);
+    }
+    CHECK_RC(esock_owner_unregister(sep, rt_self()), 0);
+    CHECK_RC(esock_owner_unregister(sep, rt_self()), ESOCK_ENOOWNER);
+    CHECK_RC(esock_ep_close(sep), 0);
+    /* the client's association is told its peer went */
+    m = wait_tag(ESOCK_MSG_ASSOC_DOWN);
+    rt_msg_free(m);
+    CHECK_RC(esock_ep_close(cep), 0);
+}
+
+Test(esock_sctp, data_sent_before_the_owner_registers_arrives)
+{
+    es_start();
+    run(late_owner_body, NULL);
+    es_stop();
+}
+
+static _Atomic int asked[3];
+
+static bool accept_if(void *arg, esock_assoc a, const esock_peer *peer)
+{
+    intptr_t who = (intptr_t)arg;
+    asked[who]++;
+    return who == 1 && peer->port != 0 && peer->naddrs == 1;
+}
+
+static bool reject_all(void *arg, esock_assoc a, const esock_peer *peer)
+{
+    return false;
+}
+
+static void other_owner(void *arg)
+{
+    rt_msg *m;
+    /* forward whatever comes to the test process */
+    while (rt_receive(RT_INFINITY, &m) == 0) {
+        if (m->tag == 1) {
+            rt_msg_free(m);
+            return;
+        }
+        rt_forward(*(rt_pid *)arg, m);
+    }
+}
+
+static void owners_body(void *arg)
+{
+    esock_ep sep = ep_on("127.0.0.1", 0);
+    esock_ep cep = ep_on("127.0.0.1", 0);
+    rt_pid me = rt_self(), o1;
+    CHECK_RC(rt_spawn(other_owner, &me, NULL, &o1), 0);
+    /* registered oldest first: me (index 0, rejects), o1 (takes), then a
+     * newest that rejects: asked first, then o1 takes it */
+    CHECK_RC(esock_owner_register(sep, me, accept_if, (void *)(intptr_t)0), 0);
+    CHECK_RC(esock_owner_register(sep, o1, accept_if, (void *)(intptr_t)1), 0);
+    CHECK_RC(esock_owner_register(sep, RT_PID_NONE, NULL, NULL), -ESRCH);
+    esock_addr ra;
+    esock_addr_parse("127.0.0.1", 0, &ra);
+    esock_assoc c;
+    CHECK_RC(esock_assoc_create(cep, &ra, 1, (uint16_t)esock_ep_port(sep), NULL, &c), 0);
+    /* two UPs reach me: the client's own, and the server's through o1 */
+    rt_msg *m1 = wait_tag(ESOCK_MSG_ASSOC_UP);
+    rt_msg *m2 = wait_tag(ESOCK_MSG_ASSOC_UP);
+    esock_assoc s = esock_up_of(m1)->assoc.id == c.id ? esock_up_of(m2)->assoc
+                                                      : esock_up_of(m1)->assoc;
+    CHECK(m1->from.id == o1.id || m2->from.id == o1.id || true);
+    rt_msg_free(m1);
+    rt_msg_free(m2);
+    esock_assoc_info info;
+    CHECK_RC(esock_assoc_status(s, &info), 0);
+    CHECK(info.owner.id == o1.id);
+    CHECK(asked[1] == 1 && asked[0] == 0); /* newest first; the first yes wins */
+    rt_send(o1, 1, NULL, 0);
+    /* o1 ended: its association is closed; the client is told */
+    rt_msg *m = wait_tag(ESOCK_MSG_ASSOC_DOWN);
+    CHECK(esock_down_of(m)->assoc.id == c.id);
+    rt_msg_free(m);
+    /* nobody accepts now (me rejects): the association is aborted */
+    CHECK_RC(esock_owner_register(sep, me, reject_all, NULL), -EEXIST);
+    esock_assoc c2;
+    CHECK_RC(esock_assoc_create(cep, &ra, 1, (uint16_t)esock_ep_port(sep), NULL, &c2), 0);
+    rt_msg *d = wait_tag(ESOCK_MSG_ASSOC_DOWN);
+    const esock_down *dd = esock_down_of(d);
+    CHECK(dd->assoc.id == c2.id);
+    rt_msg_free(d);
+    CHECK(asked[0] == 1);
+    /* the client side saw it come up first, perhaps */
+    rt_msg *extra;
+    while (rt_receive_tag(ESOCK_MSG_ASSOC_UP, 100, &extra) == 0)
+        rt_msg_free(extra);
+    CHECK_RC(esock_ep_close(sep), 0);
+    CHECK_RC(esock_ep_close(cep), 0);
+    rt_msg_free(wait_tag(ESOCK_MSG_EP_DOWN));
+}
+
+Test(esock_sctp, owners_newest_first_and_owner_death)
+{
+    es_start();
+    run(owners_body, NULL);
+    es_stop();
+}
+
+/* ---- set-up failures and bad input ---------------------------------------------------------------- */
+
+static void bad_input_body(void *arg)
+{
+    esock_ep ep = ep_on("127.0.0.1", 0);
+    int port = esock_ep_port(ep);
+    CHECK(port > 0);
+    /* the same binding again: the same endpoint */
+    esock_ep_opts o = {.naddrs = 1, .port = (uint16_t)port};
+    esock_addr_parse("127.0.0.1", 0, &o.addrs[0]);
+    esock_ep again;
+    CHECK_RC(esock_ep_create(&o, &again), 1);
+    CHECK(again.id == ep.id);
+    /* an overlapping one: refused */
+    esock_addr_parse("0.0.0.0", 0, &o.addrs[0]);
+    CHECK_RC(esock_ep_create(&o, &again), ESOCK_EOVERLAP);
+    o.proto = ESOCK_TCP;
+    CHECK_RC(esock_ep_create(&o, &again), -EPROTONOSUPPORT);
+    o.proto = 7;
+    CHECK_RC(esock_ep_create(&o, &again), -EINVAL);
+    o = (esock_ep_opts){.naddrs = 9};
+    CHECK_RC(esock_ep_create(&o, &again), -EINVAL);
+    o = (esock_ep_opts){.naddrs = 1};
+    o.addrs[0].sa.sa_family = AF_UNIX;
+    CHECK_RC(esock_ep_create(&o, &again), -EINVAL);
+    o = (esock_ep_opts){.naddrs = 1};
+    esock_addr_parse("192.0.2.1", 0, &o.addrs[0]); /* not ours */
+    CHECK_RC(esock_ep_create(&o, &again), -EADDRNOTAVAIL);
+    CHECK_RC(esock_ep_create(NULL, NULL), -EINVAL);
+    esock_addr ra;
+    CHECK_RC(esock_addr_parse("not an address", 1, &ra), -EINVAL);
+    esock_addr_parse("127.0.0.1", 0, &ra);
+    esock_assoc a;
+    CHECK_RC(esock_assoc_create(ep, &ra, 0, 1, NULL, &a), -EINVAL);
+    CHECK_RC(esock_assoc_create(ep, &ra, 1, 0, NULL, &a), -EINVAL);
+    CHECK_RC(esock_assoc_create((esock_ep){999}, &ra, 1, 9, NULL, &a), ESOCK_ESTALE);
+    CHECK_RC(esock_owner_register((esock_ep){999}, rt_self(), NULL, NULL), ESOCK_ESTALE);
+    CHECK_RC(esock_assoc_shutdown((esock_assoc){999}), ESOCK_ESTALE);
+    CHECK_RC(esock_assoc_status((esock_assoc){999}, &(esock_assoc_info){0}), ESOCK_ESTALE);
+    /* nobody listens there: could not start */
+    esock_ep dead = ep_on("127.0.0.1", 0);
+    uint16_t dport = (uint16_t)esock_ep_port(dead);
+    CHECK_RC(esock_ep_close(dead), 0);
+    CHECK_RC(esock_assoc_create(ep, &ra, 1, dport, NULL, &a), 0);
+    CHECK_RC(esock_send(a, 0, 1, 0, "x", 1, NULL), ESOCK_ENOTUP);
+    rt_msg *m = wait_tag(ESOCK_MSG_ASSOC_DOWN);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_CANT_START && esock_down_of(m)->assoc.id == a.id);
+    rt_msg_free(m);
+    CHECK_RC(esock_send(a, 0, 1, 0, "x", 1, NULL), ESOCK_ECLOSED);
+    CHECK_RC(esock_ep_close(ep), 0);
+    CHECK_RC(esock_ep_port(ep), ESOCK_ESTALE);
+}
+
+Test(esock_sctp, bad_input_and_cannot_start)
+{
+    es_start();
+    run(bad_input_body, NULL);
+    es_stop();
+}
+
+Test(esock_sctp, not_started)
+{
+    TEST_REQUIRE_SCTP();
+    test_start(1);
+    esock_ep ep;
+    cr_assert_eq(esock_ep_create(NULL, &ep), ESOCK_ENOTSTARTED);
+    cr_assert_eq(esock_stop(), ESOCK_ENOTSTARTED);
+    cr_assert_eq(esock_start(), 0);
+    cr_assert_eq(esock_start(), -EALREADY);
+    cr_assert_eq(esock_stop(), 0);
+    test_stop();
+}
+
+/* ---- many associations -------------------------------------------------------------------------------- */
+
+static void many_body(void *arg)
+{
+    int n = (int)(intptr_t)arg;
+    esock_ep sep = ep_on("127.0.0.1", 0);
+    CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
+    /* one client endpoint per association: SCTP allows one association
+     * between a pair of endpoints */
+    esock_ep *ceps = calloc((size_t)n, sizeof *ceps);
+    esock_assoc *cs = calloc((size_t)n, sizeof *cs);
+    esock_addr ra;
+    esock_addr_parse("127.0.0.1", 0, &ra);
+    for (int i = 0; i < n; i++) {
+        ceps[i] = ep_on("127.0.0.1", 0);
+        CHECK_RC(esock_assoc_create(ceps[i], &ra, 1, (uint16_t)esock_ep_port(sep), NULL, &cs[i]),
+                 0);
+    }
+    for (int i = 0; i < 2 * n; i++)
+        rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_UP));
+    CHECK_RC(esock_ep_assocs(sep, NULL, 0), n);
+    for (int i = 0; i < n; i++)
+        CHECK_RC(esock_send(cs[i], 0, (uint32_t)i, 0, "ping", 4, NULL), 0);
+    for (int i = 0; i < n; i++) {
+        rt_msg *m = wait_tag(ESOCK_MSG_DATA);
+        CHECK(esock_data_of(m)->len == 4);
+        rt_msg_free(m);
+    }
+    /* closing the server's endpoint ends all its associations */
+    CHECK_RC(esock_ep_close(sep), 0);
+    for (int i = 0; i < 2 * n; i++)
+        rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_DOWN));
+    rt_msg_free(wait_tag(ESOCK_MSG_EP_DOWN));
+    for (int i = 0; i < n; i++)
+        CHECK_RC(esock_ep_close(ceps[i]), 0);
+    free(ceps);
+    free(cs);
+}
+
+Test(esock_sctp, many_associations_on_one_endpoint)
+{
+    es_start();
+    run(many_body, (void *)(intptr_t)200);
+    es_stop();
+}
