@@ -33,6 +33,14 @@ struct as_st {
     bool reading, polling;
     bool down_sent;
     bool shutdown_pending; /* graceful shutdown once the queue is empty */
+    bool local_end;        /* its own side is ending it: no reconnection */
+    /* reconnection (esock_assoc_create with esock_reconnect) */
+    rt_pid ep_pid;
+    struct es_connect conn;
+    esock_reconnect rc;
+    unsigned attempts; /* failed tries since it was last up */
+    rt_timer timer;    /* the backoff timer, while waiting */
+    uint64_t rng;
     /* a message the kernel hands over in parts */
     unsigned char *rbuf;
     size_t rlen, rcap;
@@ -44,22 +52,34 @@ static void send_down(struct as_st *st, int reason, int error)
     if (st->down_sent)
         return;
     st->down_sent = true;
-    esock_down d = {st->h, st->ep, reason, error};
+    esock_down d = {st->h, st->ep, reason, error, false};
     es__send_owner(st->owner, ESOCK_MSG_ASSOC_DOWN, &d, sizeof d);
 }
 
-/* Close the socket (an ABORT when `abort`), mark the association closed and
- * hand queued messages back to the owner. */
-static void finish(struct as_st *st, bool abort)
+/* Close the socket (an ABORT when `abort`) and hand queued messages back to
+ * the owner; the association is then closed for good (`final`), or
+ * connecting again. */
+static void close_socket(struct as_st *st, bool abort, bool final)
 {
     struct as_ent *a = st->a;
+    /* a receive or poll in flight holds the socket open: end them */
+    if (st->reading)
+        rt_io_cancel(st->rreq);
+    if (st->polling)
+        rt_io_cancel(st->preq);
+    /* and whatever they still deliver is not for the socket to come */
+    st->rreq = st->preq = 0;
+    st->reading = st->polling = false;
+    st->shutdown_pending = false;
+    st->rlen = 0;
     pthread_mutex_lock(&a->lock);
-    a->state = ESOCK_ASSOC_CLOSED;
+    a->state = final ? ESOCK_ASSOC_CLOSED : ESOCK_ASSOC_CONNECTING;
     int fd = a->fd;
     a->fd = -1;
     struct sq_item *q = a->head;
     a->head = a->tail = NULL;
     a->queued = 0;
+    a->kicked = a->want_ready = false;
     if (fd >= 0) {
         if (abort) {
             struct linger l = {1, 0};
@@ -72,16 +92,12 @@ static void finish(struct as_st *st, bool abort)
     st->fd = -1;
     while (q) {
         struct sq_item *n = q->next;
-        struct {
-            esock_send_failed f;
-        } *fm = NULL;
         rt_msg *m = rt_msg_alloc(ESOCK_MSG_SEND_FAILED, sizeof(esock_send_failed) + q->len);
         if (m) {
-            fm = m->data;
             esock_send_failed f = {st->h, ESOCK_ECLOSED, q->stream, q->ppid, q->context, q->len,
                                    (char *)m->data + sizeof(esock_send_failed)};
-            fm->f = f;
-            memcpy((char *)m->data + sizeof(esock_send_failed), q->data, q->len);
+            memcpy(m->data, &f, sizeof f);
+            memcpy((char *)m->data + sizeof f, q->data, q->len);
             if (rt_forward(st->owner, m) < 0)
                 rt_msg_free(m);
         }
@@ -90,11 +106,80 @@ static void finish(struct as_st *st, bool abort)
     }
 }
 
+static void finish(struct as_st *st, bool abort)
+{
+    close_socket(st, abort, true);
+}
+
+/* The k-th retry's delay: a random time in [d/2, d], d = min(min * 2^(k-1), max). */
+static unsigned backoff(struct as_st *st)
+{
+    uint64_t d = st->rc.min_ms;
+    for (unsigned k = 1; k < st->attempts && d < st->rc.max_ms; k++)
+        d *= 2;
+    if (d > st->rc.max_ms)
+        d = st->rc.max_ms;
+    st->rng ^= st->rng << 13;
+    st->rng ^= st->rng >> 7;
+    st->rng ^= st->rng << 17;
+    uint64_t half = d / 2;
+    return (unsigned)(d - half + (half ? st->rng % (half + 1) : 0));
+}
+
+static bool retryable(const struct as_st *st, int reason)
+{
+    return st->rc.max_attempts > 0 && !st->local_end &&
+           (reason == ESOCK_DOWN_COMM_LOST || reason == ESOCK_DOWN_SHUTDOWN ||
+            reason == ESOCK_DOWN_ABORT || reason == ESOCK_DOWN_CANT_START);
+}
+
+static void send_reconnect(struct as_st *st, unsigned delay, int error, bool gave_up)
+{
+    esock_reconnect_ev ev = {st->h, st->attempts, delay, error, gave_up};
+    es__send_owner(st->owner, ESOCK_MSG_RECONNECT, &ev, sizeof ev);
+}
+
+/* The association has ended (reason, error): try again after a while when
+ * it may, else tell the owner and end the process. */
 static void stop(struct as_st *st, int reason, int error, bool abort)
 {
+    if (retryable(st, reason)) {
+        if (st->attempts < st->rc.max_attempts) {
+            esock_down d = {st->h, st->ep, reason, error, true};
+            es__send_owner(st->owner, ESOCK_MSG_ASSOC_DOWN, &d, sizeof d);
+            close_socket(st, abort, false);
+            st->attempts++;
+            unsigned delay = backoff(st);
+            send_reconnect(st, delay, error, false);
+            if (rt_send_after(rt_self(), (int)delay, ES_AS_RETRY, NULL, 0, &st->timer) == 0)
+                return;
+            error = -ENOMEM;
+        } else {
+            send_reconnect(st, 0, error, true);
+        }
+    }
     send_down(st, reason, error);
     finish(st, abort);
     rt_exit(rt_self(), RT_EXIT_NORMAL);
+}
+
+/* The backoff timer: ask the endpoint to connect again. */
+static void retry(struct as_st *st)
+{
+    st->timer = 0;
+    struct reconnect_req r = {st->h, st->conn};
+    if (rt_send(st->ep_pid, ES_EP_RECONNECT, &r, sizeof r) < 0)
+        stop(st, ESOCK_DOWN_ENDPOINT, -ESRCH, true);
+}
+
+/* Its own side ends it: no reconnection; a pending retry is called off. */
+static void end_locally(struct as_st *st)
+{
+    st->local_end = true;
+    if (st->timer) {
+        rt_cancel_timer(st->timer);
+        st->timer = 0;
+    }
 }
 
 static void arm_recv(struct as_st *st)
@@ -133,6 +218,7 @@ static void go_up(struct as_st *st, int fd, uint16_t os, uint16_t is)
     up.peer = a->peer;
     pthread_mutex_unlock(&a->lock);
     st->fd = fd;
+    st->attempts = 0;
     arm_recv(st);
     es__send_owner(st->owner, ESOCK_MSG_ASSOC_UP, &up, sizeof up);
 }
@@ -154,6 +240,14 @@ static int as_init(void *state, void *arg)
     st->h = es__as_handle(st->a);
     st->ep = st->a->ep;
     pthread_mutex_unlock(&st->a->lock);
+    st->ep_pid = s->ep;
+    if (s->made) {
+        st->conn = s->made->c;
+        st->rc = s->made->rc;
+    }
+    st->rng = st->h.id * 0x9E3779B97F4A7C15ull ^ (uint64_t)rt_now_ms();
+    if (st->rng == 0)
+        st->rng = 1;
     if (s->fd >= 0) {
         /* accepted: up already; start once running (a message to self) */
         rc = rt_io_own(s->fd);
@@ -178,6 +272,7 @@ static void as_terminate(void *state, int reason)
                       : ESOCK_DOWN_CRASH;
         send_down(st, why, reason);
     }
+    end_locally(st);
     if (st->a->state != ESOCK_ASSOC_CLOSED || st->a->head)
         finish(st, true);
     free(st->rbuf);
@@ -286,7 +381,7 @@ static void notification(struct as_st *st, const void *p, size_t len)
         case SCTP_RESTART: {
             /* the peer restarted: the old association's state is gone,
              * this one goes on */
-            esock_down d = {st->h, st->ep, ESOCK_DOWN_RESTART, 0};
+            esock_down d = {st->h, st->ep, ESOCK_DOWN_RESTART, 0, true};
             es__send_owner(st->owner, ESOCK_MSG_ASSOC_DOWN, &d, sizeof d);
             break;
         }
@@ -566,7 +661,12 @@ static void as_handle(void *state, rt_msg *m)
         stop(st, ESOCK_DOWN_CANT_START, err, false);
         break;
     }
+    case ES_AS_RETRY:
+        if (st->timer)
+            retry(st);
+        break;
     case ES_AS_SHUTDOWN:
+        end_locally(st);
         if (st->fd < 0) {
             stop(st, ESOCK_DOWN_SHUTDOWN, 0, true);
             break;
@@ -581,6 +681,7 @@ static void as_handle(void *state, rt_msg *m)
             begin_shutdown(st);
         break;
     case ES_AS_ABORT:
+        end_locally(st);
         stop(st, ESOCK_DOWN_ABORT, 0, true);
         break;
     case ES_AS_KICK:
@@ -590,6 +691,7 @@ static void as_handle(void *state, rt_msg *m)
         const rt_down_info *d = m->data;
         if (d->ref == st->mon) {
             /* its owner ended: nobody to tell; close it gracefully */
+            end_locally(st);
             st->down_sent = true;
             finish(st, false);
             rt_exit(rt_self(), RT_EXIT_NORMAL);

@@ -62,12 +62,21 @@ static int grow(void **v, unsigned *cap, unsigned n, size_t elem)
     return 0;
 }
 
+/* A buffer size as asked where the process may (CAP_NET_ADMIN), else as far
+ * as net.core.[rw]mem_max lets it. */
+static int set_buf(int fd, int force, int plain, int size)
+{
+    if (setsockopt(fd, SOL_SOCKET, force, &size, sizeof size) == 0)
+        return 0;
+    return setsockopt(fd, SOL_SOCKET, plain, &size, sizeof size);
+}
+
 int es__set_sock_opts(int fd, const esock_ep_opts *o)
 {
     int one = 1, nd = o->no_nodelay ? 0 : 1;
     if (setsockopt(fd, IPPROTO_SCTP, SCTP_NODELAY, &nd, sizeof nd) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &o->sndbuf, sizeof o->sndbuf) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &o->rcvbuf, sizeof o->rcvbuf) < 0 ||
+        set_buf(fd, SO_SNDBUFFORCE, SO_SNDBUF, o->sndbuf) < 0 ||
+        set_buf(fd, SO_RCVBUFFORCE, SO_RCVBUF, o->rcvbuf) < 0 ||
         setsockopt(fd, IPPROTO_SCTP, SCTP_RECVRCVINFO, &one, sizeof one) < 0)
         return -errno;
     struct sctp_initmsg im = {.sinit_num_ostreams = o->ostreams,
@@ -222,7 +231,7 @@ static void offer(struct ep_st *st, struct as_ent *a, int fd)
         struct owner *o = &st->owners[i];
         if (o->fn && !o->fn(o->arg, h, &peer))
             continue;
-        struct as_start s = {.ent = a, .fd = fd, .owner = o->pid};
+        struct as_start s = {.ent = a, .fd = fd, .owner = o->pid, .ep = rt_self()};
         rt_pid pid;
         if (es__as_spawn(&s, &pid) == 0)
             return;
@@ -335,15 +344,6 @@ struct reg_req {
     void *arg;
 };
 
-struct connect_req {
-    esock_addr remote[ESOCK_MAX_ADDRS];
-    unsigned nremote;
-    uint16_t port;
-    rt_pid owner;
-    uint16_t ostreams, istreams;
-    esock_assoc out;
-};
-
 static void reply_int(const rt_msg *m, int rc)
 {
     rt_reply(m, &rc, sizeof rc);
@@ -399,22 +399,48 @@ static void unreg_owner(struct ep_st *st, const rt_msg *m)
     reply_int(m, ESOCK_ENOOWNER);
 }
 
+/* Start connecting the endpoint's socket to c's peer: the kernel's id of
+ * the new association in *kid. */
+static int ep_connectx(struct ep_st *st, const struct es_connect *c, sctp_assoc_t *kid)
+{
+    const esock_ep_opts *o = &st->ent->opts;
+    char packed[ESOCK_MAX_ADDRS * sizeof(struct sockaddr_in6)];
+    size_t off = 0;
+    for (unsigned i = 0; i < c->nremote; i++) {
+        memcpy(packed + off, &c->remote[i], es__addr_len(&c->remote[i]));
+        off += es__addr_len(&c->remote[i]);
+    }
+    bool own_streams = c->ostreams || c->istreams;
+    if (own_streams) {
+        struct sctp_initmsg im = {.sinit_num_ostreams = c->ostreams ? c->ostreams : o->ostreams,
+                                  .sinit_max_instreams = c->istreams ? c->istreams : o->istreams};
+        setsockopt(st->fd, IPPROTO_SCTP, SCTP_INITMSG, &im, sizeof im);
+    }
+    *kid = 0;
+    int rc = sctp_connectx(st->fd, (struct sockaddr *)packed, (int)c->nremote, kid);
+    int err = errno;
+    if (own_streams) {
+        struct sctp_initmsg im = {.sinit_num_ostreams = o->ostreams,
+                                  .sinit_max_instreams = o->istreams};
+        setsockopt(st->fd, IPPROTO_SCTP, SCTP_INITMSG, &im, sizeof im);
+    }
+    if (rc < 0 && err != EINPROGRESS)
+        return err == EALREADY ? -EISCONN : -err;
+    return 0;
+}
+
 static void connect_call(struct ep_st *st, const rt_msg *m)
 {
     struct connect_req r;
     memcpy(&r, m->data, sizeof r);
-    struct {
-        struct connect_req r;
-        int rc;
-    } ans = {r, 0};
     pthread_rwlock_wrlock(&es__g.lock);
     struct as_ent *a = es__as_new();
     pthread_rwlock_unlock(&es__g.lock);
     if (a == NULL || grow((void **)&st->conns, &st->capconns, st->nconns, sizeof *st->conns) < 0) {
         if (a)
             es__as_release(a);
-        ans.rc = -ENOMEM;
-        rt_reply(m, &ans, sizeof ans);
+        r.result = -ENOMEM;
+        rt_reply(m, &r, sizeof r);
         return;
     }
     const esock_ep_opts *o = &st->ent->opts;
@@ -424,41 +450,23 @@ static void connect_call(struct ep_st *st, const rt_msg *m)
     a->lport = (uint16_t)o->port;
     a->default_ppid = o->default_ppid;
     a->hiwat = o->send_hiwat;
-    a->peer.naddrs = r.nremote;
-    memcpy(a->peer.addrs, r.remote, sizeof r.remote);
-    a->peer.port = r.port;
+    a->peer.naddrs = r.c.nremote;
+    memcpy(a->peer.addrs, r.c.remote, sizeof r.c.remote);
+    a->peer.port = r.c.port;
     pthread_mutex_unlock(&a->lock);
 
-    char packed[ESOCK_MAX_ADDRS * sizeof(struct sockaddr_in6)];
-    size_t off = 0;
-    for (unsigned i = 0; i < r.nremote; i++) {
-        memcpy(packed + off, &r.remote[i], es__addr_len(&r.remote[i]));
-        off += es__addr_len(&r.remote[i]);
-    }
-    bool own_streams = r.ostreams || r.istreams;
-    if (own_streams) {
-        struct sctp_initmsg im = {.sinit_num_ostreams = r.ostreams ? r.ostreams : o->ostreams,
-                                  .sinit_max_instreams = r.istreams ? r.istreams : o->istreams};
-        setsockopt(st->fd, IPPROTO_SCTP, SCTP_INITMSG, &im, sizeof im);
-    }
-    sctp_assoc_t kid = 0;
-    int rc = sctp_connectx(st->fd, (struct sockaddr *)packed, (int)r.nremote, &kid);
-    int err = errno;
-    if (own_streams) {
-        struct sctp_initmsg im = {.sinit_num_ostreams = o->ostreams,
-                                  .sinit_max_instreams = o->istreams};
-        setsockopt(st->fd, IPPROTO_SCTP, SCTP_INITMSG, &im, sizeof im);
-    }
-    if (rc < 0 && err != EINPROGRESS) {
+    sctp_assoc_t kid;
+    int rc = ep_connectx(st, &r.c, &kid);
+    if (rc < 0) {
         es__as_release(a);
-        ans.rc = err == EALREADY ? -EISCONN : -err;
-        rt_reply(m, &ans, sizeof ans);
+        r.result = rc;
+        rt_reply(m, &r, sizeof r);
         return;
     }
     pthread_mutex_lock(&a->lock);
     a->kid = kid;
     pthread_mutex_unlock(&a->lock);
-    struct as_start s = {.ent = a, .fd = -1, .owner = r.owner};
+    struct as_start s = {.ent = a, .fd = -1, .owner = r.owner, .ep = rt_self(), .made = &r};
     rt_pid pid;
     rc = es__as_spawn(&s, &pid);
     if (rc < 0) {
@@ -466,13 +474,46 @@ static void connect_call(struct ep_st *st, const rt_msg *m)
         struct sctp_sndrcvinfo sri = {.sinfo_flags = SCTP_ABORT, .sinfo_assoc_id = kid};
         sctp_send(st->fd, NULL, 0, &sri, 0);
         es__as_release(a);
-        ans.rc = rc;
-        rt_reply(m, &ans, sizeof ans);
+        r.result = rc;
+        rt_reply(m, &r, sizeof r);
         return;
     }
     st->conns[st->nconns++] = (struct conn){.kid = kid, .a = a, .pid = pid};
-    ans.r.out = es__as_handle(a);
-    rt_reply(m, &ans, sizeof ans);
+    r.out = es__as_handle(a);
+    r.result = 0;
+    rt_reply(m, &r, sizeof r);
+    ep_read(st);
+}
+
+/* An association of ours asks to be connected again (esock_reconnect). */
+static void reconnect(struct ep_st *st, const rt_msg *m)
+{
+    struct reconnect_req r;
+    memcpy(&r, m->data, sizeof r);
+    /* the asker may have ended since (its handle is then gone) */
+    pthread_rwlock_rdlock(&es__g.lock);
+    struct as_ent *a = es__as_get(r.h);
+    bool asker = false;
+    if (a != NULL) {
+        pthread_mutex_lock(&a->lock);
+        asker = rt_pid_eq(a->pid, m->from);
+        pthread_mutex_unlock(&a->lock);
+    }
+    pthread_rwlock_unlock(&es__g.lock);
+    if (!asker)
+        return;
+    sctp_assoc_t kid;
+    int rc = grow((void **)&st->conns, &st->capconns, st->nconns, sizeof *st->conns);
+    if (rc == 0)
+        rc = ep_connectx(st, &r.c, &kid);
+    if (rc < 0) {
+        rt_send(m->from, ES_AS_CANT_START, &rc, sizeof rc);
+        return;
+    }
+    pthread_mutex_lock(&a->lock);
+    a->kid = kid;
+    pthread_mutex_unlock(&a->lock);
+    st->conns[st->nconns++] = (struct conn){.kid = kid, .a = a, .pid = m->from};
     ep_read(st);
 }
 
@@ -493,6 +534,9 @@ static void ep_handle(void *state, rt_msg *m)
         break;
     case ES_CALL_CONNECT:
         connect_call(st, m);
+        break;
+    case ES_EP_RECONNECT:
+        reconnect(st, m);
         break;
     case RT_MSG_DOWN: {
         const rt_down_info *d = m->data;

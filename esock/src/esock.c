@@ -547,29 +547,20 @@ ESOCK_API int esock_owner_unregister(esock_ep ep, rt_pid owner)
 
 /* ---- associations ------------------------------------------------------------------------------ */
 
-struct connect_req {
-    esock_addr remote[ESOCK_MAX_ADDRS];
-    unsigned nremote;
-    uint16_t port;
-    rt_pid owner;
-    uint16_t ostreams, istreams;
-    esock_assoc out; /* filled by the endpoint: the reply is the int */
-};
-
 ESOCK_API int esock_assoc_create(esock_ep ep, const esock_addr *remote, unsigned nremote,
                                  uint16_t port, const esock_assoc_opts *opts, esock_assoc *out)
 {
     if (remote == NULL || nremote == 0 || nremote > ESOCK_MAX_ADDRS || port == 0 || out == NULL)
         return -EINVAL;
-    struct connect_req r = {.nremote = nremote, .port = port};
+    struct connect_req r = {.c = {.nremote = nremote, .port = port}};
     for (unsigned i = 0; i < nremote; i++) {
         if (!addr_valid(&remote[i]))
             return -EINVAL;
-        r.remote[i] = remote[i];
-        if (r.remote[i].sa.sa_family == AF_INET)
-            r.remote[i].in4.sin_port = htons(port);
+        r.c.remote[i] = remote[i];
+        if (r.c.remote[i].sa.sa_family == AF_INET)
+            r.c.remote[i].in4.sin_port = htons(port);
         else
-            r.remote[i].in6.sin6_port = htons(port);
+            r.c.remote[i].in6.sin6_port = htons(port);
     }
     r.owner = opts && !rt_pid_is_none(opts->owner) ? opts->owner : rt_self();
     if (rt_pid_is_none(r.owner))
@@ -577,8 +568,17 @@ ESOCK_API int esock_assoc_create(esock_ep ep, const esock_addr *remote, unsigned
     if (!rt_alive(r.owner))
         return -ESRCH;
     if (opts) {
-        r.ostreams = opts->ostreams;
-        r.istreams = opts->istreams;
+        r.c.ostreams = opts->ostreams;
+        r.c.istreams = opts->istreams;
+        r.rc = opts->reconnect;
+        if (r.rc.max_attempts) {
+            if (r.rc.min_ms == 0)
+                r.rc.min_ms = 100;
+            if (r.rc.max_ms == 0)
+                r.rc.max_ms = r.rc.min_ms > 30000 ? r.rc.min_ms : 30000;
+            if (r.rc.min_ms > r.rc.max_ms || r.rc.max_ms > 3600000)
+                return -EINVAL;
+        }
     }
     rt_pid pid;
     int rc = ep_pid(ep, &pid, NULL);
@@ -590,10 +590,11 @@ ESOCK_API int esock_assoc_create(esock_ep ep, const esock_addr *remote, unsigned
         return ESOCK_ESTALE;
     if (rc < 0)
         return rc;
-    const struct connect_req *ans = reply->data;
-    memcpy(&rc, (const char *)reply->data + sizeof *ans, sizeof rc);
+    struct connect_req ans;
+    memcpy(&ans, reply->data, sizeof ans);
+    rc = ans.result;
     if (rc == 0)
-        *out = ans->out;
+        *out = ans.out;
     rt_msg_free(reply);
     return rc;
 }
@@ -664,6 +665,7 @@ MSG_OF(esock_path, esock_path_of, ESOCK_MSG_PATH)
 MSG_OF(esock_send_failed, esock_send_failed_of, ESOCK_MSG_SEND_FAILED)
 MSG_OF(esock_ep_down, esock_ep_down_of, ESOCK_MSG_EP_DOWN)
 MSG_OF(esock_send_ready, esock_send_ready_of, ESOCK_MSG_SEND_READY)
+MSG_OF(esock_reconnect_ev, esock_reconnect_of, ESOCK_MSG_RECONNECT)
 
 void es__send_owner(rt_pid owner, uint32_t tag, const void *data, size_t size)
 {

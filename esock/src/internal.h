@@ -13,11 +13,36 @@
 #define ES_CALL_REG_OWNER (ESOCK_MSG_BASE + 0x100)
 #define ES_CALL_UNREG_OWNER (ESOCK_MSG_BASE + 0x101)
 #define ES_CALL_CONNECT (ESOCK_MSG_BASE + 0x102)
+#define ES_EP_RECONNECT (ESOCK_MSG_BASE + 0x103) /* assoc -> ep: connect me again */
 #define ES_AS_FD (ESOCK_MSG_BASE + 0x110)        /* ep -> assoc: peeled-off socket, up */
 #define ES_AS_CANT_START (ESOCK_MSG_BASE + 0x111) /* ep -> assoc */
 #define ES_AS_SHUTDOWN (ESOCK_MSG_BASE + 0x112)
 #define ES_AS_ABORT (ESOCK_MSG_BASE + 0x113)
 #define ES_AS_KICK (ESOCK_MSG_BASE + 0x114) /* a sender queued: watch for POLLOUT */
+#define ES_AS_RETRY (ESOCK_MSG_BASE + 0x115) /* its own backoff timer */
+
+/* Where and how an association connects (kept for reconnection). */
+struct es_connect {
+    esock_addr remote[ESOCK_MAX_ADDRS]; /* ports set */
+    unsigned nremote;
+    uint16_t port;
+    uint16_t ostreams, istreams; /* 0: the endpoint's */
+};
+
+/* ES_CALL_CONNECT's request; the reply is this with `rc` set. */
+struct connect_req {
+    struct es_connect c;
+    rt_pid owner;
+    esock_reconnect rc;
+    esock_assoc out;
+    int result;
+};
+
+/* ES_EP_RECONNECT's payload. */
+struct reconnect_req {
+    esock_assoc h;
+    struct es_connect c;
+};
 
 /* One queued outgoing message. */
 struct sq_item {
@@ -100,6 +125,8 @@ struct as_start {
     struct as_ent *ent;
     int fd;       /* >= 0: already up (accepted) */
     rt_pid owner;
+    rt_pid ep;    /* its endpoint's process */
+    const struct connect_req *made; /* esock_assoc_create's, else NULL */
 };
 int es__as_spawn(struct as_start *st, rt_pid *out);
 void es__sockaddr_port(esock_addr *a, uint16_t *port_out);

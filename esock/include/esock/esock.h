@@ -123,7 +123,11 @@ typedef struct esock_ep_opts {
     unsigned naddrs;
     uint16_t port;                       /* 0: the kernel picks a free one */
     uint16_t ostreams, istreams;         /* 0: 16 each (SCTP_INITMSG) */
-    int sndbuf, rcvbuf;                  /* 0: 1 MiB each (SO_SNDBUF/SO_RCVBUF) */
+    int sndbuf, rcvbuf;                  /* 0: 1 MiB each; SO_SNDBUFFORCE/SO_RCVBUFFORCE
+                                            where allowed (CAP_NET_ADMIN), else
+                                            SO_SNDBUF/SO_RCVBUF, which the kernel caps
+                                            at net.core.wmem_max/rmem_max. A message
+                                            larger than the send buffer gets -EMSGSIZE */
     bool no_nodelay;                     /* SCTP_NODELAY is on unless this is set */
     uint32_t default_ppid;               /* used when esock_send gets ppid 0 */
     uint16_t default_stream;             /* unused by esock_send (it always names one) */
@@ -183,16 +187,36 @@ ESOCK_API int esock_owner_unregister(esock_ep ep, rt_pid owner);
 
 /* ---- associations --------------------------------------------------------------------------- */
 
+/* Reconnection of an association made by esock_assoc_create. When it could
+ * not start, or ends other than by its own side's doing (comm lost, the
+ * peer's ABORT or SHUTDOWN), esock tries again after a delay: the k-th
+ * retry waits a random time between half of and the whole of
+ * min(min_ms * 2^(k-1), max_ms), so a refusing peer is never hammered.
+ * The handle and the owner stay the same; the owner gets ESOCK_MSG_ASSOC_DOWN
+ * with `reconnecting` set, then ESOCK_MSG_RECONNECT for each attempt, then
+ * ESOCK_MSG_ASSOC_UP again, or, after max_attempts failed retries, an
+ * ESOCK_MSG_RECONNECT with `gave_up` and a last ESOCK_MSG_ASSOC_DOWN. The
+ * counter starts again each time the association comes up. Its own
+ * esock_assoc_shutdown/abort, the owner's end and the endpoint's close end
+ * it for good. */
+typedef struct esock_reconnect {
+    unsigned max_attempts; /* 0: no reconnection */
+    unsigned min_ms;       /* first delay; 0: 100 ms */
+    unsigned max_ms;       /* cap; 0: 30 s. min_ms <= max_ms <= 1 h */
+} esock_reconnect;
+
 typedef struct esock_assoc_opts {
     rt_pid owner; /* who gets its messages; RT_PID_NONE: the caller */
     uint16_t ostreams, istreams; /* 0: the endpoint's */
+    esock_reconnect reconnect;
 } esock_assoc_opts;
 
 /* esock_assoc_create: connect the endpoint to a peer with `nremote`
  * addresses (sctp_connectx to all of them) and `port`. Stores the handle at
  * once; the owner gets ESOCK_MSG_ASSOC_UP, or ESOCK_MSG_ASSOC_DOWN with
- * ESOCK_DOWN_CANT_START. Returns 0, -EINVAL (no or too many addresses, port
- * 0, no owner), -EISCONN (already associated with that peer: the kernel
+ * ESOCK_DOWN_CANT_START (opts->reconnect: it keeps trying). Returns 0,
+ * -EINVAL (no or too many addresses, port 0, no owner, bad reconnect
+ * delays), -EISCONN (already associated with that peer: the kernel
  * allows one association per pair of endpoints), ESOCK_ESTALE, the
  * kernel's connect errors. Waits for the endpoint (not for the peer). */
 ESOCK_API int esock_assoc_create(esock_ep ep, const esock_addr *remote, unsigned nremote,
@@ -238,6 +262,7 @@ ESOCK_API int esock_assoc_abort(esock_assoc assoc);
 #define ESOCK_MSG_SEND_FAILED (ESOCK_MSG_BASE + 5)
 #define ESOCK_MSG_EP_DOWN (ESOCK_MSG_BASE + 6)
 #define ESOCK_MSG_SEND_READY (ESOCK_MSG_BASE + 7)
+#define ESOCK_MSG_RECONNECT (ESOCK_MSG_BASE + 8)
 
 /* ESOCK_MSG_DATA: one complete message (reassembled when the kernel handed
  * it over in parts). Notifications never arrive as data. */
@@ -275,7 +300,19 @@ typedef struct esock_down {
     esock_ep ep;
     int reason; /* enum esock_down_reason */
     int error;  /* the kernel's sac_error / cause code, or a -errno; 0 if none */
+    bool reconnecting; /* the handle lives on: esock tries again (esock_reconnect), or
+                          the peer restarted (ESOCK_DOWN_RESTART) and it is up */
 } esock_down;
+
+/* ESOCK_MSG_RECONNECT: a reconnection attempt is scheduled (attempt k of
+ * max_attempts, in delay_ms), or, with gave_up, there will be no more. */
+typedef struct esock_reconnect_ev {
+    esock_assoc assoc;
+    unsigned attempt;
+    unsigned delay_ms;
+    int error; /* why the last try failed (as in esock_down.error) */
+    bool gave_up;
+} esock_reconnect_ev;
 
 enum esock_path_state {
     ESOCK_PATH_AVAILABLE = 1,
@@ -323,6 +360,7 @@ ESOCK_API const esock_path *esock_path_of(const rt_msg *m);
 ESOCK_API const esock_send_failed *esock_send_failed_of(const rt_msg *m);
 ESOCK_API const esock_ep_down *esock_ep_down_of(const rt_msg *m);
 ESOCK_API const esock_send_ready *esock_send_ready_of(const rt_msg *m);
+ESOCK_API const esock_reconnect_ev *esock_reconnect_of(const rt_msg *m);
 
 /* esock_down_reason_name: "comm_lost", "shutdown", ... Static. */
 ESOCK_API const char *esock_down_reason_name(int reason);
