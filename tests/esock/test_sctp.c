@@ -5,7 +5,11 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -786,5 +790,141 @@ Test(esock_sctp, message_larger_than_the_receive_buffer)
 {
     es_start();
     run(big_body, NULL);
+    es_stop();
+}
+
+/* ---- a peer that is not ours: sctp_darn from lksctp-tools ------------------------------------------ */
+
+extern char **environ;
+
+/* Start `argv` with stdin from `in` (may be -1) and stdout+stderr into a
+ * memfd (returned in *out). */
+static pid_t spawn_peer(char *const argv[], int in, int *out)
+{
+    *out = memfd_create("peer-out", MFD_CLOEXEC);
+    if (*out < 0)
+        return -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    if (in >= 0)
+        posix_spawn_file_actions_adddup2(&fa, in, 0);
+    posix_spawn_file_actions_adddup2(&fa, *out, 1);
+    posix_spawn_file_actions_adddup2(&fa, *out, 2);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    return rc == 0 ? pid : -1;
+}
+
+/* Wait for the peer without blocking the scheduler; kill it first when
+ * `kill_it`. */
+static void reap(pid_t pid, bool kill_it)
+{
+    if (kill_it)
+        kill(pid, SIGINT);
+    for (int i = 0; i < 1000; i++) {
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            return;
+        rt_sleep(10);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+static char *slurp(int fd)
+{
+    static char buf[16384];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    buf[n > 0 ? n : 0] = 0;
+    close(fd);
+    return buf;
+}
+
+static void darn_body(void *arg)
+{
+    char port_s[16], lport_s[16];
+    /* 1. sctp_darn connects to an esock endpoint and sends two lines */
+    esock_ep sep = ep_on("127.0.0.1", 0);
+    CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
+    snprintf(port_s, sizeof port_s, "%d", esock_ep_port(sep));
+    esock_ep spare = ep_on("127.0.0.1", 0); /* a free port for sctp_darn's side */
+    snprintf(lport_s, sizeof lport_s, "%d", esock_ep_port(spare));
+    CHECK_RC(esock_ep_close(spare), 0);
+    int in = memfd_create("peer-in", MFD_CLOEXEC);
+    CHECK(in >= 0);
+    const char *lines = "hello esock\nsecond line\n";
+    CHECK(write(in, lines, strlen(lines)) == (ssize_t)strlen(lines));
+    lseek(in, 0, SEEK_SET);
+    int out;
+    char *cli[] = {"sctp_darn", "-H", "127.0.0.1", "-P", lport_s, "-h", "127.0.0.1",
+                   "-p", port_s, "-s", NULL};
+    pid_t pid = spawn_peer(cli, in, &out);
+    CHECK(pid > 0);
+    close(in);
+    rt_msg *m = wait_tag(ESOCK_MSG_ASSOC_UP);
+    CHECK(esock_up_of(m)->peer.port == atoi(lport_s));
+    esock_assoc s = esock_up_of(m)->assoc;
+    rt_msg_free(m);
+    static const char *want[] = {"hello esock\n", "second line\n"};
+    for (int i = 0; i < 2; i++) {
+        m = wait_for(ESOCK_MSG_DATA, s);
+        const esock_data *d = esock_data_of(m);
+        /* sctp_darn sends the line with its newline (and a NUL) */
+        CHECK(d->len >= strlen(want[i]) && memcmp(d->data, want[i], strlen(want[i])) == 0);
+        CHECK(d->stream == 0);
+        rt_msg_free(m);
+    }
+    /* at the end of its input it exits: the kernel closes its socket, with
+     * an ABORT when it left something unread (its own notifications) */
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, s);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN ||
+          esock_down_of(m)->reason == ESOCK_DOWN_ABORT);
+    rt_msg_free(m);
+    reap(pid, false);
+    char *text = slurp(out);
+    CHECK(strstr(text, "COMM_UP") != NULL);
+
+    /* 2. esock connects to sctp_darn listening, sends on stream 3 with a ppid */
+    char *srv[] = {"stdbuf", "-oL", "sctp_darn", "-H", "127.0.0.1", "-P", lport_s, "-l", NULL};
+    pid = spawn_peer(srv, -1, &out);
+    CHECK(pid > 0);
+    esock_addr ra;
+    esock_addr_parse("127.0.0.1", 0, &ra);
+    esock_assoc c;
+    /* it may take a moment to listen: the association retries */
+    esock_assoc_opts ao = {.reconnect = {.max_attempts = 100, .min_ms = 20, .max_ms = 100}};
+    CHECK_RC(esock_assoc_create(sep, &ra, 1, (uint16_t)atoi(lport_s), &ao, &c), 0);
+    rt_msg_free(wait_for(ESOCK_MSG_ASSOC_UP, c));
+    /* what the tries before it listened left */
+    while (rt_receive_tag(ESOCK_MSG_ASSOC_DOWN, 0, &m) == 0)
+        rt_msg_free(m);
+    CHECK_RC(esock_send(c, 3, 42, 0, "ping from esock", 15, NULL), 0);
+    CHECK_RC(esock_assoc_shutdown(c), 0);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, c);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN);
+    rt_msg_free(m);
+    rt_sleep(100);
+    reap(pid, true);
+    text = slurp(out);
+    if (strstr(text, "ping from esoc") == NULL || strstr(text, "sinfo_stream 3") == NULL)
+        fprintf(stderr, "sctp_darn printed:\n%s\n", text);
+    /* it prints one byte less (it expects a NUL), and the ppid as it
+     * came off the wire: 42 in network order */
+    CHECK(strstr(text, "DATA(15):  ping from esoc") != NULL);
+    CHECK(strstr(text, "sinfo_stream 3") != NULL);
+    char ppid_line[40];
+    snprintf(ppid_line, sizeof ppid_line, "sinfo_ppid %u", (unsigned)htonl(42));
+    CHECK(strstr(text, ppid_line) != NULL);
+    CHECK(strstr(text, "SHUTDOWN_COMP") != NULL);
+    /* leftovers of the retries */
+    while (rt_receive(0, &m) == 0)
+        rt_msg_free(m);
+    CHECK_RC(esock_ep_close(sep), 0);
+}
+
+Test(esock_sctp, interop_with_sctp_darn)
+{
+    es_start();
+    run(darn_body, NULL);
     es_stop();
 }
