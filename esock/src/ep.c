@@ -83,6 +83,29 @@ int es__set_sock_opts(int fd, const esock_ep_opts *o)
                               .sinit_max_instreams = o->istreams};
     if (setsockopt(fd, IPPROTO_SCTP, SCTP_INITMSG, &im, sizeof im) < 0)
         return -errno;
+    if (o->rto_initial_ms || o->rto_min_ms || o->rto_max_ms) {
+        struct sctp_rtoinfo rto = {.srto_initial = o->rto_initial_ms,
+                                   .srto_max = o->rto_max_ms,
+                                   .srto_min = o->rto_min_ms};
+        if (setsockopt(fd, IPPROTO_SCTP, SCTP_RTOINFO, &rto, sizeof rto) < 0)
+            return -errno;
+    }
+    if (o->hb_interval_ms || o->path_max_retrans) {
+        struct sctp_paddrparams pp;
+        memset(&pp, 0, sizeof pp);
+        pp.spp_hbinterval = o->hb_interval_ms;
+        pp.spp_pathmaxrxt = o->path_max_retrans;
+        pp.spp_flags = o->hb_interval_ms ? SPP_HB_ENABLE : 0;
+        if (setsockopt(fd, IPPROTO_SCTP, SCTP_PEER_ADDR_PARAMS, &pp, sizeof pp) < 0)
+            return -errno;
+    }
+    if (o->assoc_max_retrans) {
+        struct sctp_assocparams ap;
+        memset(&ap, 0, sizeof ap);
+        ap.sasoc_asocmaxrxt = o->assoc_max_retrans;
+        if (setsockopt(fd, IPPROTO_SCTP, SCTP_ASSOCINFO, &ap, sizeof ap) < 0)
+            return -errno;
+    }
     struct sctp_event_subscribe ev;
     memset(&ev, 0, sizeof ev);
     ev.sctp_association_event = 1;

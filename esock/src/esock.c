@@ -367,6 +367,10 @@ static int ep_fill_opts(const esock_ep_opts *in, esock_ep_opts *o)
     if (o->proto != ESOCK_SCTP || o->naddrs > ESOCK_MAX_ADDRS || o->sndbuf < 0 || o->rcvbuf < 0 ||
         o->backlog < 0)
         return -EINVAL;
+    if ((o->rto_min_ms && o->rto_max_ms && o->rto_min_ms > o->rto_max_ms) ||
+        (o->rto_initial_ms && o->rto_max_ms && o->rto_initial_ms > o->rto_max_ms) ||
+        (o->rto_initial_ms && o->rto_min_ms && o->rto_initial_ms < o->rto_min_ms))
+        return -EINVAL;
     if (o->naddrs == 0) {
         esock_addr_parse("127.0.0.1", 0, &o->addrs[0]);
         o->naddrs = 1;

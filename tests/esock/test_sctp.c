@@ -4,6 +4,7 @@
  * runtime and esock gave everything back (processes, messages, fds). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <signal.h>
 #include <spawn.h>
@@ -513,7 +514,13 @@ static bool match_assoc(const rt_msg *m, void *arg)
     const esock_up *u = esock_up_of(m);
     const esock_reconnect_ev *r = esock_reconnect_of(m);
     const esock_data *da = esock_data_of(m);
-    uint64_t id = d ? d->assoc.id : u ? u->assoc.id : r ? r->assoc.id : da ? da->assoc.id : 0;
+    const esock_path *pa = esock_path_of(m);
+    uint64_t id = d    ? d->assoc.id
+                  : u  ? u->assoc.id
+                  : r  ? r->assoc.id
+                  : da ? da->assoc.id
+                  : pa ? pa->assoc.id
+                       : 0;
     return id == w->assoc;
 }
 
@@ -927,4 +934,152 @@ Test(esock_sctp, interop_with_sctp_darn)
     es_start();
     run(darn_body, NULL);
     es_stop();
+}
+
+/* ---- multi-homing: two local and two remote addresses, one path taken down ------------------------- */
+
+/* Run a command (no shell); its exit status, or -1. */
+static int run_cmd(char *const argv[])
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0)
+        return -1;
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int lo_addr(const char *verb, const char *addr)
+{
+    char a[32];
+    snprintf(a, sizeof a, "%s/32", addr);
+    char *argv[] = {"ip", "addr", (char *)verb, a, "dev", "lo", NULL};
+    return run_cmd(argv);
+}
+
+static const char *const mh_addrs[] = {"10.77.0.1", "10.77.0.2", "10.77.0.3", "10.77.0.4"};
+
+static esock_ep mh_ep(const char *a1, const char *a2)
+{
+    esock_ep_opts o = {.naddrs = 2,
+                       .rto_initial_ms = 100,
+                       .rto_min_ms = 50,
+                       .rto_max_ms = 200,
+                       .hb_interval_ms = 100,
+                       .path_max_retrans = 2,
+                       .assoc_max_retrans = 30};
+    CHECK_RC(esock_addr_parse(a1, 0, &o.addrs[0]), 0);
+    CHECK_RC(esock_addr_parse(a2, 0, &o.addrs[1]), 0);
+    esock_ep ep;
+    CHECK_RC(esock_ep_create(&o, &ep), 0);
+    return ep;
+}
+
+static void multihome_body(void *arg)
+{
+    esock_ep sep = mh_ep(mh_addrs[0], mh_addrs[1]), cep = mh_ep(mh_addrs[2], mh_addrs[3]);
+    CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
+    esock_addr ra[2];
+    esock_addr_parse(mh_addrs[0], 0, &ra[0]);
+    esock_addr_parse(mh_addrs[1], 0, &ra[1]);
+    esock_assoc c;
+    CHECK_RC(esock_assoc_create(cep, ra, 2, (uint16_t)esock_ep_port(sep), NULL, &c), 0);
+    rt_msg *m = wait_for(ESOCK_MSG_ASSOC_UP, c);
+    CHECK(esock_up_of(m)->peer.naddrs == 2);
+    rt_msg_free(m);
+    m = wait_tag(ESOCK_MSG_ASSOC_UP);
+    esock_assoc s = esock_up_of(m)->assoc;
+    CHECK(esock_up_of(m)->peer.naddrs == 2); /* the server sees both client addresses */
+    rt_msg_free(m);
+    esock_path_info pi[4];
+    CHECK_RC(esock_assoc_paths(c, pi, 4), 2);
+    char want[64], got[64];
+    esock_addr_format(&ra[0], want, sizeof want);
+    int prim = pi[0].primary ? 0 : 1;
+    CHECK(pi[prim].primary);
+    esock_addr_format(&pi[prim].addr, got, sizeof got);
+    CHECK(strncmp(got, "10.77.0.1:", 10) == 0); /* the first address is the primary */
+
+    /* traffic, and the primary's address goes away half-way */
+    uint32_t sent = 0, recvd = 0;
+    bool unreachable = false;
+    for (int i = 0; i < 300; i++) {
+        if (i == 50)
+            CHECK(lo_addr("del", mh_addrs[0]) == 0);
+        CHECK_RC(esock_send(c, 1, 9, 0, &sent, sizeof sent, NULL), 0);
+        sent++;
+        rt_sleep(10);
+        while (rt_receive(0, &m) == 0) {
+            const esock_data *d = esock_data_of(m);
+            const esock_path *p = esock_path_of(m);
+            if (d) {
+                uint32_t v;
+                memcpy(&v, d->data, sizeof v);
+                CHECK(d->assoc.id == s.id && v == recvd);
+                recvd++;
+            } else if (p && p->assoc.id == c.id && p->state == ESOCK_PATH_UNREACHABLE) {
+                esock_addr_format(&p->addr, got, sizeof got);
+                CHECK(strncmp(got, "10.77.0.1:", 10) == 0);
+                unreachable = true;
+            }
+            rt_msg_free(m);
+        }
+        if (unreachable && i > 100)
+            break;
+    }
+    CHECK(unreachable);
+    /* everything sent arrives, over the other path */
+    while (recvd < sent) {
+        m = wait_for(ESOCK_MSG_DATA, s);
+        uint32_t v;
+        memcpy(&v, esock_data_of(m)->data, sizeof v);
+        CHECK(v == recvd);
+        recvd++;
+        rt_msg_free(m);
+    }
+    CHECK_RC(esock_assoc_paths(c, pi, 4), 2);
+    for (int i = 0; i < 2; i++) {
+        esock_addr_format(&pi[i].addr, got, sizeof got);
+        if (strncmp(got, "10.77.0.1:", 10) == 0)
+            CHECK(pi[i].state != ESOCK_PATH_AVAILABLE);
+    }
+    /* the address comes back: so does the path */
+    CHECK(lo_addr("add", mh_addrs[0]) == 0);
+    for (;;) {
+        m = wait_for(ESOCK_MSG_PATH, c);
+        int st = esock_path_of(m)->state;
+        rt_msg_free(m);
+        if (st == ESOCK_PATH_AVAILABLE)
+            break;
+    }
+    CHECK_RC(esock_assoc_shutdown(c), 0);
+    rt_msg_free(wait_for(ESOCK_MSG_ASSOC_DOWN, c));
+    CHECK_RC(esock_ep_close(cep), 0);
+    CHECK_RC(esock_ep_close(sep), 0);
+    while (rt_receive(0, &m) == 0)
+        rt_msg_free(m);
+}
+
+Test(esock_sctp, multihoming_fails_over_when_a_path_goes_down)
+{
+    TEST_REQUIRE_SCTP();
+    for (int i = 0; i < 4; i++) {
+        if (lo_addr("add", mh_addrs[i]) != 0) {
+            for (int j = 0; j < i; j++)
+                lo_addr("del", mh_addrs[j]);
+            cr_skip_test("cannot add addresses to lo (needs root and ip(8))");
+        }
+    }
+    es_start();
+    run(multihome_body, NULL);
+    es_stop();
+    for (int i = 0; i < 4; i++)
+        lo_addr("del", mh_addrs[i]);
 }

@@ -134,6 +134,14 @@ typedef struct esock_ep_opts {
     int backlog;                         /* 0: 128 */
     size_t send_hiwat;                   /* bytes queued per association before
                                             ESOCK_EWOULDBLOCK; 0: 4 MiB */
+    /* Failure detection, for every association of the endpoint; 0: the
+     * kernel's default (net.sctp.*). Signalling links usually want them
+     * shorter than the defaults (RTO 3 s/1 s/60 s, heartbeat 30 s, 5 path
+     * and 10 association retransmissions). */
+    unsigned rto_initial_ms, rto_min_ms, rto_max_ms; /* SCTP_RTOINFO */
+    unsigned hb_interval_ms;                         /* SCTP_PEER_ADDR_PARAMS */
+    uint16_t path_max_retrans;                       /* per path, before it is unreachable */
+    uint16_t assoc_max_retrans;                      /* SCTP_ASSOCINFO: before comm lost */
 } esock_ep_opts;
 
 /* esock_ep_create: start an endpoint (opts NULL: SCTP on 127.0.0.1, a
