@@ -69,6 +69,44 @@ static rt_msg *wait_tag(uint32_t tag)
     return m;
 }
 
+struct want {
+    uint32_t tag;
+    uint64_t assoc;
+};
+
+static bool match_assoc(const rt_msg *m, void *arg)
+{
+    const struct want *w = arg;
+    if (m->tag != w->tag)
+        return false;
+    const esock_down *d = esock_down_of(m);
+    const esock_up *u = esock_up_of(m);
+    const esock_reconnect_ev *r = esock_reconnect_of(m);
+    const esock_data *da = esock_data_of(m);
+    const esock_path *pa = esock_path_of(m);
+    uint64_t id = d    ? d->assoc.id
+                  : u  ? u->assoc.id
+                  : r  ? r->assoc.id
+                  : da ? da->assoc.id
+                  : pa ? pa->assoc.id
+                       : 0;
+    return id == w->assoc;
+}
+
+/* The next message with `tag` about association `a`. */
+static rt_msg *wait_for(uint32_t tag, esock_assoc a)
+{
+    struct want w = {tag, a.id};
+    rt_msg *m = NULL;
+    int rc = rt_receive_match(match_assoc, &w, 10000, &m);
+    if (rc != 0) {
+        fprintf(stderr, "no message 0x%x for association %llx within 10 s\n", tag,
+                (unsigned long long)a.id);
+        rt_exit_self(rc);
+    }
+    return m;
+}
+
 static esock_ep ep_on(const char *addr, uint16_t port)
 {
     esock_ep_opts o = {.naddrs = 1, .port = port};
@@ -123,7 +161,8 @@ static void streams_body(void *arg)
         CHECK_RC(esock_send(p.c, s, 1000 + s, 0, buf, (size_t)n, NULL), 0);
     }
     for (uint16_t s = 0; s < 16; s++) {
-        rt_msg *m = wait_tag(ESOCK_MSG_DATA);
+        /* the server's side (an echo may overtake the last of these) */
+        rt_msg *m = wait_for(ESOCK_MSG_DATA, p.s);
         const esock_data *d = esock_data_of(m);
         CHECK(d && d->assoc.id == p.s.id && d->ep.id == p.sep.id);
         char want[32];
@@ -499,44 +538,6 @@ Test(esock_sctp, a_thousand_associations_on_one_endpoint, .timeout = 280)
 }
 
 /* ---- reconnection ------------------------------------------------------------------------------------- */
-
-struct want {
-    uint32_t tag;
-    uint64_t assoc;
-};
-
-static bool match_assoc(const rt_msg *m, void *arg)
-{
-    const struct want *w = arg;
-    if (m->tag != w->tag)
-        return false;
-    const esock_down *d = esock_down_of(m);
-    const esock_up *u = esock_up_of(m);
-    const esock_reconnect_ev *r = esock_reconnect_of(m);
-    const esock_data *da = esock_data_of(m);
-    const esock_path *pa = esock_path_of(m);
-    uint64_t id = d    ? d->assoc.id
-                  : u  ? u->assoc.id
-                  : r  ? r->assoc.id
-                  : da ? da->assoc.id
-                  : pa ? pa->assoc.id
-                       : 0;
-    return id == w->assoc;
-}
-
-/* The next message with `tag` about association `a`. */
-static rt_msg *wait_for(uint32_t tag, esock_assoc a)
-{
-    struct want w = {tag, a.id};
-    rt_msg *m = NULL;
-    int rc = rt_receive_match(match_assoc, &w, 10000, &m);
-    if (rc != 0) {
-        fprintf(stderr, "no message 0x%x for association %llx within 10 s\n", tag,
-                (unsigned long long)a.id);
-        rt_exit_self(rc);
-    }
-    return m;
-}
 
 static void reconnect_body(void *arg)
 {
