@@ -232,6 +232,7 @@ static void resume_paused(struct io_sched *io)
 
 static void buf_return_here(struct io_sched *io, unsigned bid)
 {
+    io->bufs_out--;
     io->be->buf_return(io, bid);
     if (io->paused)
         resume_paused(io);
@@ -254,10 +255,17 @@ bool io__take_buf(struct io_sched *io, unsigned *bid)
 
 void io__complete(struct io_sched *io, struct ioreq *r, int res, bool more, int bid)
 {
+    if (bid >= 0)
+        io->bufs_out++;
     if (res == -ENOBUFS && (r->flags & RT_IO_BUFSEL) && !(r->flags & R_CANCELLED)) {
         /* the buffers are all lent out: wait for one instead of failing */
-        if (!more)
+            if (!more) {
             io__pause(io, r);
+            /* but some may have come back between the kernel's finding
+             * none and this completion: then no return is left to wake it */
+            if (io->bufs_out < io->nbufs)
+                resume_paused(io);
+        }
         return;
     }
     bool final = !more;

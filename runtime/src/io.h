@@ -90,6 +90,7 @@ struct io_sched {
     unsigned nbufs, bufsize;
     unsigned *freebufs; /* backends that pick buffers themselves (epoll) */
     unsigned nfree;
+    unsigned bufs_out; /* buffers handed out by completions, not yet back */
     struct ioreq *paused;
     /* from other threads (lock) */
     pthread_mutex_t lock;

@@ -196,8 +196,12 @@ static void ur_cancel(struct io_sched *io, struct ioreq *r)
 
 static bool taskrun_pending(struct uring *u)
 {
-    /* relaxed: a hint; io_uring_get_events does the real work */
-    return __atomic_load_n(u->ring.sq.kflags, __ATOMIC_RELAXED) & IORING_SQ_TASKRUN;
+    /* relaxed: a hint; io_uring_get_events does the real work. Completions
+     * that found the completion queue full wait in the kernel's overflow
+     * list (IORING_SQ_CQ_OVERFLOW) until an enter flushes them: left
+     * there, a receive's buffers stay taken and its data unseen */
+    return __atomic_load_n(u->ring.sq.kflags, __ATOMIC_RELAXED) &
+           (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW);
 }
 
 static int ur_reap(struct io_sched *io)
