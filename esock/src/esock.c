@@ -603,6 +603,8 @@ ESOCK_API int esock_assoc_create(esock_ep ep, const esock_addr *remote, unsigned
     return rc;
 }
 
+#define ES_SEND_BUDGET 64
+
 ESOCK_API int esock_send(esock_assoc assoc, uint16_t stream, uint32_t ppid, unsigned flags,
                          const void *data, size_t len, const esock_send_opts *opts)
 {
@@ -622,6 +624,16 @@ ESOCK_API int esock_send(esock_assoc assoc, uint16_t stream, uint32_t ppid, unsi
     int rc = es__send_locked(a, stream, ppid, flags, opts ? opts->context : 0,
                              opts ? opts->lifetime_ms : 0, data, len);
     pthread_mutex_unlock(&a->lock);
+    /* A send costs a little of the caller's turn, as in Erlang: a stackful
+     * process sending in a loop lets the others of its scheduler run (the
+     * association processes that read and flush, and the owners that take
+     * what they read) every so often, instead of starving them until its
+     * queue is full */
+    static _Thread_local unsigned budget;
+    if (++budget >= ES_SEND_BUDGET) {
+        budget = 0;
+        (void)rt_yield(); /* RT_ENOTPROC outside a stackful process: fine */
+    }
     return rc;
 }
 
@@ -823,6 +835,7 @@ ESOCK_API int esock_assoc_status(esock_assoc assoc, esock_assoc_info *out)
             out->kernel_state = st.sstat_state;
             out->unacked = st.sstat_unackdata;
             out->pending = st.sstat_penddata;
+            out->peer_rwnd = st.sstat_rwnd;
             out->ostreams = st.sstat_outstrms;
             out->istreams = st.sstat_instrms;
             from_storage((const char *)&st.sstat_primary + offsetof(struct sctp_paddrinfo, spinfo_address), &out->primary);

@@ -1084,3 +1084,115 @@ Test(esock_sctp, multihoming_fails_over_when_a_path_goes_down)
     for (int i = 0; i < 4; i++)
         lo_addr("del", mh_addrs[i]);
 }
+
+/* ---- streaming: a sender that never waits, small and buffer-sized messages ----------------------- */
+
+struct stream_args {
+    esock_assoc c;
+    size_t size;
+    uint32_t count;
+};
+
+/* Sends `count` messages as fast as esock takes them (the only wait is for
+ * SEND_READY), from its own process on the same schedulers as the reader. */
+static void stream_sender(void *arg)
+{
+    struct stream_args *a = arg;
+    unsigned char *b = calloc(1, a->size);
+    if (b == NULL)
+        rt_exit_self(-ENOMEM);
+    for (uint32_t i = 0; i < a->count;) {
+        memcpy(b, &i, sizeof i);
+        int rc = esock_send(a->c, 0, 3, 0, b, a->size, NULL);
+        if (rc == ESOCK_EWOULDBLOCK) {
+            rt_msg *m;
+            if (rt_receive_tag(ESOCK_MSG_SEND_READY, 20000, &m) != 0) {
+                fprintf(stderr, "stream_sender: no SEND_READY after %u messages\n", i);
+                free(b);
+                rt_exit_self(-ETIMEDOUT);
+            }
+            rt_msg_free(m);
+            continue;
+        }
+        if (rc != 0) {
+            free(b);
+            rt_exit_self(rc);
+        }
+        i++;
+    }
+    free(b);
+}
+
+static void streaming_body(void *arg)
+{
+    struct pair p;
+    pair_up("127.0.0.1", &p);
+    /* the client's side gets a sender process of its own */
+    static const struct {
+        size_t size;
+        uint32_t count;
+    } cases[] = {{64, 60000}, {16384, 3000}, {65536, 600}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        struct stream_args sa = {p.c, cases[k].size, cases[k].count};
+        rt_pid snd;
+        rt_ref mon;
+        CHECK_RC(rt_spawn(stream_sender, &sa, NULL, &snd), 0);
+        CHECK_RC(rt_monitor(snd, &mon), 0);
+        /* the sender's SEND_READY messages go to the association's owner:
+         * this process; pass them on */
+        uint32_t got = 0;
+        while (got < sa.count) {
+            rt_msg *m;
+            if (rt_receive(20000, &m) != 0) {
+                fprintf(stderr, "streaming %zu B: stalled after %u of %u messages\n", sa.size, got,
+                        sa.count);
+                rt_exit_self(-ETIMEDOUT);
+            }
+            const esock_data *d = esock_data_of(m);
+            if (d) {
+                uint32_t v;
+                memcpy(&v, d->data, sizeof v);
+                CHECK(d->assoc.id == p.s.id && d->len == sa.size && v == got);
+                got++;
+                rt_msg_free(m);
+            } else if (esock_send_ready_of(m)) {
+                if (rt_forward(snd, m) < 0)
+                    rt_msg_free(m);
+            } else if (m->tag == RT_MSG_DOWN) {
+                CHECK(((const rt_down_info *)m->data)->ref == mon);
+                CHECK_RC(((const rt_down_info *)m->data)->reason, 0);
+                mon = 0;
+                rt_msg_free(m);
+            } else {
+                rt_msg_free(m);
+            }
+        }
+        if (mon != 0) {
+            rt_msg *m = wait_tag(RT_MSG_DOWN);
+            CHECK(((const rt_down_info *)m->data)->ref == mon);
+            CHECK_RC(((const rt_down_info *)m->data)->reason, 0);
+            rt_msg_free(m);
+        }
+    }
+    CHECK_RC(esock_ep_close(p.cep), 0);
+    CHECK_RC(esock_ep_close(p.sep), 0);
+    rt_msg *m;
+    while (rt_receive(200, &m) == 0)
+        rt_msg_free(m);
+}
+
+Test(esock_sctp, streaming_never_stalls_one_scheduler, .timeout = 200)
+{
+    TEST_REQUIRE_SCTP();
+    test_start(1);
+    cr_assert_eq(esock_start(), 0);
+    run(streaming_body, NULL);
+    es_stop();
+}
+
+Test(esock_sctp, streaming_never_stalls_two_schedulers, .timeout = 200)
+{
+    es_start();
+    run(streaming_body, NULL);
+    es_stop();
+}

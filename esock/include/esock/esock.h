@@ -245,7 +245,10 @@ typedef struct esock_send_opts {
  * than the association accepts), ESOCK_EWOULDBLOCK (the send queue is above
  * its high watermark: nothing was sent; the owner gets ESOCK_MSG_SEND_READY
  * once it drains), -EINVAL (data NULL, bad flags), ESOCK_ESTALE, another
- * -errno from the kernel. Never blocks; any thread. `opts` may be NULL. */
+ * -errno from the kernel. Never blocks; any thread. `opts` may be NULL.
+ * Called from a stackful process, every 64th call yields (rt_yield), as a
+ * send costs reductions in Erlang: a process sending in a loop cannot
+ * starve the processes of its scheduler that read, flush and consume. */
 ESOCK_API int esock_send(esock_assoc assoc, uint16_t stream, uint32_t ppid, unsigned flags,
                          const void *data, size_t len, const esock_send_opts *opts);
 
@@ -406,6 +409,7 @@ typedef struct esock_assoc_info {
     uint32_t cwnd;
     uint32_t srtt_ms;
     uint32_t unacked, pending; /* chunks unacknowledged, pending */
+    uint32_t peer_rwnd;    /* the peer's receive window as last advertised (bytes) */
     int kernel_state;      /* SCTP_STATUS sstat_state (enum sctp_sstat_state) */
     size_t queued;         /* bytes waiting in esock's send queue */
     esock_peer peer;
