@@ -712,6 +712,10 @@ static const rt_actor_ops as_ops = {
 
 int es__as_spawn(struct as_start *s, rt_pid *out)
 {
-    /* linked to the endpoint (the caller), which traps exits */
-    return rt_spawn_actor(&as_ops, s, &(rt_spawn_opts){.link = true}, out);
+    /* linked to the endpoint (the caller), which traps exits; on its
+     * owner's scheduler, since every message it reads goes there: a hop
+     * to another thread costs more than the rest of the delivery */
+    int home = rt_sched_of(s->owner);
+    return rt_spawn_actor(&as_ops, s,
+                          &(rt_spawn_opts){.link = true, .sched = home >= 0 ? home + 1 : 0}, out);
 }

@@ -473,3 +473,14 @@ RT_API bool rt_alive(rt_pid pid)
 {
     return rt__proc_alive(pid);
 }
+
+RT_API int rt_sched_of(rt_pid pid)
+{
+    struct proc *p = rt__proc_get(pid); /* held */
+    if (p == NULL)
+        return -ESRCH;
+    struct sched *s = atomic_load_explicit(&p->sched, memory_order_relaxed);
+    int idx = s ? (int)s->idx : -ESRCH;
+    rt__proc_put(p);
+    return idx;
+}

@@ -53,6 +53,31 @@ Test(core, outside_a_process)
 
 /* ---- pids ---------------------------------------------------------------------- */
 
+static void wait_forever(void *arg)
+{
+    rt_msg *m;
+    rt_receive(RT_INFINITY, &m);
+}
+
+Test(core, the_scheduler_of_a_process)
+{
+    test_start(2);
+    rt_pid a, b, gone;
+    cr_assert_eq(rt_spawn(wait_forever, NULL, &(rt_spawn_opts){.sched = 2}, &a), 0);
+    cr_assert_eq(rt_sched_of(a), 1);
+    /* beside it, by that index */
+    cr_assert_eq(rt_spawn(wait_forever, NULL, &(rt_spawn_opts){.sched = rt_sched_of(a) + 1}, &b),
+                 0);
+    cr_assert_eq(rt_sched_of(b), 1);
+    cr_assert_eq(rt_spawn(nothing, NULL, &(rt_spawn_opts){.joinable = true}, &gone), 0);
+    cr_assert_eq(rt_join(gone, 5000, NULL), 0);
+    cr_assert_eq(rt_sched_of(gone), -ESRCH);
+    cr_assert_eq(rt_sched_of(RT_PID_NONE), -ESRCH);
+    rt_exit(a, RT_EXIT_KILL);
+    rt_exit(b, RT_EXIT_KILL);
+    test_stop();
+}
+
 static void stale_body(void *arg)
 {
     rt_pid first;

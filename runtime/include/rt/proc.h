@@ -105,6 +105,12 @@ RT_API rt_pid rt_self(void);
 /* rt_alive: whether `pid` names a process that has not ended. Any thread. */
 RT_API bool rt_alive(rt_pid pid);
 
+/* rt_sched_of: the index of the scheduler a process last ran on (a hint:
+ * it may move), for rt_spawn_opts.sched = index + 1, to start a process
+ * beside the one it will talk to. Returns the index, or -ESRCH. Any
+ * thread. */
+RT_API int rt_sched_of(rt_pid pid);
+
 /* rt_exit: send the exit signal `reason` to `pid`, as from the caller (or
  * from no process when called outside one). Erlang's exit/2:
  *  - RT_EXIT_KILL: the target dies with RT_EXIT_KILLED, trapping or not;
