@@ -627,6 +627,38 @@ static void flush(struct as_st *st)
 
 /* ---- the actor ----------------------------------------------------------------------------------------- */
 
+/* Its owner `gone` ended: with esock_ep_opts.handover, make the endpoint's
+ * newest live owner its owner. Returns whether one took it. */
+static bool handover(struct as_st *st, rt_pid gone)
+{
+    if (st->fd < 0)
+        return false;
+    rt_pid cand[16];
+    unsigned n = 0;
+    pthread_rwlock_rdlock(&es__g.lock);
+    struct ep_ent *e = es__ep_get(st->ep);
+    if (e != NULL && e->opts.handover)
+        for (unsigned i = e->nowners; i-- > 0 && n < 16;)
+            if (!rt_pid_eq(e->owners[i], gone))
+                cand[n++] = e->owners[i];
+    pthread_rwlock_unlock(&es__g.lock);
+    for (unsigned i = 0; i < n; i++) {
+        rt_ref mon;
+        if (rt_monitor(cand[i], &mon) < 0)
+            continue; /* gone too */
+        st->owner = cand[i];
+        st->mon = mon;
+        esock_up up = {.assoc = st->h, .ep = st->ep, .handed_over = true};
+        pthread_mutex_lock(&st->a->lock);
+        st->a->owner = cand[i];
+        up.peer = st->a->peer;
+        pthread_mutex_unlock(&st->a->lock);
+        es__send_owner(st->owner, ESOCK_MSG_ASSOC_UP, &up, sizeof up);
+        return true;
+    }
+    return false;
+}
+
 static void as_handle(void *state, rt_msg *m)
 {
     struct as_st *st = state;
@@ -689,6 +721,8 @@ static void as_handle(void *state, rt_msg *m)
         break;
     case RT_MSG_DOWN: {
         const rt_down_info *d = m->data;
+        if (d->ref == st->mon && handover(st, d->pid))
+            break;
         if (d->ref == st->mon) {
             /* its owner ended: nobody to tell; close it gracefully */
             end_locally(st);

@@ -372,6 +372,25 @@ static void reply_int(const rt_msg *m, int rc)
     rt_reply(m, &rc, sizeof rc);
 }
 
+/* Publish the owners (see ep_ent.owners). */
+static void publish_owners(struct ep_st *st)
+{
+    rt_pid *v = NULL;
+    if (st->nowners) {
+        v = malloc(st->nowners * sizeof *v);
+        if (v == NULL)
+            return; /* the old list stays: a handover may pick a gone owner, and skip it */
+        for (unsigned i = 0; i < st->nowners; i++)
+            v[i] = st->owners[i].pid;
+    }
+    pthread_rwlock_wrlock(&es__g.lock);
+    rt_pid *old = st->ent->owners;
+    st->ent->owners = v;
+    st->ent->nowners = st->nowners;
+    pthread_rwlock_unlock(&es__g.lock);
+    free(old);
+}
+
 static void reg_owner(struct ep_st *st, const rt_msg *m)
 {
     const struct reg_req *r = m->data;
@@ -392,6 +411,7 @@ static void reg_owner(struct ep_st *st, const rt_msg *m)
         return;
     }
     st->owners[st->nowners++] = (struct owner){r->owner, r->accept, r->arg, mon};
+    publish_owners(st);
     reply_int(m, 0);
     /* what waited for a first owner */
     while (st->npend) {
@@ -406,6 +426,7 @@ static void remove_owner(struct ep_st *st, unsigned i)
 {
     memmove(&st->owners[i], &st->owners[i + 1], (st->nowners - i - 1) * sizeof *st->owners);
     st->nowners--;
+    publish_owners(st);
 }
 
 static void unreg_owner(struct ep_st *st, const rt_msg *m)
@@ -605,7 +626,11 @@ static void ep_terminate(void *state, int reason)
     st->ent->used = false;
     st->ent->ready = false;
     st->ent->fd = -1;
+    rt_pid *owners = st->ent->owners;
+    st->ent->owners = NULL;
+    st->ent->nowners = 0;
     pthread_rwlock_unlock(&es__g.lock);
+    free(owners);
     /* the socket is owned: the runtime closes it, which aborts whatever
      * association is still on it */
 }

@@ -87,6 +87,10 @@ struct ep_ent {
     rt_pid pid;
     esock_ep_opts opts; /* with the defaults filled in; port: the real one */
     int fd;
+    /* its owners, oldest first, as its process last published them (for
+     * an association handing itself over when its owner ends) */
+    rt_pid *owners;
+    unsigned nowners;
 };
 
 /* The library's global state. */

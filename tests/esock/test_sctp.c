@@ -372,7 +372,6 @@ static void owners_body(void *arg)
     rt_msg *m2 = wait_tag(ESOCK_MSG_ASSOC_UP);
     esock_assoc s = esock_up_of(m1)->assoc.id == c.id ? esock_up_of(m2)->assoc
                                                       : esock_up_of(m1)->assoc;
-    CHECK(m1->from.id == o1.id || m2->from.id == o1.id || true);
     rt_msg_free(m1);
     rt_msg_free(m2);
     esock_assoc_info info;
@@ -1194,5 +1193,77 @@ Test(esock_sctp, streaming_never_stalls_two_schedulers, .timeout = 200)
 {
     es_start();
     run(streaming_body, NULL);
+    es_stop();
+}
+
+/* ---- handover to the next owner; ends from the server's side ------------------------------------- */
+
+static void handover_body(void *arg)
+{
+    esock_ep_opts so = {.naddrs = 1, .handover = true};
+    esock_addr_parse("127.0.0.1", 0, &so.addrs[0]);
+    esock_ep sep, cep = ep_on("127.0.0.1", 0);
+    CHECK_RC(esock_ep_create(&so, &sep), 0);
+    rt_pid me = rt_self(), o1;
+    CHECK_RC(rt_spawn(other_owner, &me, NULL, &o1), 0);
+    /* me is the older owner, o1 the newer: o1 gets the association */
+    CHECK_RC(esock_owner_register(sep, me, NULL, NULL), 0);
+    CHECK_RC(esock_owner_register(sep, o1, NULL, NULL), 0);
+    esock_addr ra;
+    esock_addr_parse("127.0.0.1", 0, &ra);
+    esock_assoc c;
+    CHECK_RC(esock_assoc_create(cep, &ra, 1, (uint16_t)esock_ep_port(sep), NULL, &c), 0);
+    rt_msg_free(wait_for(ESOCK_MSG_ASSOC_UP, c));
+    rt_msg *m = wait_tag(ESOCK_MSG_ASSOC_UP); /* forwarded by o1 */
+    esock_assoc s = esock_up_of(m)->assoc;
+    CHECK(!esock_up_of(m)->handed_over);
+    rt_msg_free(m);
+    esock_assoc_info info;
+    CHECK_RC(esock_assoc_status(s, &info), 0);
+    CHECK(info.owner.id == o1.id);
+    /* o1 ends: the association is handed to me, and stays up */
+    rt_send(o1, 1, NULL, 0);
+    m = wait_for(ESOCK_MSG_ASSOC_UP, s);
+    CHECK(esock_up_of(m)->handed_over && esock_up_of(m)->peer.port == esock_ep_port(cep));
+    rt_msg_free(m);
+    CHECK_RC(esock_assoc_status(s, &info), 0);
+    CHECK(info.owner.id == me.id && info.state == ESOCK_ASSOC_UP);
+    CHECK_RC(esock_send(c, 4, 44, 0, "still here", 10, NULL), 0);
+    m = wait_for(ESOCK_MSG_DATA, s);
+    CHECK(esock_data_of(m)->ppid == 44 && esock_data_of(m)->len == 10);
+    rt_msg_free(m);
+    CHECK(rt_receive_tag(ESOCK_MSG_ASSOC_DOWN, 100, &m) == -ETIMEDOUT); /* nobody went down */
+
+    /* a graceful shutdown from the server's side: both told */
+    CHECK_RC(esock_assoc_shutdown(s), 0);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, s);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN);
+    rt_msg_free(m);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, c);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN);
+    rt_msg_free(m);
+    /* and an abort from the server's side */
+    CHECK_RC(esock_assoc_create(cep, &ra, 1, (uint16_t)esock_ep_port(sep), NULL, &c), 0);
+    rt_msg_free(wait_for(ESOCK_MSG_ASSOC_UP, c));
+    m = wait_tag(ESOCK_MSG_ASSOC_UP);
+    s = esock_up_of(m)->assoc;
+    rt_msg_free(m);
+    CHECK_RC(esock_assoc_abort(s), 0);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, s);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_ABORT);
+    rt_msg_free(m);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, c);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_ABORT);
+    rt_msg_free(m);
+    CHECK_RC(esock_assoc_abort(s), ESOCK_ECLOSED);
+    CHECK_RC(esock_ep_close(cep), 0);
+    CHECK_RC(esock_ep_close(sep), 0);
+    rt_msg_free(wait_tag(ESOCK_MSG_EP_DOWN));
+}
+
+Test(esock_sctp, handover_to_the_next_owner_and_ends_from_the_server_side)
+{
+    es_start();
+    run(handover_body, NULL);
     es_stop();
 }

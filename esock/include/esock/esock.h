@@ -134,6 +134,10 @@ typedef struct esock_ep_opts {
     int backlog;                         /* 0: 128 */
     size_t send_hiwat;                   /* bytes queued per association before
                                             ESOCK_EWOULDBLOCK; 0: 4 MiB */
+    bool handover;                       /* when an association's owner ends, hand
+                                            it to the endpoint's newest live owner
+                                            (ESOCK_MSG_ASSOC_UP with handed_over)
+                                            instead of closing it */
     /* Failure detection, for every association of the endpoint; 0: the
      * kernel's default (net.sctp.*). Signalling links usually want them
      * shorter than the defaults (RTO 3 s/1 s/60 s, heartbeat 30 s, 5 path
@@ -293,6 +297,8 @@ typedef struct esock_up {
     esock_assoc assoc;
     esock_ep ep;
     esock_peer peer;
+    bool handed_over; /* up for a while: its owner ended and it is yours now
+                         (esock_ep_opts.handover) */
 } esock_up;
 
 enum esock_down_reason {
