@@ -1267,3 +1267,64 @@ Test(esock_sctp, handover_to_the_next_owner_and_ends_from_the_server_side)
     run(handover_body, NULL);
     es_stop();
 }
+
+/* ---- what was never sent comes back ------------------------------------------------------------------- */
+
+static void handback_body(void *arg)
+{
+    rt_pid self = rt_self(), slow;
+    CHECK_RC(rt_spawn(slow_owner, &self, NULL, &slow), 0);
+    esock_ep sep = ep_on("0.0.0.0", 0); /* the wildcard: every local address */
+    CHECK_RC(esock_owner_register(sep, slow, NULL, NULL), 0);
+    esock_ep_opts co = {.naddrs = 1, .sndbuf = 65536, .send_hiwat = 64 * 1024};
+    esock_addr_parse("127.0.0.1", 0, &co.addrs[0]);
+    esock_ep cep;
+    CHECK_RC(esock_ep_create(&co, &cep), 0);
+    esock_addr ra;
+    esock_addr_parse("127.0.0.1", 0, &ra);
+    esock_assoc c;
+    CHECK_RC(esock_assoc_create(cep, &ra, 1, (uint16_t)esock_ep_port(sep), NULL, &c), 0);
+    rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_UP));
+    unsigned char msg[1024];
+    memset(msg, 0x5a, sizeof msg);
+    uint32_t seq = 0;
+    int rc;
+    while ((rc = esock_send(c, 1, 6, 0, (memcpy(msg, &seq, sizeof seq), msg), sizeof msg,
+                            &(esock_send_opts){.context = seq})) == 0) {
+        seq++;
+        CHECK(seq < (1u << 20));
+    }
+    CHECK_RC(rc, ESOCK_EWOULDBLOCK);
+    esock_assoc_info info;
+    CHECK_RC(esock_assoc_status(c, &info), 0);
+    CHECK(info.queued > 0 && info.queued % sizeof msg == 0);
+    uint32_t queued = (uint32_t)(info.queued / sizeof msg);
+    /* abort: everything still in esock's queue is handed back, in order */
+    CHECK_RC(esock_assoc_abort(c), 0);
+    rt_msg *m = wait_for(ESOCK_MSG_ASSOC_DOWN, c);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_ABORT);
+    rt_msg_free(m);
+    uint32_t first = seq - queued;
+    for (uint32_t i = 0; i < queued; i++) {
+        m = wait_tag(ESOCK_MSG_SEND_FAILED);
+        const esock_send_failed *f = esock_send_failed_of(m);
+        uint32_t v;
+        memcpy(&v, f->data, sizeof v);
+        CHECK(f->assoc.id == c.id && f->error == ESOCK_ECLOSED && f->len == sizeof msg);
+        CHECK(f->stream == 1 && f->ppid == 6 && v == first + i && f->context == first + i);
+        CHECK(memcmp((const char *)f->data + 4, msg + 4, sizeof msg - 4) == 0);
+        rt_msg_free(m);
+    }
+    rt_send(slow, TAG_GO, NULL, 0);
+    CHECK_RC(esock_ep_close(cep), 0);
+    CHECK_RC(esock_ep_close(sep), 0);
+    while (rt_receive(200, &m) == 0)
+        rt_msg_free(m);
+}
+
+Test(esock_sctp, unsent_messages_are_handed_back)
+{
+    es_start();
+    run(handback_body, NULL);
+    es_stop();
+}
