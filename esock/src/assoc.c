@@ -34,6 +34,9 @@ struct as_st {
     bool down_sent;
     bool shutdown_pending; /* graceful shutdown once the queue is empty */
     bool local_end;        /* its own side is ending it: no reconnection */
+    bool aborting;         /* its ABORT is on its way: COMM_LOST will say so */
+    bool ending;           /* ended: reading what is left, then stop */
+    int end_reason, end_error;
     /* reconnection (esock_assoc_create with esock_reconnect) */
     rt_pid ep_pid;
     struct es_connect conn;
@@ -44,6 +47,7 @@ struct as_st {
     /* a message the kernel hands over in parts */
     unsigned char *rbuf;
     size_t rlen, rcap;
+    bool rnotif; /* what is gathered is a notification */
     struct sctp_rcvinfo rinfo;
 };
 
@@ -69,9 +73,11 @@ static void close_socket(struct as_st *st, bool abort, bool final)
         rt_io_cancel(st->preq);
     /* and whatever they still deliver is not for the socket to come */
     st->rreq = st->preq = 0;
+    st->ending = false;
     st->reading = st->polling = false;
     st->shutdown_pending = false;
     st->rlen = 0;
+    st->rnotif = false;
     pthread_mutex_lock(&a->lock);
     a->state = final ? ESOCK_ASSOC_CLOSED : ESOCK_ASSOC_CONNECTING;
     int fd = a->fd;
@@ -95,7 +101,7 @@ static void close_socket(struct as_st *st, bool abort, bool final)
         rt_msg *m = rt_msg_alloc(ESOCK_MSG_SEND_FAILED, sizeof(esock_send_failed) + q->len);
         if (m) {
             esock_send_failed f = {st->h, ESOCK_ECLOSED, q->stream, q->ppid, q->context, q->len,
-                                   (char *)m->data + sizeof(esock_send_failed)};
+                                   (char *)m->data + sizeof(esock_send_failed), false};
             memcpy(m->data, &f, sizeof f);
             memcpy((char *)m->data + sizeof f, q->data, q->len);
             if (rt_forward(st->owner, m) < 0)
@@ -357,6 +363,23 @@ static int path_state(int s)
 #define SCTP_ERROR_USER_ABORT 12
 #endif
 
+/* The association has ended (its last notification): what the kernel
+ * queued behind it (SEND_FAILED for what it still held) is still to be
+ * read. Stop the receive and end once its last completion is in: those
+ * come in order before it. */
+static void ending(struct as_st *st, int reason, int error)
+{
+    if (!st->reading || st->ending) {
+        if (!st->ending)
+            stop(st, reason, error, false);
+        return;
+    }
+    st->ending = true;
+    st->end_reason = reason;
+    st->end_error = error;
+    rt_io_cancel(st->rreq);
+}
+
 static void notification(struct as_st *st, const void *p, size_t len)
 {
     const union sctp_notification *n = p;
@@ -371,12 +394,15 @@ static void notification(struct as_st *st, const void *p, size_t len)
              * the wire (network order); a user-initiated one is the peer
              * aborting, anything else a lost association */
             int cause = ntohs(sac->sac_error);
-            stop(st, cause == SCTP_ERROR_USER_ABORT ? ESOCK_DOWN_ABORT : ESOCK_DOWN_COMM_LOST,
-                 cause, false);
+            if (st->aborting) /* ours */
+                ending(st, ESOCK_DOWN_ABORT, 0);
+            else
+                ending(st, cause == SCTP_ERROR_USER_ABORT ? ESOCK_DOWN_ABORT : ESOCK_DOWN_COMM_LOST,
+                       cause);
             break;
         }
         case SCTP_SHUTDOWN_COMP:
-            stop(st, ESOCK_DOWN_SHUTDOWN, 0, false);
+            ending(st, ESOCK_DOWN_SHUTDOWN, 0);
             break;
         case SCTP_RESTART: {
             /* the peer restarted: the old association's state is gone,
@@ -413,7 +439,8 @@ static void notification(struct as_st *st, const void *p, size_t len)
                                ntohl(sf->ssf_info.sinfo_ppid),
                                sf->ssf_info.sinfo_context,
                                dl,
-                               (char *)m->data + sizeof f};
+                               (char *)m->data + sizeof f,
+                               (sf->ssf_flags & SCTP_DATA_SENT) != 0};
         memcpy(m->data, &f, sizeof f);
         memcpy((char *)m->data + sizeof f, sf->ssf_data, dl);
         if (rt_forward(st->owner, m) < 0)
@@ -439,6 +466,14 @@ static void on_recv(struct as_st *st, rt_msg *m, const rt_io_result *r)
 {
     if (!(r->flags & RT_IO_F_MORE))
         st->reading = false;
+    if (st->ending && !st->reading) {
+        /* the last completion of the receive: what it carries, then the end */
+        if (r->res > 0 && (r->msg_flags & MSG_NOTIFICATION) && (r->msg_flags & MSG_EOR))
+            notification(st, m->data, m->size);
+        st->ending = false;
+        stop(st, st->end_reason, st->end_error, false);
+        return;
+    }
     if (r->res < 0) {
         if (r->res == -ECANCELED)
             return;
@@ -450,7 +485,20 @@ static void on_recv(struct as_st *st, rt_msg *m, const rt_io_result *r)
         return;
     }
     if (r->msg_flags & MSG_NOTIFICATION) {
-        notification(st, m->data, m->size);
+        /* a notification can come in parts too (a SEND_FAILED carries the
+         * payload it hands back) */
+        if (!(r->msg_flags & MSG_EOR)) {
+            st->rnotif = true;
+            if (!gather(st, m->data, m->size))
+                stop(st, ESOCK_DOWN_CRASH, -ENOMEM, true);
+        } else if (st->rlen && st->rnotif) {
+            if (gather(st, m->data, m->size))
+                notification(st, st->rbuf, st->rlen);
+            st->rlen = 0;
+            st->rnotif = false;
+        } else {
+            notification(st, m->data, m->size);
+        }
     } else if (r->res == 0 && !(r->msg_flags & MSG_EOR)) {
         /* end of stream: the association is gone (its notification, when
          * there is one, came first) */
@@ -480,7 +528,7 @@ static void on_recv(struct as_st *st, rt_msg *m, const rt_io_result *r)
                 stop(st, ESOCK_DOWN_CRASH, -ENOMEM, true);
         }
     }
-    if (!st->reading && st->fd >= 0 && !st->down_sent)
+    if (!st->reading && st->fd >= 0 && !st->down_sent && !st->ending)
         arm_recv(st);
 }
 
@@ -563,7 +611,7 @@ int es__send_locked(struct as_ent *a, uint16_t stream, uint32_t ppid, unsigned f
 /* A graceful SHUTDOWN. A peeled-off socket is one-to-many in style, where
  * shutdown(2) does nothing: it is an empty message with SCTP_EOF. The
  * owner hears of the end from the SHUTDOWN_COMP notification. */
-static void begin_shutdown(struct as_st *st)
+static int send_flag(struct as_st *st, uint16_t flag)
 {
     char cbuf[CMSG_SPACE(sizeof(struct sctp_sndrcvinfo))];
     memset(cbuf, 0, sizeof cbuf);
@@ -572,9 +620,15 @@ static void begin_shutdown(struct as_st *st)
     c->cmsg_level = IPPROTO_SCTP;
     c->cmsg_type = SCTP_SNDRCV;
     c->cmsg_len = CMSG_LEN(sizeof(struct sctp_sndrcvinfo));
-    ((struct sctp_sndrcvinfo *)CMSG_DATA(c))->sinfo_flags = SCTP_EOF;
-    if (sendmsg(st->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-        stop(st, ESOCK_DOWN_SHUTDOWN, -errno, true);
+    ((struct sctp_sndrcvinfo *)CMSG_DATA(c))->sinfo_flags = flag;
+    return sendmsg(st->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
+static void begin_shutdown(struct as_st *st)
+{
+    int rc = send_flag(st, SCTP_EOF);
+    if (rc < 0)
+        stop(st, ESOCK_DOWN_SHUTDOWN, rc, true);
 }
 
 /* The socket is writable: drain the queue. */
@@ -714,6 +768,13 @@ static void as_handle(void *state, rt_msg *m)
         break;
     case ES_AS_ABORT:
         end_locally(st);
+        /* an ABORT through the socket, not a close: the kernel then hands
+         * back what it still held (SCTP_SEND_FAILED, before COMM_LOST), and
+         * the owner gets those first, then esock's own queue */
+        if (st->fd >= 0 && !st->aborting && send_flag(st, SCTP_ABORT) == 0) {
+            st->aborting = true;
+            break;
+        }
         stop(st, ESOCK_DOWN_ABORT, 0, true);
         break;
     case ES_AS_KICK:

@@ -1270,11 +1270,46 @@ Test(esock_sctp, handover_to_the_next_owner_and_ends_from_the_server_side)
 
 /* ---- what was never sent comes back ------------------------------------------------------------------- */
 
+/* An owner that reads nothing until TAG_GO, then counts what it got (in
+ * order) until the association goes down, and tells `test` the count. */
+static void counting_owner(void *arg)
+{
+    rt_pid test = *(rt_pid *)arg;
+    rt_msg *m;
+    if (rt_receive_tag(TAG_GO, 30000, &m) != 0)
+        rt_exit_self(-ETIMEDOUT);
+    rt_msg_free(m);
+    uint32_t got = 0;
+    for (;;) {
+        if (rt_receive(10000, &m) != 0)
+            rt_exit_self(-ETIMEDOUT);
+        const esock_data *d = esock_data_of(m);
+        if (d) {
+            uint32_t v;
+            memcpy(&v, d->data, sizeof v);
+            if (v != got)
+                rt_exit_self(-EPROTO);
+            got++;
+        }
+        bool down = esock_down_of(m) != NULL;
+        rt_msg_free(m);
+        if (down)
+            break;
+    }
+    rt_send(test, TAG_GO, &got, sizeof got);
+}
+
 static void handback_body(void *arg)
 {
     rt_pid self = rt_self(), slow;
-    CHECK_RC(rt_spawn(slow_owner, &self, NULL, &slow), 0);
-    esock_ep sep = ep_on("0.0.0.0", 0); /* the wildcard: every local address */
+    CHECK_RC(rt_spawn(counting_owner, &self, NULL, &slow), 0);
+    /* the wildcard (every local address), and a small receive buffer: the
+     * window closes soon once the owner stops taking, so the client's
+     * kernel is left holding messages it cannot send */
+    esock_ep_opts so = {.naddrs = 1, .rcvbuf = 32768};
+    esock_addr_parse("0.0.0.0", 0, &so.addrs[0]);
+    esock_ep sep;
+    CHECK_RC(esock_ep_create(&so, &sep), 0);
     CHECK_RC(esock_owner_register(sep, slow, NULL, NULL), 0);
     esock_ep_opts co = {.naddrs = 1, .sndbuf = 65536, .send_hiwat = 64 * 1024};
     esock_addr_parse("127.0.0.1", 0, &co.addrs[0]);
@@ -1298,24 +1333,42 @@ static void handback_body(void *arg)
     esock_assoc_info info;
     CHECK_RC(esock_assoc_status(c, &info), 0);
     CHECK(info.queued > 0 && info.queued % sizeof msg == 0);
-    uint32_t queued = (uint32_t)(info.queued / sizeof msg);
-    /* abort: everything still in esock's queue is handed back, in order */
+    /* abort: what the kernel still held and what waited in esock's queue
+     * come back, oldest first, and continue where the peer's part ends */
     CHECK_RC(esock_assoc_abort(c), 0);
     rt_msg *m = wait_for(ESOCK_MSG_ASSOC_DOWN, c);
     CHECK(esock_down_of(m)->reason == ESOCK_DOWN_ABORT);
     rt_msg_free(m);
-    uint32_t first = seq - queued;
-    for (uint32_t i = 0; i < queued; i++) {
-        m = wait_tag(ESOCK_MSG_SEND_FAILED);
+    uint32_t nfailed = 0, first = 0, from_queue = 0, on_wire = 0;
+    while (rt_receive_tag(ESOCK_MSG_SEND_FAILED, 500, &m) == 0) {
         const esock_send_failed *f = esock_send_failed_of(m);
         uint32_t v;
         memcpy(&v, f->data, sizeof v);
-        CHECK(f->assoc.id == c.id && f->error == ESOCK_ECLOSED && f->len == sizeof msg);
-        CHECK(f->stream == 1 && f->ppid == 6 && v == first + i && f->context == first + i);
+        if (nfailed == 0)
+            first = v;
+        CHECK(f->assoc.id == c.id && f->len == sizeof msg && f->stream == 1 && f->ppid == 6);
+        CHECK(v == first + nfailed && f->context == v);
         CHECK(memcmp((const char *)f->data + 4, msg + 4, sizeof msg - 4) == 0);
+        from_queue += f->error == ESOCK_ECLOSED;
+        CHECK(!f->on_wire || nfailed == on_wire); /* the transmitted ones come first */
+        on_wire += f->on_wire;
+        nfailed++;
         rt_msg_free(m);
     }
+    CHECK(from_queue == info.queued / sizeof msg);
+    CHECK(nfailed > from_queue); /* the kernel's too */
+    CHECK(first + nfailed == seq);
     rt_send(slow, TAG_GO, NULL, 0);
+    m = wait_tag(TAG_GO);
+    uint32_t got;
+    memcpy(&got, m->data, sizeof got);
+    rt_msg_free(m);
+    /* the peer has all before the first handed back, perhaps some that
+     * were on the wire, and none that never were */
+    if (got < first || got > first + on_wire)
+        fprintf(stderr, "peer got %u, first handed back %u (%u on the wire), sent %u\n", got,
+                first, on_wire, seq);
+    CHECK(got >= first && got <= first + on_wire);
     CHECK_RC(esock_ep_close(cep), 0);
     CHECK_RC(esock_ep_close(sep), 0);
     while (rt_receive(200, &m) == 0)

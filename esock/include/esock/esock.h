@@ -348,9 +348,13 @@ typedef struct esock_path {
     int error;
 } esock_path;
 
-/* ESOCK_MSG_SEND_FAILED: a message the kernel could not deliver (its
- * lifetime ran out, or the association ended with it unsent); the payload
- * is handed back. */
+/* ESOCK_MSG_SEND_FAILED: a message that was not delivered, its payload
+ * handed back: its lifetime ran out, or the association ended before it was
+ * acknowledged. Oldest first: what the kernel held (error: the kernel's,
+ * e.g. ECONNABORTED; `on_wire` when it had been transmitted, so the peer may
+ * have it after all), then what waited in esock's own queue (error
+ * ESOCK_ECLOSED, never on the wire). A message the kernel had split into
+ * chunks comes back a chunk at a time. */
 typedef struct esock_send_failed {
     esock_assoc assoc;
     int error;
@@ -359,6 +363,7 @@ typedef struct esock_send_failed {
     uint32_t context;
     size_t len;
     const void *data;
+    bool on_wire;
 } esock_send_failed;
 
 typedef struct esock_ep_down {
