@@ -1,11 +1,11 @@
 /* assoc.c: the association process (a callback actor linked to its
  * endpoint) and the send path.
  *
- * The process owns the association's one-to-one socket, receives from it
- * with a multishot recvmsg into the runtime's provided buffers, and turns
- * each completion into an owner message: a whole message is handed over in
- * the kernel's buffer itself (no copy), one delivered in parts is gathered
- * first; notifications become typed messages.
+ * The process owns the association's one-to-one socket, waits for it to be
+ * readable (a multishot poll on its scheduler's ring), reads it with
+ * recvmsg(2) until it is empty and turns each message into an owner
+ * message: data (gathered first when the kernel hands it over in parts),
+ * notifications as typed messages. See "Receiving" below.
  *
  * Sending does not go through the process: esock_send writes to the socket
  * from the caller's thread (one system call, under the association's
@@ -36,6 +36,8 @@ struct as_st {
     bool local_end;        /* its own side is ending it: no reconnection */
     bool aborting;         /* its ABORT is on its way: COMM_LOST will say so */
     bool ending;           /* ended: reading what is left, then stop */
+    bool read_pending;     /* an ES_AS_READ to itself is on its way */
+    size_t guess;          /* the size of the last message read */
     int end_reason, end_error;
     /* reconnection (esock_assoc_create with esock_reconnect) */
     rt_pid ep_pid;
@@ -192,9 +194,10 @@ static void arm_recv(struct as_st *st)
 {
     if (st->reading || st->fd < 0)
         return;
-    struct msghdr tmpl = {.msg_namelen = 0,
-                          .msg_controllen = CMSG_SPACE(sizeof(struct sctp_rcvinfo))};
-    int rc = rt_io_recvmsg(st->fd, &tmpl, 0, RT_IO_MULTISHOT | RT_IO_BUFSEL, &st->rreq);
+    /* readiness, then recvmsg(2) from here until the socket is empty: see
+     * the top of "receiving" below for why not a multishot recvmsg into
+     * the runtime's provided buffers */
+    int rc = rt_io_poll(st->fd, POLLIN, RT_IO_MULTISHOT, &st->rreq);
     if (rc < 0)
         stop(st, ESOCK_DOWN_CRASH, rc, true);
     else
@@ -288,40 +291,6 @@ static void as_terminate(void *state, int reason)
 
 /* ---- receiving ------------------------------------------------------------------------------------- */
 
-static void deliver(struct as_st *st, rt_msg *iom, const struct sctp_rcvinfo *ri)
-{
-    esock_data d = {
-        .assoc = st->h,
-        .ep = st->ep,
-        .stream = ri->rcv_sid,
-        .flags = (ri->rcv_flags & SCTP_UNORDERED) ? ESOCK_UNORDERED : 0,
-        .ppid = ntohl(ri->rcv_ppid),
-        .context = ri->rcv_context,
-        .tsn = ri->rcv_tsn,
-    };
-    rt_msg *m = rt_msg_alloc(ESOCK_MSG_DATA, sizeof d);
-    if (m == NULL)
-        return;
-    if (st->rlen == 0) {
-        /* the whole message in the kernel's buffer: lend it on */
-        d.len = iom->size;
-        d.data = iom->data;
-        if (rt_msg_adopt(m, iom) < 0) {
-            rt_msg_free(m);
-            return;
-        }
-    } else {
-        d.len = st->rlen;
-        d.data = st->rbuf;
-        rt_msg_lend(m, st->rbuf, free);
-        st->rbuf = NULL;
-        st->rlen = st->rcap = 0;
-    }
-    memcpy(m->data, &d, sizeof d);
-    if (rt_forward(st->owner, m) < 0)
-        rt_msg_free(m);
-}
-
 static bool gather(struct as_st *st, const void *p, size_t n)
 {
     if (st->rlen + n > st->rcap) {
@@ -369,15 +338,11 @@ static int path_state(int s)
  * come in order before it. */
 static void ending(struct as_st *st, int reason, int error)
 {
-    if (!st->reading || st->ending) {
-        if (!st->ending)
-            stop(st, reason, error, false);
+    if (st->ending)
         return;
-    }
     st->ending = true;
     st->end_reason = reason;
     st->end_error = error;
-    rt_io_cancel(st->rreq);
 }
 
 static void notification(struct as_st *st, const void *p, size_t len)
@@ -462,73 +427,237 @@ static void notification(struct as_st *st, const void *p, size_t len)
     }
 }
 
-static void on_recv(struct as_st *st, rt_msg *m, const rt_io_result *r)
+/* Receiving.
+ *
+ * The association waits for readiness (a multishot poll on the ring) and
+ * then reads with recvmsg(2) until the socket is empty, a message straight
+ * into the message its owner gets. Not a multishot recvmsg into the
+ * runtime's provided buffers, for two reasons found under load: Debian
+ * 12's kernel (6.1) loses provided buffers with multishot recvmsg (the
+ * ring reports ENOBUFS with every buffer back in it, and every receive of
+ * the scheduler stops for good; liburing issue #778), and one slow owner
+ * holding buffers would stop every other association of its scheduler,
+ * since they share the ring. A read here costs one system call, as a
+ * blocking reader's does, and the owner's message is sized to what came.
+ */
+
+#define ES_READ_BUDGET 64   /* messages per turn before the others get theirs */
+#define ES_SCRATCH (256u << 10)
+
+static _Thread_local unsigned char *es_scratch; /* per scheduler thread */
+
+static pthread_key_t es_scratch_key;
+static pthread_once_t es_scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_key_init(void)
 {
-    if (!(r->flags & RT_IO_F_MORE))
-        st->reading = false;
-    if (st->ending && !st->reading) {
-        /* the last completion of the receive: what it carries, then the end */
-        if (r->res > 0 && (r->msg_flags & MSG_NOTIFICATION) && (r->msg_flags & MSG_EOR))
-            notification(st, m->data, m->size);
-        st->ending = false;
-        stop(st, st->end_reason, st->end_error, false);
-        return;
-    }
-    if (r->res < 0) {
-        if (r->res == -ECANCELED)
-            return;
-        if (r->res == -ENOBUFS) {
-            arm_recv(st);
-            return;
+    /* the buffer is freed when its thread ends */
+    if (pthread_key_create(&es_scratch_key, free) != 0)
+        abort();
+}
+
+static unsigned char *scratch(void)
+{
+    if (es_scratch == NULL) {
+        pthread_once(&es_scratch_once, scratch_key_init);
+        es_scratch = malloc(ES_SCRATCH);
+        if (es_scratch != NULL && pthread_setspecific(es_scratch_key, es_scratch) != 0) {
+            free(es_scratch);
+            es_scratch = NULL;
         }
-        stop(st, ESOCK_DOWN_COMM_LOST, r->res, true);
-        return;
     }
-    if (r->msg_flags & MSG_NOTIFICATION) {
+    return es_scratch;
+}
+
+static void deliver(struct as_st *st, const struct sctp_rcvinfo *ri, const void *p, size_t n)
+{
+    esock_data d = {
+        .assoc = st->h,
+        .ep = st->ep,
+        .stream = ri->rcv_sid,
+        .flags = (ri->rcv_flags & SCTP_UNORDERED) ? ESOCK_UNORDERED : 0,
+        .ppid = ntohl(ri->rcv_ppid),
+        .context = ri->rcv_context,
+        .tsn = ri->rcv_tsn,
+    };
+    rt_msg *m;
+    if (st->rlen == 0) {
+        m = rt_msg_alloc(ESOCK_MSG_DATA, sizeof d + n);
+        if (m == NULL)
+            return;
+        d.len = n;
+        d.data = (char *)m->data + sizeof d;
+        memcpy((char *)m->data + sizeof d, p, n);
+    } else {
+        /* gathered from parts: the gathering buffer goes with it */
+        m = rt_msg_alloc(ESOCK_MSG_DATA, sizeof d);
+        if (m == NULL)
+            return;
+        d.len = st->rlen;
+        d.data = st->rbuf;
+        rt_msg_lend(m, st->rbuf, free);
+        st->rbuf = NULL;
+        st->rlen = st->rcap = 0;
+    }
+    memcpy(m->data, &d, sizeof d);
+    if (rt_forward(st->owner, m) < 0)
+        rt_msg_free(m);
+}
+
+/* Messages up to this size are read into a scratch buffer and copied into
+ * a message of their size; when the last message was larger, the next is
+ * read straight into a message of that size (no copy: bulk flows). */
+#define ES_COPY_MAX 2048u
+
+static esock_data data_head(struct as_st *st, const struct sctp_rcvinfo *ri)
+{
+    return (esock_data){
+        .assoc = st->h,
+        .ep = st->ep,
+        .stream = ri->rcv_sid,
+        .flags = (ri->rcv_flags & SCTP_UNORDERED) ? ESOCK_UNORDERED : 0,
+        .ppid = ntohl(ri->rcv_ppid),
+        .context = ri->rcv_context,
+        .tsn = ri->rcv_tsn,
+    };
+}
+
+/* One recvmsg. Returns 1 (something read), 0 (the socket is empty), -1
+ * (the association ended meanwhile). */
+static int read_one(struct as_st *st)
+{
+    rt_msg *dm = NULL; /* the owner's message, read into directly */
+    unsigned char *buf;
+    size_t cap;
+    if (st->rlen == 0 && st->guess > ES_COPY_MAX &&
+        (dm = rt_msg_alloc(ESOCK_MSG_DATA, sizeof(esock_data) + st->guess)) != NULL) {
+        buf = (unsigned char *)dm->data + sizeof(esock_data);
+        cap = st->guess;
+    } else {
+        buf = scratch();
+        cap = ES_SCRATCH;
+        if (buf == NULL) {
+            stop(st, ESOCK_DOWN_CRASH, -ENOMEM, true);
+            return -1;
+        }
+    }
+    char cbuf[CMSG_SPACE(sizeof(struct sctp_rcvinfo))];
+    struct iovec iov = {buf, cap};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                        .msg_controllen = sizeof cbuf};
+    ssize_t n = recvmsg(st->fd, &mh, MSG_DONTWAIT);
+    if (n < 0) {
+        int e = errno;
+        rt_msg_free(dm);
+        /* once it has ended, the socket says so in its own way (ENOTCONN):
+         * all there was has been read */
+        if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR || st->ending)
+            return 0;
+        stop(st, ESOCK_DOWN_COMM_LOST, -e, true);
+        return -1;
+    }
+    bool eor = (mh.msg_flags & MSG_EOR) != 0;
+    if (mh.msg_flags & MSG_NOTIFICATION) {
         /* a notification can come in parts too (a SEND_FAILED carries the
          * payload it hands back) */
-        if (!(r->msg_flags & MSG_EOR)) {
+        int rc = 1;
+        if (!eor) {
             st->rnotif = true;
-            if (!gather(st, m->data, m->size))
+            if (!gather(st, buf, (size_t)n)) {
                 stop(st, ESOCK_DOWN_CRASH, -ENOMEM, true);
+                rc = -1;
+            }
         } else if (st->rlen && st->rnotif) {
-            if (gather(st, m->data, m->size))
+            if (gather(st, buf, (size_t)n))
                 notification(st, st->rbuf, st->rlen);
             st->rlen = 0;
             st->rnotif = false;
         } else {
-            notification(st, m->data, m->size);
+            notification(st, buf, (size_t)n);
         }
-    } else if (r->res == 0 && !(r->msg_flags & MSG_EOR)) {
+        rt_msg_free(dm);
+        return rc < 0 || st->fd < 0 ? -1 : 1;
+    }
+    if (n == 0 && !eor) {
         /* end of stream: the association is gone (its notification, when
          * there is one, came first) */
+        rt_msg_free(dm);
         stop(st, ESOCK_DOWN_SHUTDOWN, 0, false);
-        return;
-    } else {
-        struct sctp_rcvinfo ri;
-        memset(&ri, 0, sizeof ri);
-        struct msghdr mh = {.msg_control = r->control, .msg_controllen = r->controllen};
-        for (struct cmsghdr *c = r->control ? CMSG_FIRSTHDR(&mh) : NULL; c;
-             c = CMSG_NXTHDR(&mh, c)) {
-            if (c->cmsg_level == IPPROTO_SCTP && c->cmsg_type == SCTP_RCVINFO)
-                memcpy(&ri, CMSG_DATA(c), sizeof ri);
-        }
-        if (r->msg_flags & MSG_EOR) {
-            if (st->rlen == 0) {
-                deliver(st, m, &ri);
-            } else if (gather(st, m->data, m->size)) {
-                deliver(st, m, &st->rinfo);
-            } else {
-                st->rlen = 0;
-            }
+        return -1;
+    }
+    struct sctp_rcvinfo ri;
+    memset(&ri, 0, sizeof ri);
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+        if (c->cmsg_level == IPPROTO_SCTP && c->cmsg_type == SCTP_RCVINFO)
+            memcpy(&ri, CMSG_DATA(c), sizeof ri);
+    if (eor && st->rlen == 0) {
+        st->guess = (size_t)n;
+        if (dm != NULL) {
+            esock_data d = data_head(st, &ri);
+            d.len = (size_t)n;
+            d.data = buf;
+            memcpy(dm->data, &d, sizeof d);
+            dm->size = (uint32_t)(sizeof d + (size_t)n);
+            if (rt_forward(st->owner, dm) < 0)
+                rt_msg_free(dm);
         } else {
-            if (st->rlen == 0)
-                st->rinfo = ri;
-            if (!gather(st, m->data, m->size))
-                stop(st, ESOCK_DOWN_CRASH, -ENOMEM, true);
+            deliver(st, &ri, buf, (size_t)n);
+        }
+        return 1;
+    }
+    /* a message in parts (larger than the buffer, or than what the kernel
+     * hands over at once: partial delivery) */
+    if (st->rlen == 0)
+        st->rinfo = ri;
+    bool ok = gather(st, buf, (size_t)n);
+    rt_msg_free(dm);
+    if (!ok) {
+        stop(st, ESOCK_DOWN_CRASH, -ENOMEM, true);
+        return -1;
+    }
+    if (eor) {
+        st->guess = st->rlen <= ES_SCRATCH ? st->rlen : ES_SCRATCH;
+        deliver(st, &st->rinfo, NULL, 0);
+    }
+    return 1;
+}
+
+/* Read what is there, up to a budget per turn. */
+static void read_some(struct as_st *st)
+{
+    for (int k = 0; k < ES_READ_BUDGET; k++) {
+        if (st->fd < 0 || st->down_sent)
+            return;
+        int rc = read_one(st);
+        if (rc < 0)
+            return;
+        if (rc == 0) {
+            /* empty: an association that has ended has said all */
+            if (st->ending) {
+                st->ending = false;
+                stop(st, st->end_reason, st->end_error, false);
+            }
+            return;
         }
     }
-    if (!st->reading && st->fd >= 0 && !st->down_sent && !st->ending)
+    /* more may wait: go on after the others of this scheduler had a turn
+     * (the poll fires on new arrivals only) */
+    if (!st->read_pending) {
+        st->read_pending = true;
+        rt_send(rt_self(), ES_AS_READ, NULL, 0);
+    }
+}
+
+static void on_ready(struct as_st *st, const rt_io_result *r)
+{
+    if (!(r->flags & RT_IO_F_MORE))
+        st->reading = false;
+    if (r->res < 0 && r->res != -ECANCELED) {
+        stop(st, ESOCK_DOWN_COMM_LOST, r->res, true);
+        return;
+    }
+    read_some(st);
+    if (!st->reading && st->fd >= 0 && !st->down_sent)
         arm_recv(st);
 }
 
@@ -634,6 +763,8 @@ static void begin_shutdown(struct as_st *st)
 /* The socket is writable: drain the queue. */
 static void flush(struct as_st *st)
 {
+    if (st->ending)
+        return; /* nothing more goes out; the queue is handed back at the end */
     struct as_ent *a = st->a;
     bool ready = false, again = false;
     int err = 0;
@@ -719,8 +850,8 @@ static void as_handle(void *state, rt_msg *m)
     switch (m->tag) {
     case RT_MSG_IO: {
         const rt_io_result *r = rt_io_result_of(m);
-        if (r->req == st->rreq && r->op == RT_IO_RECVMSG) {
-            on_recv(st, m, r);
+        if (r->req == st->rreq && r->op == RT_IO_POLL && st->rreq) {
+            on_ready(st, r);
         } else if (r->req == st->preq && r->op == RT_IO_POLL) {
             st->polling = false;
             flush(st);
@@ -747,6 +878,10 @@ static void as_handle(void *state, rt_msg *m)
         stop(st, ESOCK_DOWN_CANT_START, err, false);
         break;
     }
+    case ES_AS_READ:
+        st->read_pending = false;
+        read_some(st);
+        break;
     case ES_AS_RETRY:
         if (st->timer)
             retry(st);
@@ -772,7 +907,11 @@ static void as_handle(void *state, rt_msg *m)
          * back what it still held (SCTP_SEND_FAILED, before COMM_LOST), and
          * the owner gets those first, then esock's own queue */
         if (st->fd >= 0 && !st->aborting && send_flag(st, SCTP_ABORT) == 0) {
+            /* the kernel has queued its notifications during that call:
+             * read them now, then end */
             st->aborting = true;
+            ending(st, ESOCK_DOWN_ABORT, 0);
+            read_some(st);
             break;
         }
         stop(st, ESOCK_DOWN_ABORT, 0, true);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <stdio.h>
 
 #include "internal.h"
 
@@ -62,10 +63,20 @@ static int grow(void **v, unsigned *cap, unsigned n, size_t elem)
     return 0;
 }
 
-/* A buffer size as asked where the process may (CAP_NET_ADMIN), else as far
- * as net.core.[rw]mem_max lets it. */
+/* A buffer size: one the user chose, as asked where the process may
+ * (CAP_NET_ADMIN), else as far as net.core.[rw]mem_max lets it; the default
+ * (0) asks for 1 MiB within those limits, which the administrator set for
+ * the machine: forcing it on every one of thousands of associations would
+ * put SCTP under global memory pressure (net.sctp.sctp_mem), where it
+ * drops and stalls. */
+#define ES_DEFAULT_BUF (1 << 20)
+
 static int set_buf(int fd, int force, int plain, int size)
 {
+    if (size == 0) {
+        size = ES_DEFAULT_BUF;
+        return setsockopt(fd, SOL_SOCKET, plain, &size, sizeof size);
+    }
     if (setsockopt(fd, SOL_SOCKET, force, &size, sizeof size) == 0)
         return 0;
     return setsockopt(fd, SOL_SOCKET, plain, &size, sizeof size);
@@ -256,10 +267,13 @@ static void offer(struct ep_st *st, struct as_ent *a, int fd)
             continue;
         struct as_start s = {.ent = a, .fd = fd, .owner = o->pid, .ep = rt_self()};
         rt_pid pid;
-        if (es__as_spawn(&s, &pid) == 0)
+        int src = es__as_spawn(&s, &pid);
+        if (src == 0)
             return;
+        if (getenv("ESDBG")) fprintf(stderr, "DBG offer: spawn failed %d\n", src);
         break;
     }
+    if (getenv("ESDBG")) fprintf(stderr, "DBG offer: nobody took it (%u owners)\n", st->nowners);
     /* nobody took it: an ABORT, not an association left up */
     abort_fd(fd);
     es__as_release(a);

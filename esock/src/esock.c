@@ -390,10 +390,7 @@ static int ep_fill_opts(const esock_ep_opts *in, esock_ep_opts *o)
         o->ostreams = 16;
     if (o->istreams == 0)
         o->istreams = 16;
-    if (o->sndbuf == 0)
-        o->sndbuf = 1 << 20;
-    if (o->rcvbuf == 0)
-        o->rcvbuf = 1 << 20;
+    /* sndbuf/rcvbuf 0 stay 0: the default (see es__set_sock_opts) */
     if (o->backlog == 0)
         o->backlog = 128;
     if (o->send_hiwat == 0)

@@ -20,6 +20,7 @@
 #define ES_AS_ABORT (ESOCK_MSG_BASE + 0x113)
 #define ES_AS_KICK (ESOCK_MSG_BASE + 0x114) /* a sender queued: watch for POLLOUT */
 #define ES_AS_RETRY (ESOCK_MSG_BASE + 0x115) /* its own backoff timer */
+#define ES_AS_READ (ESOCK_MSG_BASE + 0x116)  /* go on reading (its budget ran out) */
 
 /* Where and how an association connects (kept for reconnection). */
 struct es_connect {

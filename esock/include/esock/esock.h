@@ -12,8 +12,8 @@
  * its addresses. Every association, made (esock_assoc_create: sctp_connectx
  * from the endpoint's socket, so it shares the endpoint's port) or accepted,
  * is peeled off into its own one-to-one socket owned by its association
- * process, which receives into the runtime's provided buffers and hands each
- * complete message to its owner without a copy (ESOCK_MSG_DATA).
+ * process, which reads it when the ring says it is readable and hands each
+ * complete message to its owner as one message (ESOCK_MSG_DATA).
  *
  * Handles (esock_ep, esock_assoc) carry a generation: a handle never reaches
  * another object. The handle of an association that has ended gets
@@ -123,11 +123,15 @@ typedef struct esock_ep_opts {
     unsigned naddrs;
     uint16_t port;                       /* 0: the kernel picks a free one */
     uint16_t ostreams, istreams;         /* 0: 16 each (SCTP_INITMSG) */
-    int sndbuf, rcvbuf;                  /* 0: 1 MiB each; SO_SNDBUFFORCE/SO_RCVBUFFORCE
-                                            where allowed (CAP_NET_ADMIN), else
-                                            SO_SNDBUF/SO_RCVBUF, which the kernel caps
-                                            at net.core.wmem_max/rmem_max. A message
-                                            larger than the send buffer gets -EMSGSIZE */
+    int sndbuf, rcvbuf;                  /* per association. 0: ask for 1 MiB within
+                                            net.core.wmem_max/rmem_max (the machine's
+                                            limits, often 208 KiB). Set: that size,
+                                            with SO_SNDBUFFORCE/SO_RCVBUFFORCE where
+                                            allowed (CAP_NET_ADMIN), else capped as
+                                            for 0. Mind net.sctp.sctp_mem: buffers
+                                            times associations beyond it put SCTP
+                                            under memory pressure. A message larger
+                                            than the send buffer gets -EMSGSIZE */
     bool no_nodelay;                     /* SCTP_NODELAY is on unless this is set */
     uint32_t default_ppid;               /* used when esock_send gets ppid 0 */
     uint16_t default_stream;             /* unused by esock_send (it always names one) */
@@ -290,7 +294,7 @@ typedef struct esock_data {
     uint32_t context;
     uint32_t tsn;
     size_t len;
-    const void *data; /* len bytes, no copy from the kernel's buffer where it fit */
+    const void *data; /* len bytes, inside the message (or lent to it) */
 } esock_data;
 
 typedef struct esock_up {
