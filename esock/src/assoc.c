@@ -16,11 +16,31 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "internal.h"
+
+/* Receive credit: how many of its messages the owner holds. The messages
+ * hold a reference (they may be freed on any thread, after the process
+ * ended). Reading stops at the endpoint's rcv_hiwat and starts again when
+ * the owner is down to half of it: the kernel's window closes meanwhile,
+ * which is SCTP's own backpressure to the peer. */
+struct rx_credit {
+    _Atomic uint32_t held;
+    _Atomic uint32_t refs;
+    _Atomic bool stalled;
+    rt_pid pid;
+    uint32_t lowat;
+};
+
+static void credit_put(struct rx_credit *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) == 1)
+        free(c);
+}
 
 struct as_st {
     struct as_ent *a;
@@ -38,6 +58,8 @@ struct as_st {
     bool ending;           /* ended: reading what is left, then stop */
     bool read_pending;     /* an ES_AS_READ to itself is on its way */
     size_t guess;          /* the size of the last message read */
+    struct rx_credit *credit;
+    uint32_t hiwat;        /* esock_ep_opts.rcv_hiwat */
     int end_reason, end_error;
     /* reconnection (esock_assoc_create with esock_reconnect) */
     rt_pid ep_pid;
@@ -250,6 +272,18 @@ static int as_init(void *state, void *arg)
     st->ep = st->a->ep;
     pthread_mutex_unlock(&st->a->lock);
     st->ep_pid = s->ep;
+    st->credit = calloc(1, sizeof *st->credit);
+    if (st->credit == NULL) {
+        rt_demonitor(st->mon);
+        return -ENOMEM;
+    }
+    pthread_rwlock_rdlock(&es__g.lock);
+    struct ep_ent *e = es__ep_get(st->ep);
+    st->hiwat = e ? e->opts.rcv_hiwat : 1024;
+    pthread_rwlock_unlock(&es__g.lock);
+    st->credit->refs = 1;
+    st->credit->pid = rt_self();
+    st->credit->lowat = st->hiwat / 2;
     if (s->made) {
         st->conn = s->made->c;
         st->rc = s->made->rc;
@@ -286,6 +320,10 @@ static void as_terminate(void *state, int reason)
         finish(st, true);
     free(st->rbuf);
     st->rbuf = NULL;
+    if (st->credit) {
+        credit_put(st->credit);
+        st->credit = NULL;
+    }
     es__as_release(st->a);
 }
 
@@ -469,6 +507,36 @@ static unsigned char *scratch(void)
     return es_scratch;
 }
 
+/* A data message was freed (any thread). */
+static void credit_release(void *p)
+{
+    struct rx_credit *c = p;
+    uint32_t held = atomic_fetch_sub(&c->held, 1) - 1;
+    if (held <= c->lowat && atomic_load(&c->stalled) && atomic_exchange(&c->stalled, false))
+        rt_send(c->pid, ES_AS_READ, NULL, 0);
+    credit_put(c);
+}
+
+static void credit_attach(struct as_st *st, rt_msg *m)
+{
+    atomic_fetch_add(&st->credit->held, 1);
+    atomic_fetch_add(&st->credit->refs, 1);
+    rt_msg_lend(m, st->credit, credit_release);
+}
+
+/* May it read another message? */
+static bool credit_ok(struct as_st *st)
+{
+    struct rx_credit *c = st->credit;
+    if (atomic_load(&c->held) < st->hiwat)
+        return true;
+    atomic_store(&c->stalled, true);
+    if (atomic_load(&c->held) > c->lowat)
+        return false; /* a release below the low mark will say so */
+    /* released meanwhile: go on, unless that release already woke it */
+    return atomic_exchange(&c->stalled, false);
+}
+
 static void deliver(struct as_st *st, const struct sctp_rcvinfo *ri, const void *p, size_t n)
 {
     esock_data d = {
@@ -489,16 +557,23 @@ static void deliver(struct as_st *st, const struct sctp_rcvinfo *ri, const void 
         d.data = (char *)m->data + sizeof d;
         memcpy((char *)m->data + sizeof d, p, n);
     } else {
-        /* gathered from parts: the gathering buffer goes with it */
-        m = rt_msg_alloc(ESOCK_MSG_DATA, sizeof d);
-        if (m == NULL)
+        /* gathered from parts */
+        m = rt_msg_alloc(ESOCK_MSG_DATA, sizeof d + st->rlen);
+        if (m == NULL) {
+            st->rlen = 0;
             return;
+        }
         d.len = st->rlen;
-        d.data = st->rbuf;
-        rt_msg_lend(m, st->rbuf, free);
-        st->rbuf = NULL;
-        st->rlen = st->rcap = 0;
+        d.data = (char *)m->data + sizeof d;
+        memcpy((char *)m->data + sizeof d, st->rbuf, st->rlen);
+        st->rlen = 0;
+        if (st->rcap > (1u << 20)) { /* keep a big one only for a while */
+            free(st->rbuf);
+            st->rbuf = NULL;
+            st->rcap = 0;
+        }
     }
+    credit_attach(st, m);
     memcpy(m->data, &d, sizeof d);
     if (rt_forward(st->owner, m) < 0)
         rt_msg_free(m);
@@ -598,6 +673,7 @@ static int read_one(struct as_st *st)
             d.data = buf;
             memcpy(dm->data, &d, sizeof d);
             dm->size = (uint32_t)(sizeof d + (size_t)n);
+            credit_attach(st, dm);
             if (rt_forward(st->owner, dm) < 0)
                 rt_msg_free(dm);
         } else {
@@ -626,7 +702,7 @@ static int read_one(struct as_st *st)
 static void read_some(struct as_st *st)
 {
     for (int k = 0; k < ES_READ_BUDGET; k++) {
-        if (st->fd < 0 || st->down_sent)
+        if (st->fd < 0 || st->down_sent || !credit_ok(st))
             return;
         int rc = read_one(st);
         if (rc < 0)

@@ -393,6 +393,8 @@ static int ep_fill_opts(const esock_ep_opts *in, esock_ep_opts *o)
     /* sndbuf/rcvbuf 0 stay 0: the default (see es__set_sock_opts) */
     if (o->backlog == 0)
         o->backlog = 128;
+    if (o->rcv_hiwat == 0)
+        o->rcv_hiwat = 1024;
     if (o->send_hiwat == 0)
         o->send_hiwat = 4u << 20;
     return 0;

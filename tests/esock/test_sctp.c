@@ -655,13 +655,26 @@ Test(esock_sctp, reconnect_with_backoff_to_a_late_peer)
 
 /* An owner that does not read until told: what it is sent holds the
  * runtime's receive buffers, so the kernel's window closes behind it. */
+static bool go_or_query(const rt_msg *m, void *arg)
+{
+    return m->tag == TAG_GO || m->tag == TAG_GO + 1;
+}
+
 static void slow_owner(void *arg)
 {
     rt_pid test = *(rt_pid *)arg;
     rt_msg *go;
-    if (rt_receive_tag(TAG_GO, 30000, &go) != 0)
-        rt_exit_self(-ETIMEDOUT);
-    rt_msg_free(go);
+    /* until told to go: answer "how many do you hold?" (TAG_GO + 1) */
+    for (;;) {
+        if (rt_receive_match(go_or_query, NULL, 30000, &go) != 0)
+            rt_exit_self(-ETIMEDOUT);
+        bool is_go = go->tag == TAG_GO;
+        rt_msg_free(go);
+        if (is_go)
+            break;
+        uint32_t held = (uint32_t)rt_mailbox_len();
+        rt_send(test, TAG_GO + 1, &held, sizeof held);
+    }
     uint32_t want = 0, total = 0;
     bool have_total = false;
     for (;;) {
@@ -698,7 +711,11 @@ static void backpressure_body(void *arg)
 {
     rt_pid self = rt_self(), slow;
     CHECK_RC(rt_spawn(slow_owner, &self, NULL, &slow), 0);
-    esock_ep sep = ep_on("127.0.0.1", 0);
+    /* the server's side stops reading at 200 messages its owner holds */
+    esock_ep_opts so = {.naddrs = 1, .rcv_hiwat = 200};
+    esock_addr_parse("127.0.0.1", 0, &so.addrs[0]);
+    esock_ep sep;
+    CHECK_RC(esock_ep_create(&so, &sep), 0);
     CHECK_RC(esock_owner_register(sep, slow, NULL, NULL), 0);
     esock_ep_opts co = {.naddrs = 1, .sndbuf = 65536, .send_hiwat = 256 * 1024};
     esock_addr_parse("127.0.0.1", 0, &co.addrs[0]);
@@ -721,10 +738,32 @@ static void backpressure_body(void *arg)
     }
     CHECK_RC(rc, ESOCK_EWOULDBLOCK);
     CHECK(seq > 256); /* the queue took its 256 KiB first */
-    /* still refused, nothing lost; then the reader goes */
+    /* still refused, nothing lost: the owner holds its 200, the kernel's
+     * window is closed, the sender's queue cannot drain */
     CHECK_RC(esock_send(c, 0, 5, 0, msg, sizeof msg, NULL), ESOCK_EWOULDBLOCK);
+    uint32_t held = 0;
+    rt_msg *m;
+    /* its mailbox: 200 messages of data and its ASSOC_UP */
+    for (int i = 0; i < 100 && held < 201; i++) {
+        rt_sleep(50);
+        CHECK_RC(rt_send(slow, TAG_GO + 1, NULL, 0), 0);
+        m = wait_tag(TAG_GO + 1);
+        memcpy(&held, m->data, sizeof held);
+        rt_msg_free(m);
+    }
+    if (held != 201)
+        fprintf(stderr, "the owner holds %u messages\n", held);
+    CHECK(held == 201);
+    /* and no more come, nor may the sender go on */
+    CHECK(rt_receive_tag(ESOCK_MSG_SEND_READY, 300, &m) == -ETIMEDOUT);
+    CHECK_RC(rt_send(slow, TAG_GO + 1, NULL, 0), 0);
+    m = wait_tag(TAG_GO + 1);
+    memcpy(&held, m->data, sizeof held);
+    rt_msg_free(m);
+    CHECK(held == 201);
+    /* then the reader goes */
     CHECK_RC(rt_send(slow, TAG_GO, NULL, 0), 0);
-    rt_msg *m = wait_tag(ESOCK_MSG_SEND_READY);
+    m = wait_tag(ESOCK_MSG_SEND_READY);
     CHECK(esock_send_ready_of(m)->assoc.id == c.id);
     rt_msg_free(m);
     /* may send again */

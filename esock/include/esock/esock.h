@@ -138,6 +138,11 @@ typedef struct esock_ep_opts {
     int backlog;                         /* 0: 128 */
     size_t send_hiwat;                   /* bytes queued per association before
                                             ESOCK_EWOULDBLOCK; 0: 4 MiB */
+    uint32_t rcv_hiwat;                  /* messages an association delivers and its
+                                            owner has not freed yet before it stops
+                                            reading (until the owner is down to half):
+                                            the kernel's window then closes, and the
+                                            peer is held back. 0: 1024 */
     bool handover;                       /* when an association's owner ends, hand
                                             it to the endpoint's newest live owner
                                             (ESOCK_MSG_ASSOC_UP with handed_over)
