@@ -27,7 +27,10 @@
  * hold a reference (they may be freed on any thread, after the process
  * ended). Reading stops at the endpoint's rcv_hiwat and starts again when
  * the owner is down to half of it: the kernel's window closes meanwhile,
- * which is SCTP's own backpressure to the peer. */
+ * which is SCTP's own backpressure to the peer. It is a last resort, hence
+ * the high default: with small messages the kernel's receive memory fills
+ * long before its window closes, it then drops, and the peer falls back to
+ * retransmission timeouts (seconds). */
 struct rx_credit {
     _Atomic uint32_t held;
     _Atomic uint32_t refs;
@@ -279,7 +282,7 @@ static int as_init(void *state, void *arg)
     }
     pthread_rwlock_rdlock(&es__g.lock);
     struct ep_ent *e = es__ep_get(st->ep);
-    st->hiwat = e ? e->opts.rcv_hiwat : 1024;
+    st->hiwat = e ? e->opts.rcv_hiwat : 8192;
     pthread_rwlock_unlock(&es__g.lock);
     st->credit->refs = 1;
     st->credit->pid = rt_self();

@@ -142,7 +142,7 @@ typedef struct esock_ep_opts {
                                             owner has not freed yet before it stops
                                             reading (until the owner is down to half):
                                             the kernel's window then closes, and the
-                                            peer is held back. 0: 1024 */
+                                            peer is held back. 0: 8192 */
     bool handover;                       /* when an association's owner ends, hand
                                             it to the endpoint's newest live owner
                                             (ESOCK_MSG_ASSOC_UP with handed_over)
