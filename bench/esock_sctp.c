@@ -63,11 +63,11 @@
 #include <esock/esock.h>
 #include <rt/rt.h>
 
-#define PPID_DATA 51u
-#define PPID_END 52u
-#define PPID_PING 53u
-#define TAG_DONE 7u   /* receiver -> esock sender: your end marker arrived */
-#define BUFSZ (1 << 20) /* SO_SNDBUF / SO_RCVBUF of the plain program: esock's default */
+#define PPID_DATA  51u
+#define PPID_END   52u
+#define PPID_PING  53u
+#define TAG_DONE   7u        /* receiver -> esock sender: your end marker arrived */
+#define BUFSZ      (1 << 20) /* SO_SNDBUF / SO_RCVBUF of the plain program: esock's default */
 #define MAX_ASSOCS 1000
 
 static double now_s(void)
@@ -103,7 +103,7 @@ struct flow {
     struct end_marker end;
     bool ended;
     int rerr;
-    const char *what; /* what went wrong, when err or rerr */
+    const char *what;  /* what went wrong, when err or rerr */
     esock_assoc assoc; /* esock: the association this side has */
 };
 
@@ -226,8 +226,8 @@ static void es_diag(const char *who, esock_assoc a)
     fprintf(stderr,
             "esock_sctp:   %s: state %d, kernel state %d, esock send queue %zu B, unacked %u, "
             "pending %u, peer rwnd %u, cwnd %u, srtt %u ms, rto %u ms; runtime: %llu msgs live\n",
-            who, in.state, in.kernel_state, in.queued, in.unacked, in.pending, in.peer_rwnd, in.cwnd, in.srtt_ms,
-            in.rto_ms, (unsigned long long)st.msgs_live);
+            who, in.state, in.kernel_state, in.queued, in.unacked, in.pending, in.peer_rwnd,
+            in.cwnd, in.srtt_ms, in.rto_ms, (unsigned long long)st.msgs_live);
 }
 
 static rt_msg *es_wait_tag(uint32_t tag, int ms)
@@ -583,9 +583,8 @@ static int pl_listener(uint16_t *port, int backlog)
 static int pl_connect(uint16_t port)
 {
     int fd = pl_socket();
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                            .sin_port = htons(port)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK), .sin_port = htons(port)};
     if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
         die("connect", -errno);
     return fd;
@@ -601,10 +600,8 @@ static ssize_t pl_recv_msg(int fd, unsigned char *buf, size_t cap, uint32_t *ppi
     for (;;) {
         char cbuf[CMSG_SPACE(sizeof(struct sctp_rcvinfo))];
         struct iovec iov = {buf + len, cap - len};
-        struct msghdr mh = {.msg_iov = &iov,
-                            .msg_iovlen = 1,
-                            .msg_control = cbuf,
-                            .msg_controllen = sizeof cbuf};
+        struct msghdr mh = {
+            .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
         ssize_t n = recvmsg(fd, &mh, 0);
         if (n < 0) {
             if (errno == EINTR)
@@ -918,8 +915,9 @@ int main(int argc, char **argv)
         runs = quick ? 1 : 3;
     int rc = esock_sctp_available();
     if (rc < 0) {
-        fprintf(stderr, "esock_sctp: this kernel has no SCTP (%s): run it in the test VM, "
-                        "bench/run-sctp\n",
+        fprintf(stderr,
+                "esock_sctp: this kernel has no SCTP (%s): run it in the test VM, "
+                "bench/run-sctp\n",
                 esock_strerror(rc));
         return 77;
     }
@@ -987,14 +985,12 @@ int main(int argc, char **argv)
                         rates[k][run] = 0;
                         continue;
                     }
-                    fprintf(stderr, "[%s %d assoc%s %zu B] %s, run %d/%d\n",
-                            rr ? "rr" : "stream", n, n > 1 ? "s" : "", size, peer_names[k],
-                            run + 1, runs);
+                    fprintf(stderr, "[%s %d assoc%s %zu B] %s, run %d/%d\n", rr ? "rr" : "stream",
+                            n, n > 1 ? "s" : "", size, peer_names[k], run + 1, runs);
                     if (rr)
                         all[k][run] = k == ES ? es_rr(dur) : pl_rr(dur);
                     else
-                        all[k][run] = k == ES ? es_stream(n, size, dur)
-                                              : pl_stream(n, size, dur);
+                        all[k][run] = k == ES ? es_stream(n, size, dur) : pl_stream(n, size, dur);
                     rates[k][run] = all[k][run].rate;
                     all_ok &= all[k][run].ok;
                     if (!all[k][run].ok) {

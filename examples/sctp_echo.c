@@ -156,7 +156,8 @@ static int server_start(const char *addr, uint16_t port, esock_ep *ep, rt_pid *o
     return 0;
 }
 
-/* ---- the client: a stackful process ------------------------------------------------------------- */
+/* ---- the client: a stackful process -------------------------------------------------------------
+ */
 
 struct client_args {
     const char *addr;
@@ -175,8 +176,8 @@ static rt_msg *wait_for(uint32_t tag, esock_assoc assoc)
             return m;
         const esock_down *d = esock_down_of(m);
         if (d && d->assoc.id == assoc.id) {
-            printf("client: association down (%s, error %d)\n",
-                   esock_down_reason_name(d->reason), d->error);
+            printf("client: association down (%s, error %d)\n", esock_down_reason_name(d->reason),
+                   d->error);
             rt_msg_free(m);
             return NULL;
         }
@@ -278,7 +279,8 @@ static int run_client(struct client_args *c)
     return c->failures != 0;
 }
 
-/* ---- main ---------------------------------------------------------------------------------------- */
+/* ---- main
+ * ---------------------------------------------------------------------------------------- */
 
 static volatile sig_atomic_t stop_flag;
 
@@ -304,8 +306,9 @@ int main(int argc, char **argv)
         return usage();
     int rc = esock_sctp_available();
     if (rc < 0) {
-        fprintf(stderr, "sctp_echo: this kernel has no SCTP (%s); run it in the test VM: "
-                        "tools/sctp-vm -- %s\n",
+        fprintf(stderr,
+                "sctp_echo: this kernel has no SCTP (%s); run it in the test VM: "
+                "tools/sctp-vm -- %s\n",
                 esock_strerror(rc), argv[0]);
         return 1;
     }

@@ -62,7 +62,7 @@ struct as_st {
     bool read_pending;     /* an ES_AS_READ to itself is on its way */
     size_t guess;          /* the size of the last message read */
     struct rx_credit *credit;
-    uint32_t hiwat;        /* esock_ep_opts.rcv_hiwat */
+    uint32_t hiwat; /* esock_ep_opts.rcv_hiwat */
     int end_reason, end_error;
     /* reconnection (esock_assoc_create with esock_reconnect) */
     rt_pid ep_pid;
@@ -127,8 +127,14 @@ static void close_socket(struct as_st *st, bool abort, bool final)
         struct sq_item *n = q->next;
         rt_msg *m = rt_msg_alloc(ESOCK_MSG_SEND_FAILED, sizeof(esock_send_failed) + q->len);
         if (m) {
-            esock_send_failed f = {st->h, ESOCK_ECLOSED, q->stream, q->ppid, q->context, q->len,
-                                   (char *)m->data + sizeof(esock_send_failed), false};
+            esock_send_failed f = {st->h,
+                                   ESOCK_ECLOSED,
+                                   q->stream,
+                                   q->ppid,
+                                   q->context,
+                                   q->len,
+                                   (char *)m->data + sizeof(esock_send_failed),
+                                   false};
             memcpy(m->data, &f, sizeof f);
             memcpy((char *)m->data + sizeof f, q->data, q->len);
             if (rt_forward(st->owner, m) < 0)
@@ -330,7 +336,8 @@ static void as_terminate(void *state, int reason)
     es__as_release(st->a);
 }
 
-/* ---- receiving ------------------------------------------------------------------------------------- */
+/* ---- receiving
+ * ------------------------------------------------------------------------------------- */
 
 static bool gather(struct as_st *st, const void *p, size_t n)
 {
@@ -424,8 +431,8 @@ static void notification(struct as_st *st, const void *p, size_t len)
     }
     case SCTP_PEER_ADDR_CHANGE: {
         const struct sctp_paddr_change *pc = &n->sn_paddr_change;
-        esock_path ev = {.assoc = st->h, .state = path_state(pc->spc_state),
-                         .error = pc->spc_error};
+        esock_path ev = {
+            .assoc = st->h, .state = path_state(pc->spc_state), .error = pc->spc_error};
         memcpy(&ev.addr, &pc->spc_aaddr,
                pc->spc_aaddr.ss_family == AF_INET6 ? sizeof ev.addr.in6 : sizeof ev.addr.in4);
         es__send_owner(st->owner, ESOCK_MSG_PATH, &ev, sizeof ev);
@@ -433,9 +440,8 @@ static void notification(struct as_st *st, const void *p, size_t len)
     }
     case SCTP_SEND_FAILED: {
         const struct sctp_send_failed *sf = &n->sn_send_failed;
-        size_t dl = sf->ssf_length > sizeof *sf && sf->ssf_length <= len
-                        ? sf->ssf_length - sizeof *sf
-                        : 0;
+        size_t dl =
+            sf->ssf_length > sizeof *sf && sf->ssf_length <= len ? sf->ssf_length - sizeof *sf : 0;
         rt_msg *m = rt_msg_alloc(ESOCK_MSG_SEND_FAILED, sizeof(esock_send_failed) + dl);
         if (m == NULL)
             break;
@@ -482,8 +488,8 @@ static void notification(struct as_st *st, const void *p, size_t len)
  * blocking reader's does, and the owner's message is sized to what came.
  */
 
-#define ES_READ_BUDGET 64   /* messages per turn before the others get theirs */
-#define ES_SCRATCH (256u << 10)
+#define ES_READ_BUDGET 64 /* messages per turn before the others get theirs */
+#define ES_SCRATCH     (256u << 10)
 
 static _Thread_local unsigned char *es_scratch; /* per scheduler thread */
 
@@ -621,8 +627,8 @@ static int read_one(struct as_st *st)
     }
     char cbuf[CMSG_SPACE(sizeof(struct sctp_rcvinfo))];
     struct iovec iov = {buf, cap};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                        .msg_controllen = sizeof cbuf};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
     ssize_t n = recvmsg(st->fd, &mh, MSG_DONTWAIT);
     if (n < 0) {
         int e = errno;
@@ -740,7 +746,8 @@ static void on_ready(struct as_st *st, const rt_io_result *r)
         arm_recv(st);
 }
 
-/* ---- sending ---------------------------------------------------------------------------------------- */
+/* ---- sending
+ * ---------------------------------------------------------------------------------------- */
 
 static ssize_t sctp_out(int fd, uint16_t stream, uint32_t ppid, unsigned flags, uint32_t context,
                         uint32_t lifetime, const void *data, size_t len)
@@ -748,8 +755,8 @@ static ssize_t sctp_out(int fd, uint16_t stream, uint32_t ppid, unsigned flags, 
     char cbuf[CMSG_SPACE(sizeof(struct sctp_sndrcvinfo))];
     memset(cbuf, 0, sizeof cbuf);
     struct iovec iov = {(void *)data, len};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                        .msg_controllen = sizeof cbuf};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
     struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
     c->cmsg_level = IPPROTO_SCTP;
     c->cmsg_type = SCTP_SNDRCV;
@@ -850,8 +857,8 @@ static void flush(struct as_st *st)
     pthread_mutex_lock(&a->lock);
     while (a->head && a->fd >= 0) {
         struct sq_item *q = a->head;
-        ssize_t n = sctp_out(a->fd, q->stream, q->ppid, q->flags, q->context, q->lifetime, q->data,
-                             q->len);
+        ssize_t n =
+            sctp_out(a->fd, q->stream, q->ppid, q->flags, q->context, q->lifetime, q->data, q->len);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 again = true;
@@ -889,7 +896,8 @@ static void flush(struct as_st *st)
     }
 }
 
-/* ---- the actor ----------------------------------------------------------------------------------------- */
+/* ---- the actor
+ * ----------------------------------------------------------------------------------------- */
 
 /* Its owner `gone` ended: with esock_ep_opts.handover, make the endpoint's
  * newest live owner its owner. Returns whether one took it. */

@@ -140,8 +140,8 @@ void es__fill_peer(int fd, sctp_assoc_t id, esock_peer *peer)
     char *p = (char *)addrs;
     for (int i = 0; i < n; i++) {
         struct sockaddr *sa = (struct sockaddr *)p;
-        size_t l = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                             : sizeof(struct sockaddr_in);
+        size_t l =
+            sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
         if (peer->naddrs < ESOCK_MAX_ADDRS) {
             memcpy(&peer->addrs[peer->naddrs], sa, l);
             if (peer->naddrs == 0)
@@ -232,7 +232,8 @@ fail:
     return rc;
 }
 
-/* ---- reading ------------------------------------------------------------------------------------ */
+/* ---- reading ------------------------------------------------------------------------------------
+ */
 
 static void ep_read(struct ep_st *st)
 {
@@ -270,10 +271,12 @@ static void offer(struct ep_st *st, struct as_ent *a, int fd)
         int src = es__as_spawn(&s, &pid);
         if (src == 0)
             return;
-        if (getenv("ESDBG")) fprintf(stderr, "DBG offer: spawn failed %d\n", src);
+        if (getenv("ESDBG"))
+            fprintf(stderr, "DBG offer: spawn failed %d\n", src);
         break;
     }
-    if (getenv("ESDBG")) fprintf(stderr, "DBG offer: nobody took it (%u owners)\n", st->nowners);
+    if (getenv("ESDBG"))
+        fprintf(stderr, "DBG offer: nobody took it (%u owners)\n", st->nowners);
     /* nobody took it: an ABORT, not an association left up */
     abort_fd(fd);
     es__as_release(a);
@@ -286,9 +289,10 @@ static void comm_up(struct ep_st *st, const struct sctp_assoc_change *sac)
         if (c->kid != sac->sac_assoc_id)
             continue;
         int fd = sctp_peeloff(st->fd, sac->sac_assoc_id);
-        struct { int fd, err; uint16_t os, is; } up = {fd, fd < 0 ? -errno : 0,
-                                                       sac->sac_outbound_streams,
-                                                       sac->sac_inbound_streams};
+        struct {
+            int fd, err;
+            uint16_t os, is;
+        } up = {fd, fd < 0 ? -errno : 0, sac->sac_outbound_streams, sac->sac_inbound_streams};
         if (rt_send(c->pid, ES_AS_FD, &up, sizeof up) < 0 && fd >= 0)
             close(fd); /* it ended meanwhile (shutdown, abort, owner gone) */
         st->conns[i] = st->conns[--st->nconns];
@@ -373,7 +377,8 @@ static void ep_io(struct ep_st *st, rt_msg *m)
     ep_read(st);
 }
 
-/* ---- calls ---------------------------------------------------------------------------------------- */
+/* ---- calls
+ * ---------------------------------------------------------------------------------------- */
 
 struct reg_req {
     rt_pid owner;
@@ -575,7 +580,8 @@ static void reconnect(struct ep_st *st, const rt_msg *m)
     ep_read(st);
 }
 
-/* ---- the actor -------------------------------------------------------------------------------------- */
+/* ---- the actor
+ * -------------------------------------------------------------------------------------- */
 
 static void ep_handle(void *state, rt_msg *m)
 {

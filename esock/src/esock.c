@@ -44,10 +44,10 @@ ESOCK_API const char *esock_strerror(int err)
 ESOCK_API const char *esock_down_reason_name(int reason)
 {
     static const char *const names[] = {
-        [ESOCK_DOWN_COMM_LOST] = "comm_lost", [ESOCK_DOWN_SHUTDOWN] = "shutdown",
-        [ESOCK_DOWN_ABORT] = "abort",         [ESOCK_DOWN_RESTART] = "restart",
+        [ESOCK_DOWN_COMM_LOST] = "comm_lost",   [ESOCK_DOWN_SHUTDOWN] = "shutdown",
+        [ESOCK_DOWN_ABORT] = "abort",           [ESOCK_DOWN_RESTART] = "restart",
         [ESOCK_DOWN_CANT_START] = "cant_start", [ESOCK_DOWN_ENDPOINT] = "endpoint_closed",
-        [ESOCK_DOWN_OWNER] = "owner_ended",   [ESOCK_DOWN_CRASH] = "crash",
+        [ESOCK_DOWN_OWNER] = "owner_ended",     [ESOCK_DOWN_CRASH] = "crash",
     };
     if (reason <= 0 || (size_t)reason >= sizeof names / sizeof names[0])
         return "unknown";
@@ -285,9 +285,9 @@ static int sup_start(void *arg, rt_pid *out)
         .shutdown_ms = 5000,
         .type = RT_WORKER,
     };
-    return rt_sup_start(&(rt_sup_flags){.strategy = RT_SIMPLE_ONE_FOR_ONE, .intensity = 10,
-                                        .period_ms = 10000},
-                        &tmpl, 1, out);
+    return rt_sup_start(
+        &(rt_sup_flags){.strategy = RT_SIMPLE_ONE_FOR_ONE, .intensity = 10, .period_ms = 10000},
+        &tmpl, 1, out);
 }
 
 ESOCK_API int esock_start(void)
@@ -548,7 +548,8 @@ ESOCK_API int esock_owner_unregister(esock_ep ep, rt_pid owner)
     return ep_call(ep, ES_CALL_UNREG_OWNER, &r, sizeof r);
 }
 
-/* ---- associations ------------------------------------------------------------------------------ */
+/* ---- associations ------------------------------------------------------------------------------
+ */
 
 ESOCK_API int esock_assoc_create(esock_ep ep, const esock_addr *remote, unsigned nremote,
                                  uint16_t port, const esock_assoc_opts *opts, esock_assoc *out)
@@ -666,7 +667,8 @@ ESOCK_API int esock_assoc_abort(esock_assoc assoc)
     return as_tell(assoc, ES_AS_ABORT);
 }
 
-/* ---- owner messages ------------------------------------------------------------------------------ */
+/* ---- owner messages
+ * ------------------------------------------------------------------------------ */
 
 #define MSG_OF(type, fn, tag_)                                                                     \
     ESOCK_API const type *fn(const rt_msg *m)                                                      \
@@ -688,7 +690,8 @@ void es__send_owner(rt_pid owner, uint32_t tag, const void *data, size_t size)
     (void)rt_send(owner, tag, data, size);
 }
 
-/* ---- queries ------------------------------------------------------------------------------------- */
+/* ---- queries
+ * ------------------------------------------------------------------------------------- */
 
 ESOCK_API int esock_endpoints(esock_ep *out, size_t cap)
 {
@@ -765,8 +768,7 @@ ESOCK_API int esock_ep_assocs(esock_ep ep, esock_assoc *out, size_t cap)
 ESOCK_API int esock_assoc_find(const esock_addr *local, uint16_t lport, const esock_addr *remote,
                                uint16_t rport, esock_assoc *out)
 {
-    if (local == NULL || remote == NULL || out == NULL || !addr_valid(local) ||
-        !addr_valid(remote))
+    if (local == NULL || remote == NULL || out == NULL || !addr_valid(local) || !addr_valid(remote))
         return -EINVAL;
     esock_ep ep;
     int rc = esock_ep_find(ESOCK_SCTP, local, lport, &ep);
@@ -837,7 +839,9 @@ ESOCK_API int esock_assoc_status(esock_assoc assoc, esock_assoc_info *out)
             out->peer_rwnd = st.sstat_rwnd;
             out->ostreams = st.sstat_outstrms;
             out->istreams = st.sstat_instrms;
-            from_storage((const char *)&st.sstat_primary + offsetof(struct sctp_paddrinfo, spinfo_address), &out->primary);
+            from_storage((const char *)&st.sstat_primary +
+                             offsetof(struct sctp_paddrinfo, spinfo_address),
+                         &out->primary);
             out->rto_ms = st.sstat_primary.spinfo_rto;
             out->cwnd = st.sstat_primary.spinfo_cwnd;
             out->srtt_ms = st.sstat_primary.spinfo_srtt;
@@ -899,7 +903,9 @@ ESOCK_API int esock_assoc_paths(esock_assoc assoc, esock_path_info *out, size_t 
                     }
                     if (have_st) {
                         esock_addr prim;
-                        from_storage((const char *)&st.sstat_primary + offsetof(struct sctp_paddrinfo, spinfo_address), &prim);
+                        from_storage((const char *)&st.sstat_primary +
+                                         offsetof(struct sctp_paddrinfo, spinfo_address),
+                                     &prim);
                         pi->primary = addr_same_ip(&prim, &pi->addr);
                     }
                 }

@@ -10,17 +10,17 @@
 #include <rt/io.h>
 
 /* Tags of the messages between esock's own processes. */
-#define ES_CALL_REG_OWNER (ESOCK_MSG_BASE + 0x100)
+#define ES_CALL_REG_OWNER   (ESOCK_MSG_BASE + 0x100)
 #define ES_CALL_UNREG_OWNER (ESOCK_MSG_BASE + 0x101)
-#define ES_CALL_CONNECT (ESOCK_MSG_BASE + 0x102)
-#define ES_EP_RECONNECT (ESOCK_MSG_BASE + 0x103) /* assoc -> ep: connect me again */
-#define ES_AS_FD (ESOCK_MSG_BASE + 0x110)        /* ep -> assoc: peeled-off socket, up */
-#define ES_AS_CANT_START (ESOCK_MSG_BASE + 0x111) /* ep -> assoc */
-#define ES_AS_SHUTDOWN (ESOCK_MSG_BASE + 0x112)
-#define ES_AS_ABORT (ESOCK_MSG_BASE + 0x113)
-#define ES_AS_KICK (ESOCK_MSG_BASE + 0x114) /* a sender queued: watch for POLLOUT */
-#define ES_AS_RETRY (ESOCK_MSG_BASE + 0x115) /* its own backoff timer */
-#define ES_AS_READ (ESOCK_MSG_BASE + 0x116)  /* go on reading (its budget ran out) */
+#define ES_CALL_CONNECT     (ESOCK_MSG_BASE + 0x102)
+#define ES_EP_RECONNECT     (ESOCK_MSG_BASE + 0x103) /* assoc -> ep: connect me again */
+#define ES_AS_FD            (ESOCK_MSG_BASE + 0x110) /* ep -> assoc: peeled-off socket, up */
+#define ES_AS_CANT_START    (ESOCK_MSG_BASE + 0x111) /* ep -> assoc */
+#define ES_AS_SHUTDOWN      (ESOCK_MSG_BASE + 0x112)
+#define ES_AS_ABORT         (ESOCK_MSG_BASE + 0x113)
+#define ES_AS_KICK          (ESOCK_MSG_BASE + 0x114) /* a sender queued: watch for POLLOUT */
+#define ES_AS_RETRY         (ESOCK_MSG_BASE + 0x115) /* its own backoff timer */
+#define ES_AS_READ          (ESOCK_MSG_BASE + 0x116) /* go on reading (its budget ran out) */
 
 /* Where and how an association connects (kept for reconnection). */
 struct es_connect {
@@ -109,8 +109,8 @@ struct esock_g {
 extern struct esock_g es__g;
 
 /* table.c-ish helpers (esock.c) */
-struct as_ent *es__as_new(void); /* locked table: a fresh entry (gen bumped), or NULL */
-void es__as_release(struct as_ent *a); /* free the slot (any thread) */
+struct as_ent *es__as_new(void);          /* locked table: a fresh entry (gen bumped), or NULL */
+void es__as_release(struct as_ent *a);    /* free the slot (any thread) */
 struct as_ent *es__as_get(esock_assoc h); /* under the read lock: entry or NULL */
 struct ep_ent *es__ep_get(esock_ep h);
 static inline esock_assoc es__as_handle(const struct as_ent *a)
@@ -128,9 +128,9 @@ int es__ep_start(void *arg, rt_pid *out); /* the esock_sup child template */
 /* assoc.c */
 struct as_start {
     struct as_ent *ent;
-    int fd;       /* >= 0: already up (accepted) */
+    int fd; /* >= 0: already up (accepted) */
     rt_pid owner;
-    rt_pid ep;    /* its endpoint's process */
+    rt_pid ep;                      /* its endpoint's process */
     const struct connect_req *made; /* esock_assoc_create's, else NULL */
 };
 int es__as_spawn(struct as_start *st, rt_pid *out);

@@ -244,7 +244,8 @@ Test(esock_sctp, streams_and_ppids_ipv6)
     es_stop();
 }
 
-/* ---- sizes ------------------------------------------------------------------------------------- */
+/* ---- sizes -------------------------------------------------------------------------------------
+ */
 
 static void sizes_body(void *arg)
 {
@@ -283,7 +284,8 @@ Test(esock_sctp, sizes_from_one_byte_to_beyond_the_buffer)
     es_stop();
 }
 
-/* ---- owners ------------------------------------------------------------------------------------ */
+/* ---- owners ------------------------------------------------------------------------------------
+ */
 
 static void late_owner_body(void *arg)
 {
@@ -370,8 +372,8 @@ static void owners_body(void *arg)
     /* two UPs reach me: the client's own, and the server's through o1 */
     rt_msg *m1 = wait_tag(ESOCK_MSG_ASSOC_UP);
     rt_msg *m2 = wait_tag(ESOCK_MSG_ASSOC_UP);
-    esock_assoc s = esock_up_of(m1)->assoc.id == c.id ? esock_up_of(m2)->assoc
-                                                      : esock_up_of(m1)->assoc;
+    esock_assoc s =
+        esock_up_of(m1)->assoc.id == c.id ? esock_up_of(m2)->assoc : esock_up_of(m1)->assoc;
     rt_msg_free(m1);
     rt_msg_free(m2);
     esock_assoc_info info;
@@ -408,7 +410,8 @@ Test(esock_sctp, owners_newest_first_and_owner_death)
     es_stop();
 }
 
-/* ---- set-up failures and bad input ---------------------------------------------------------------- */
+/* ---- set-up failures and bad input
+ * ---------------------------------------------------------------- */
 
 static void bad_input_body(void *arg)
 {
@@ -481,7 +484,8 @@ Test(esock_sctp, not_started)
     test_stop();
 }
 
-/* ---- many associations -------------------------------------------------------------------------------- */
+/* ---- many associations
+ * -------------------------------------------------------------------------------- */
 
 static void many_body(void *arg)
 {
@@ -536,7 +540,8 @@ Test(esock_sctp, a_thousand_associations_on_one_endpoint, .timeout = 280)
     es_stop();
 }
 
-/* ---- reconnection ------------------------------------------------------------------------------------- */
+/* ---- reconnection
+ * ------------------------------------------------------------------------------------- */
 
 static void reconnect_body(void *arg)
 {
@@ -649,7 +654,8 @@ Test(esock_sctp, reconnect_with_backoff_to_a_late_peer)
     es_stop();
 }
 
-/* ---- backpressure ------------------------------------------------------------------------------------- */
+/* ---- backpressure
+ * ------------------------------------------------------------------------------------- */
 
 #define TAG_GO 77
 
@@ -731,8 +737,8 @@ static void backpressure_body(void *arg)
     uint32_t seq = 0;
     int rc;
     /* until the queue is above its high watermark: never more than 1 GiB */
-    while ((rc = esock_send(c, 0, 5, 0, (memcpy(msg, &seq, sizeof seq), msg), sizeof msg,
-                            NULL)) == 0) {
+    while ((rc = esock_send(c, 0, 5, 0, (memcpy(msg, &seq, sizeof seq), msg), sizeof msg, NULL)) ==
+           0) {
         seq++;
         CHECK(seq < (1u << 20));
     }
@@ -797,7 +803,8 @@ Test(esock_sctp, backpressure_would_block_then_send_ready)
     es_stop();
 }
 
-/* ---- a message larger than the receive buffer ------------------------------------------------------------ */
+/* ---- a message larger than the receive buffer
+ * ------------------------------------------------------------ */
 
 static void big_body(void *arg)
 {
@@ -841,7 +848,8 @@ Test(esock_sctp, message_larger_than_the_receive_buffer)
     es_stop();
 }
 
-/* ---- a peer that is not ours: sctp_darn from lksctp-tools ------------------------------------------ */
+/* ---- a peer that is not ours: sctp_darn from lksctp-tools
+ * ------------------------------------------ */
 
 extern char **environ;
 
@@ -904,8 +912,8 @@ static void darn_body(void *arg)
     CHECK(write(in, lines, strlen(lines)) == (ssize_t)strlen(lines));
     lseek(in, 0, SEEK_SET);
     int out;
-    char *cli[] = {"sctp_darn", "-H", "127.0.0.1", "-P", lport_s, "-h", "127.0.0.1",
-                   "-p", port_s, "-s", NULL};
+    char *cli[] = {"sctp_darn", "-H", "127.0.0.1", "-P", lport_s, "-h",
+                   "127.0.0.1", "-p", port_s,      "-s", NULL};
     pid_t pid = spawn_peer(cli, in, &out);
     CHECK(pid > 0);
     close(in);
@@ -977,7 +985,8 @@ Test(esock_sctp, interop_with_sctp_darn)
     es_stop();
 }
 
-/* ---- multi-homing: two local and two remote addresses, one path taken down ------------------------- */
+/* ---- multi-homing: two local and two remote addresses, one path taken down
+ * ------------------------- */
 
 /* Run a command (no shell); its exit status, or -1. */
 static int run_cmd(char *const argv[])
@@ -1125,7 +1134,8 @@ Test(esock_sctp, multihoming_fails_over_when_a_path_goes_down)
         lo_addr("del", mh_addrs[i]);
 }
 
-/* ---- streaming: a sender that never waits, small and buffer-sized messages ----------------------- */
+/* ---- streaming: a sender that never waits, small and buffer-sized messages
+ * ----------------------- */
 
 struct stream_args {
     esock_assoc c;
@@ -1237,7 +1247,8 @@ Test(esock_sctp, streaming_never_stalls_two_schedulers, .timeout = 200)
     es_stop();
 }
 
-/* ---- handover to the next owner; ends from the server's side ------------------------------------- */
+/* ---- handover to the next owner; ends from the server's side
+ * ------------------------------------- */
 
 static void handover_body(void *arg)
 {
@@ -1309,7 +1320,8 @@ Test(esock_sctp, handover_to_the_next_owner_and_ends_from_the_server_side)
     es_stop();
 }
 
-/* ---- what was never sent comes back ------------------------------------------------------------------- */
+/* ---- what was never sent comes back
+ * ------------------------------------------------------------------- */
 
 /* An owner that reads nothing until TAG_GO, then counts what it got (in
  * order) until the association goes down, and tells `test` the count. */
@@ -1407,8 +1419,8 @@ static void handback_body(void *arg)
     /* the peer has all before the first handed back, perhaps some that
      * were on the wire, and none that never were */
     if (got < first || got > first + on_wire)
-        fprintf(stderr, "peer got %u, first handed back %u (%u on the wire), sent %u\n", got,
-                first, on_wire, seq);
+        fprintf(stderr, "peer got %u, first handed back %u (%u on the wire), sent %u\n", got, first,
+                on_wire, seq);
     CHECK(got >= first && got <= first + on_wire);
     CHECK_RC(esock_ep_close(cep), 0);
     CHECK_RC(esock_ep_close(sep), 0);

@@ -52,7 +52,8 @@
     X(ESOCK_ECLOSED, -6003, "the association is closed")                                           \
     X(ESOCK_ENOTUP, -6004, "the association is not up yet")                                        \
     X(ESOCK_EBADSTREAM, -6005, "stream number beyond the association's outbound streams")          \
-    X(ESOCK_EWOULDBLOCK, -6006, "send queue above its high watermark: wait for ESOCK_MSG_SEND_READY") \
+    X(ESOCK_EWOULDBLOCK, -6006,                                                                    \
+      "send queue above its high watermark: wait for ESOCK_MSG_SEND_READY")                        \
     X(ESOCK_EOVERLAP, -6007, "addresses overlap another endpoint's binding")                       \
     X(ESOCK_ENOOWNER, -6008, "no such owner registered")
 
@@ -94,7 +95,7 @@ typedef struct esock_assoc {
     uint64_t id;
 } esock_assoc;
 
-#define ESOCK_EP_NONE ((esock_ep){0})
+#define ESOCK_EP_NONE    ((esock_ep){0})
 #define ESOCK_ASSOC_NONE ((esock_assoc){0})
 
 /* An IPv4 or IPv6 address with a port (the port is ignored where the call
@@ -118,35 +119,35 @@ enum esock_proto { ESOCK_SCTP = 0, ESOCK_TCP = 1 };
 /* ---- endpoints ---------------------------------------------------------------------------- */
 
 typedef struct esock_ep_opts {
-    int proto;                           /* ESOCK_SCTP (ESOCK_TCP: not yet) */
-    esock_addr addrs[ESOCK_MAX_ADDRS];   /* local addresses; nad 0: 127.0.0.1 */
+    int proto;                         /* ESOCK_SCTP (ESOCK_TCP: not yet) */
+    esock_addr addrs[ESOCK_MAX_ADDRS]; /* local addresses; naddrs 0: 127.0.0.1 */
     unsigned naddrs;
-    uint16_t port;                       /* 0: the kernel picks a free one */
-    uint16_t ostreams, istreams;         /* 0: 16 each (SCTP_INITMSG) */
-    int sndbuf, rcvbuf;                  /* per association. 0: ask for 1 MiB within
-                                            net.core.wmem_max/rmem_max (the machine's
-                                            limits, often 208 KiB). Set: that size,
-                                            with SO_SNDBUFFORCE/SO_RCVBUFFORCE where
-                                            allowed (CAP_NET_ADMIN), else capped as
-                                            for 0. Mind net.sctp.sctp_mem: buffers
-                                            times associations beyond it put SCTP
-                                            under memory pressure. A message larger
-                                            than the send buffer gets -EMSGSIZE */
-    bool no_nodelay;                     /* SCTP_NODELAY is on unless this is set */
-    uint32_t default_ppid;               /* used when esock_send gets ppid 0 */
-    uint16_t default_stream;             /* unused by esock_send (it always names one) */
-    int backlog;                         /* 0: 128 */
-    size_t send_hiwat;                   /* bytes queued per association before
-                                            ESOCK_EWOULDBLOCK; 0: 4 MiB */
-    uint32_t rcv_hiwat;                  /* messages an association delivers and its
-                                            owner has not freed yet before it stops
-                                            reading (until the owner is down to half):
-                                            the kernel's window then closes, and the
-                                            peer is held back. 0: 8192 */
-    bool handover;                       /* when an association's owner ends, hand
-                                            it to the endpoint's newest live owner
-                                            (ESOCK_MSG_ASSOC_UP with handed_over)
-                                            instead of closing it */
+    uint16_t port;               /* 0: the kernel picks a free one */
+    uint16_t ostreams, istreams; /* 0: 16 each (SCTP_INITMSG) */
+    int sndbuf, rcvbuf;          /* per association. 0: ask for 1 MiB within
+                                    net.core.wmem_max/rmem_max (the machine's
+                                    limits, often 208 KiB). Set: that size,
+                                    with SO_SNDBUFFORCE/SO_RCVBUFFORCE where
+                                    allowed (CAP_NET_ADMIN), else capped as
+                                    for 0. Mind net.sctp.sctp_mem: buffers
+                                    times associations beyond it put SCTP
+                                    under memory pressure. A message larger
+                                    than the send buffer gets -EMSGSIZE */
+    bool no_nodelay;             /* SCTP_NODELAY is on unless this is set */
+    uint32_t default_ppid;       /* used when esock_send gets ppid 0 */
+    uint16_t default_stream;     /* unused by esock_send (it always names one) */
+    int backlog;                 /* 0: 128 */
+    size_t send_hiwat;           /* bytes queued per association before
+                                    ESOCK_EWOULDBLOCK; 0: 4 MiB */
+    uint32_t rcv_hiwat;          /* messages an association delivers and its
+                                    owner has not freed yet before it stops
+                                    reading (until the owner is down to half):
+                                    the kernel's window then closes, and the
+                                    peer is held back. 0: 8192 */
+    bool handover;               /* when an association's owner ends, hand
+                                    it to the endpoint's newest live owner
+                                    (ESOCK_MSG_ASSOC_UP with handed_over)
+                                    instead of closing it */
     /* Failure detection, for every association of the endpoint; 0: the
      * kernel's default (net.sctp.*). Signalling links usually want them
      * shorter than the defaults (RTO 3 s/1 s/60 s, heartbeat 30 s, 5 path
@@ -227,7 +228,7 @@ typedef struct esock_reconnect {
 } esock_reconnect;
 
 typedef struct esock_assoc_opts {
-    rt_pid owner; /* who gets its messages; RT_PID_NONE: the caller */
+    rt_pid owner;                /* who gets its messages; RT_PID_NONE: the caller */
     uint16_t ostreams, istreams; /* 0: the endpoint's */
     esock_reconnect reconnect;
 } esock_assoc_opts;
@@ -278,15 +279,15 @@ ESOCK_API int esock_assoc_abort(esock_assoc assoc);
  * the owner as usual: a data payload is valid until rt_msg_free (or the
  * handler's return in a callback actor); keep it longer with rt_forward. */
 
-#define ESOCK_MSG_BASE (RT_TAG_LIB_BASE + 0x1000u)
-#define ESOCK_MSG_DATA (ESOCK_MSG_BASE + 1)
-#define ESOCK_MSG_ASSOC_UP (ESOCK_MSG_BASE + 2)
-#define ESOCK_MSG_ASSOC_DOWN (ESOCK_MSG_BASE + 3)
-#define ESOCK_MSG_PATH (ESOCK_MSG_BASE + 4)
+#define ESOCK_MSG_BASE        (RT_TAG_LIB_BASE + 0x1000u)
+#define ESOCK_MSG_DATA        (ESOCK_MSG_BASE + 1)
+#define ESOCK_MSG_ASSOC_UP    (ESOCK_MSG_BASE + 2)
+#define ESOCK_MSG_ASSOC_DOWN  (ESOCK_MSG_BASE + 3)
+#define ESOCK_MSG_PATH        (ESOCK_MSG_BASE + 4)
 #define ESOCK_MSG_SEND_FAILED (ESOCK_MSG_BASE + 5)
-#define ESOCK_MSG_EP_DOWN (ESOCK_MSG_BASE + 6)
-#define ESOCK_MSG_SEND_READY (ESOCK_MSG_BASE + 7)
-#define ESOCK_MSG_RECONNECT (ESOCK_MSG_BASE + 8)
+#define ESOCK_MSG_EP_DOWN     (ESOCK_MSG_BASE + 6)
+#define ESOCK_MSG_SEND_READY  (ESOCK_MSG_BASE + 7)
+#define ESOCK_MSG_RECONNECT   (ESOCK_MSG_BASE + 8)
 
 /* ESOCK_MSG_DATA: one complete message (reassembled when the kernel handed
  * it over in parts). Notifications never arrive as data. */
@@ -324,8 +325,8 @@ enum esock_down_reason {
 typedef struct esock_down {
     esock_assoc assoc;
     esock_ep ep;
-    int reason; /* enum esock_down_reason */
-    int error;  /* the kernel's sac_error / cause code, or a -errno; 0 if none */
+    int reason;        /* enum esock_down_reason */
+    int error;         /* the kernel's sac_error / cause code, or a -errno; 0 if none */
     bool reconnecting; /* the handle lives on: esock tries again (esock_reconnect), or
                           the peer restarted (ESOCK_DOWN_RESTART) and it is up */
 } esock_down;
@@ -396,7 +397,8 @@ ESOCK_API const esock_reconnect_ev *esock_reconnect_of(const rt_msg *m);
 /* esock_down_reason_name: "comm_lost", "shutdown", ... Static. */
 ESOCK_API const char *esock_down_reason_name(int reason);
 
-/* ---- queries: snapshots, any thread ----------------------------------------------------------- */
+/* ---- queries: snapshots, any thread -----------------------------------------------------------
+ */
 
 /* esock_endpoints: up to `cap` endpoint handles into out; returns how many
  * exist (may exceed cap) or ESOCK_ENOTSTARTED. */
@@ -420,18 +422,18 @@ enum esock_assoc_state {
 };
 
 typedef struct esock_assoc_info {
-    int state;             /* enum esock_assoc_state */
+    int state; /* enum esock_assoc_state */
     esock_ep ep;
-    rt_pid owner, pid;     /* the owner and the association's process */
+    rt_pid owner, pid; /* the owner and the association's process */
     uint16_t ostreams, istreams;
-    esock_addr primary;    /* the primary path (when up) */
-    uint32_t rto_ms;       /* of the primary path, from SCTP_STATUS */
+    esock_addr primary; /* the primary path (when up) */
+    uint32_t rto_ms;    /* of the primary path, from SCTP_STATUS */
     uint32_t cwnd;
     uint32_t srtt_ms;
     uint32_t unacked, pending; /* chunks unacknowledged, pending */
-    uint32_t peer_rwnd;    /* the peer's receive window as last advertised (bytes) */
-    int kernel_state;      /* SCTP_STATUS sstat_state (enum sctp_sstat_state) */
-    size_t queued;         /* bytes waiting in esock's send queue */
+    uint32_t peer_rwnd;        /* the peer's receive window as last advertised (bytes) */
+    int kernel_state;          /* SCTP_STATUS sstat_state (enum sctp_sstat_state) */
+    size_t queued;             /* bytes waiting in esock's send queue */
     esock_peer peer;
 } esock_assoc_info;
 

@@ -176,8 +176,8 @@ RT_API rt_pid rt_whereis(const char *name);
  * ...), the runtime cancels it first and the handlers run only once the
  * kernel is done with that memory, so a handler may free such a buffer:
  * then they run later, possibly on another scheduler thread and after links
- * and monitors were told. The process's stack is kept until then too. Returns 0, -ENOMEM, -EINVAL (fn NULL),
- * RT_ENOTPROC. */
+ * and monitors were told. The process's stack is kept until then too. Returns 0, -ENOMEM, -EINVAL
+ * (fn NULL), RT_ENOTPROC. */
 RT_API int rt_at_exit(void (*fn)(void *arg), void *arg);
 
 /* rt_yield: let other processes run; the caller is resumed later.
