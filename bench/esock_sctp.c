@@ -366,7 +366,9 @@ static bool take_one(void *arg, esock_assoc assoc, const esock_peer *peer)
 
 static esock_ep es_ep(void)
 {
-    esock_ep_opts o = {.naddrs = 1};
+    /* a send queue about the size of the plain program's socket buffer,
+     * so that neither side has far more in flight than the other */
+    esock_ep_opts o = {.naddrs = 1, .send_hiwat = 256 << 10};
     esock_addr_parse("127.0.0.1", 0, &o.addrs[0]);
     esock_ep ep;
     int rc = esock_ep_create(&o, &ep);
