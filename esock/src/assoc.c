@@ -23,21 +23,32 @@
 
 #include "internal.h"
 
-/* Receive credit: how many of its messages the owner holds. The messages
+/* Receive credit: how many bytes of its messages the owner holds (each
+ * message counts ESOCK_RCV_MSG_COST more than its payload). The messages
  * hold a reference (they may be freed on any thread, after the process
- * ended). Reading stops at the endpoint's rcv_hiwat and starts again when
+ * ended), through a tag placed after their payload, inside the message's
+ * own memory. Reading stops at the endpoint's rcv_hiwat and starts again when
  * the owner is down to half of it: the kernel's window closes meanwhile,
  * which is SCTP's own backpressure to the peer. It is a last resort, hence
  * the high default: with small messages the kernel's receive memory fills
  * long before its window closes, it then drops, and the peer falls back to
  * retransmission timeouts (seconds). */
 struct rx_credit {
-    _Atomic uint32_t held;
+    _Atomic uint64_t held;
     _Atomic uint32_t refs;
     _Atomic bool stalled;
     rt_pid pid;
-    uint32_t lowat;
+    uint64_t lowat;
 };
+
+/* After a data message's payload: what its release gives back. */
+struct rx_tag {
+    struct rx_credit *c;
+    uint64_t cost;
+};
+
+/* Room a data message needs for its tag, beyond sizeof(esock_data) + payload. */
+#define ES_TAG_ROOM (sizeof(struct rx_tag) + _Alignof(struct rx_tag))
 
 static void credit_put(struct rx_credit *c)
 {
@@ -62,7 +73,7 @@ struct as_st {
     bool read_pending;     /* an ES_AS_READ to itself is on its way */
     size_t guess;          /* the size of the last message read */
     struct rx_credit *credit;
-    uint32_t hiwat; /* esock_ep_opts.rcv_hiwat */
+    uint64_t hiwat; /* esock_ep_opts.rcv_hiwat */
     int end_reason, end_error;
     /* reconnection (esock_assoc_create with esock_reconnect) */
     rt_pid ep_pid;
@@ -288,7 +299,7 @@ static int as_init(void *state, void *arg)
     }
     pthread_rwlock_rdlock(&es__g.lock);
     struct ep_ent *e = es__ep_get(st->ep);
-    st->hiwat = e ? e->opts.rcv_hiwat : 8192;
+    st->hiwat = e ? e->opts.rcv_hiwat : ESOCK_RCV_HIWAT_DEFAULT;
     pthread_rwlock_unlock(&es__g.lock);
     st->credit->refs = 1;
     st->credit->pid = rt_self();
@@ -519,18 +530,25 @@ static unsigned char *scratch(void)
 /* A data message was freed (any thread). */
 static void credit_release(void *p)
 {
-    struct rx_credit *c = p;
-    uint32_t held = atomic_fetch_sub(&c->held, 1) - 1;
+    const struct rx_tag *t = p;
+    struct rx_credit *c = t->c;
+    uint64_t held = atomic_fetch_sub(&c->held, t->cost) - t->cost;
     if (held <= c->lowat && atomic_load(&c->stalled) && atomic_exchange(&c->stalled, false))
         rt_send(c->pid, ES_AS_READ, NULL, 0);
     credit_put(c);
 }
 
-static void credit_attach(struct as_st *st, rt_msg *m)
+/* `m` was allocated with ES_TAG_ROOM to spare after its size. */
+static void credit_attach(struct as_st *st, rt_msg *m, size_t payload)
 {
-    atomic_fetch_add(&st->credit->held, 1);
+    uintptr_t at = (uintptr_t)m->data + m->size;
+    at = (at + _Alignof(struct rx_tag) - 1) & ~(uintptr_t)(_Alignof(struct rx_tag) - 1);
+    struct rx_tag *t = (struct rx_tag *)at;
+    t->c = st->credit;
+    t->cost = payload + ESOCK_RCV_MSG_COST;
+    atomic_fetch_add(&st->credit->held, t->cost);
     atomic_fetch_add(&st->credit->refs, 1);
-    rt_msg_lend(m, st->credit, credit_release);
+    rt_msg_lend(m, t, credit_release);
 }
 
 /* May it read another message? */
@@ -559,19 +577,21 @@ static void deliver(struct as_st *st, const struct sctp_rcvinfo *ri, const void 
     };
     rt_msg *m;
     if (st->rlen == 0) {
-        m = rt_msg_alloc(ESOCK_MSG_DATA, sizeof d + n);
+        m = rt_msg_alloc(ESOCK_MSG_DATA, sizeof d + n + ES_TAG_ROOM);
         if (m == NULL)
             return;
+        m->size = (uint32_t)(sizeof d + n);
         d.len = n;
         d.data = (char *)m->data + sizeof d;
         memcpy((char *)m->data + sizeof d, p, n);
     } else {
         /* gathered from parts */
-        m = rt_msg_alloc(ESOCK_MSG_DATA, sizeof d + st->rlen);
+        m = rt_msg_alloc(ESOCK_MSG_DATA, sizeof d + st->rlen + ES_TAG_ROOM);
         if (m == NULL) {
             st->rlen = 0;
             return;
         }
+        m->size = (uint32_t)(sizeof d + st->rlen);
         d.len = st->rlen;
         d.data = (char *)m->data + sizeof d;
         memcpy((char *)m->data + sizeof d, st->rbuf, st->rlen);
@@ -582,7 +602,7 @@ static void deliver(struct as_st *st, const struct sctp_rcvinfo *ri, const void 
             st->rcap = 0;
         }
     }
-    credit_attach(st, m);
+    credit_attach(st, m, d.len);
     memcpy(m->data, &d, sizeof d);
     if (rt_forward(st->owner, m) < 0)
         rt_msg_free(m);
@@ -614,7 +634,7 @@ static int read_one(struct as_st *st)
     unsigned char *buf;
     size_t cap;
     if (st->rlen == 0 && st->guess > ES_COPY_MAX &&
-        (dm = rt_msg_alloc(ESOCK_MSG_DATA, sizeof(esock_data) + st->guess)) != NULL) {
+        (dm = rt_msg_alloc(ESOCK_MSG_DATA, sizeof(esock_data) + st->guess + ES_TAG_ROOM)) != NULL) {
         buf = (unsigned char *)dm->data + sizeof(esock_data);
         cap = st->guess;
     } else {
@@ -682,7 +702,7 @@ static int read_one(struct as_st *st)
             d.data = buf;
             memcpy(dm->data, &d, sizeof d);
             dm->size = (uint32_t)(sizeof d + (size_t)n);
-            credit_attach(st, dm);
+            credit_attach(st, dm, (size_t)n);
             if (rt_forward(st->owner, dm) < 0)
                 rt_msg_free(dm);
         } else {

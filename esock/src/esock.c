@@ -394,7 +394,7 @@ static int ep_fill_opts(const esock_ep_opts *in, esock_ep_opts *o)
     if (o->backlog == 0)
         o->backlog = 128;
     if (o->rcv_hiwat == 0)
-        o->rcv_hiwat = 8192;
+        o->rcv_hiwat = ESOCK_RCV_HIWAT_DEFAULT;
     if (o->send_hiwat == 0)
         o->send_hiwat = 4u << 20;
     return 0;

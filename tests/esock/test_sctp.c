@@ -717,8 +717,9 @@ static void backpressure_body(void *arg)
 {
     rt_pid self = rt_self(), slow;
     CHECK_RC(rt_spawn(slow_owner, &self, NULL, &slow), 0);
-    /* the server's side stops reading at 200 messages its owner holds */
-    esock_ep_opts so = {.naddrs = 1, .rcv_hiwat = 200};
+    /* the server's side stops reading once its owner holds 200 messages
+     * of 1 KiB */
+    esock_ep_opts so = {.naddrs = 1, .rcv_hiwat = 200 * (1024 + ESOCK_RCV_MSG_COST)};
     esock_addr_parse("127.0.0.1", 0, &so.addrs[0]);
     esock_ep sep;
     CHECK_RC(esock_ep_create(&so, &sep), 0);

@@ -114,6 +114,11 @@ ESOCK_API const char *esock_addr_format(const esock_addr *a, char *buf, size_t l
 
 #define ESOCK_MAX_ADDRS 8
 
+/* What a delivered message costs against rcv_hiwat beyond its payload, and
+ * the default high watermark. */
+#define ESOCK_RCV_MSG_COST      256u
+#define ESOCK_RCV_HIWAT_DEFAULT ((size_t)64 << 20)
+
 enum esock_proto { ESOCK_SCTP = 0, ESOCK_TCP = 1 };
 
 /* ---- endpoints ---------------------------------------------------------------------------- */
@@ -139,11 +144,12 @@ typedef struct esock_ep_opts {
     int backlog;                 /* 0: 128 */
     size_t send_hiwat;           /* bytes queued per association before
                                     ESOCK_EWOULDBLOCK; 0: 4 MiB */
-    uint32_t rcv_hiwat;          /* messages an association delivers and its
-                                    owner has not freed yet before it stops
-                                    reading (until the owner is down to half):
-                                    the kernel's window then closes, and the
-                                    peer is held back. 0: 8192 */
+    size_t rcv_hiwat;            /* bytes of an association's messages its owner has not
+                                    freed yet (each counts ESOCK_RCV_MSG_COST more than its
+                                    payload) before the association stops reading, until the
+                                    owner is down to half: the kernel's window then closes
+                                    and the peer is held back. A last resort (small messages
+                                    then make the kernel drop and retransmit): 0: 64 MiB */
     bool handover;               /* when an association's owner ends, hand
                                     it to the endpoint's newest live owner
                                     (ESOCK_MSG_ASSOC_UP with handed_over)
@@ -277,7 +283,9 @@ ESOCK_API int esock_assoc_abort(esock_assoc assoc);
  * Each is an rt message whose data is the struct named; read it with the
  * esock_*_of() helpers (NULL for another message). The message belongs to
  * the owner as usual: a data payload is valid until rt_msg_free (or the
- * handler's return in a callback actor); keep it longer with rt_forward. */
+ * handler's return in a callback actor); keep it longer with rt_forward.
+ * A data message carries its own accounting (rcv_hiwat): free it whole,
+ * do not rt_msg_adopt from it. */
 
 #define ESOCK_MSG_BASE        (RT_TAG_LIB_BASE + 0x1000u)
 #define ESOCK_MSG_DATA        (ESOCK_MSG_BASE + 1)
