@@ -259,7 +259,7 @@ void io__complete(struct io_sched *io, struct ioreq *r, int res, bool more, int 
         io->bufs_out++;
     if (res == -ENOBUFS && (r->flags & RT_IO_BUFSEL) && !(r->flags & R_CANCELLED)) {
         /* the buffers are all lent out: wait for one instead of failing */
-            if (!more) {
+        if (!more) {
             io__pause(io, r);
             /* but some may have come back between the kernel's finding
              * none and this completion: then no return is left to wake it */

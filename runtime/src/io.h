@@ -80,7 +80,7 @@ struct io_sched {
     struct ioreq **tab;
     uint32_t ntab, captab;
     _Atomic uint32_t ntab_pub; /* ntab, for other threads' sanity checks */
-    uint32_t free_head; /* index + 1 */
+    uint32_t free_head;        /* index + 1 */
     uint32_t live;
     unsigned since_flush;
     unsigned poll_tick;
