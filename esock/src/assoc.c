@@ -564,55 +564,6 @@ static bool credit_ok(struct as_st *st)
     return atomic_exchange(&c->stalled, false);
 }
 
-static void deliver(struct as_st *st, const struct sctp_rcvinfo *ri, const void *p, size_t n)
-{
-    esock_data d = {
-        .assoc = st->h,
-        .ep = st->ep,
-        .stream = ri->rcv_sid,
-        .flags = (ri->rcv_flags & SCTP_UNORDERED) ? ESOCK_UNORDERED : 0,
-        .ppid = ntohl(ri->rcv_ppid),
-        .context = ri->rcv_context,
-        .tsn = ri->rcv_tsn,
-    };
-    rt_msg *m;
-    if (st->rlen == 0) {
-        m = rt_msg_alloc(ESOCK_MSG_DATA, sizeof d + n + ES_TAG_ROOM);
-        if (m == NULL)
-            return;
-        m->size = (uint32_t)(sizeof d + n);
-        d.len = n;
-        d.data = (char *)m->data + sizeof d;
-        memcpy((char *)m->data + sizeof d, p, n);
-    } else {
-        /* gathered from parts */
-        m = rt_msg_alloc(ESOCK_MSG_DATA, sizeof d + st->rlen + ES_TAG_ROOM);
-        if (m == NULL) {
-            st->rlen = 0;
-            return;
-        }
-        m->size = (uint32_t)(sizeof d + st->rlen);
-        d.len = st->rlen;
-        d.data = (char *)m->data + sizeof d;
-        memcpy((char *)m->data + sizeof d, st->rbuf, st->rlen);
-        st->rlen = 0;
-        if (st->rcap > (1u << 20)) { /* keep a big one only for a while */
-            free(st->rbuf);
-            st->rbuf = NULL;
-            st->rcap = 0;
-        }
-    }
-    credit_attach(st, m, d.len);
-    memcpy(m->data, &d, sizeof d);
-    if (rt_forward(st->owner, m) < 0)
-        rt_msg_free(m);
-}
-
-/* Messages up to this size are read into a scratch buffer and copied into
- * a message of their size; when the last message was larger, the next is
- * read straight into a message of that size (no copy: bulk flows). */
-#define ES_COPY_MAX 2048u
-
 static esock_data data_head(struct as_st *st, const struct sctp_rcvinfo *ri)
 {
     return (esock_data){
@@ -625,6 +576,28 @@ static esock_data data_head(struct as_st *st, const struct sctp_rcvinfo *ri)
         .tsn = ri->rcv_tsn,
     };
 }
+
+/* A complete message of n bytes at p, copied into the owner's message. */
+static void deliver(struct as_st *st, const struct sctp_rcvinfo *ri, const void *p, size_t n)
+{
+    esock_data d = data_head(st, ri);
+    rt_msg *m = rt_msg_alloc(ESOCK_MSG_DATA, sizeof d + n + ES_TAG_ROOM);
+    if (m == NULL)
+        return;
+    m->size = (uint32_t)(sizeof d + n);
+    d.len = n;
+    d.data = (char *)m->data + sizeof d;
+    memcpy(m->data, &d, sizeof d);
+    memcpy((char *)m->data + sizeof d, p, n);
+    credit_attach(st, m, n);
+    if (rt_forward(st->owner, m) < 0)
+        rt_msg_free(m);
+}
+
+/* Messages up to this size are read into a scratch buffer and copied into
+ * a message of their size; when the last message was larger, the next is
+ * read straight into a message of that size (no copy: bulk flows). */
+#define ES_COPY_MAX 2048u
 
 /* One recvmsg. Returns 1 (something read), 0 (the socket is empty), -1
  * (the association ended meanwhile). */
@@ -722,7 +695,13 @@ static int read_one(struct as_st *st)
     }
     if (eor) {
         st->guess = st->rlen <= ES_SCRATCH ? st->rlen : ES_SCRATCH;
-        deliver(st, &st->rinfo, NULL, 0);
+        deliver(st, &st->rinfo, st->rbuf, st->rlen);
+        st->rlen = 0;
+        if (st->rcap > (1u << 20)) { /* keep a big one only for a while */
+            free(st->rbuf);
+            st->rbuf = NULL;
+            st->rcap = 0;
+        }
     }
     return 1;
 }

@@ -236,6 +236,22 @@ static int as_miss(esock_assoc h)
     return ESOCK_ECLOSED;
 }
 
+/* The association's entry, its lock held; or why not. */
+static int as_lock(esock_assoc h, struct as_ent **out)
+{
+    pthread_rwlock_rdlock(&es__g.lock);
+    struct as_ent *a = es__g.started ? es__as_get(h) : NULL;
+    if (a == NULL) {
+        int rc = as_miss(h);
+        pthread_rwlock_unlock(&es__g.lock);
+        return rc;
+    }
+    pthread_mutex_lock(&a->lock);
+    pthread_rwlock_unlock(&es__g.lock);
+    *out = a;
+    return 0;
+}
+
 struct ep_ent *es__ep_get(esock_ep h)
 {
     uint32_t idx = (uint32_t)h.id, gen = (uint32_t)(h.id >> 32);
@@ -612,15 +628,10 @@ ESOCK_API int esock_send(esock_assoc assoc, uint16_t stream, uint32_t ppid, unsi
         return -EINVAL;
     if (len == 0 || len > RT_MSG_MAX_SIZE)
         return -EMSGSIZE;
-    pthread_rwlock_rdlock(&es__g.lock);
-    struct as_ent *a = es__g.started ? es__as_get(assoc) : NULL;
-    if (a == NULL) {
-        int rc_ = as_miss(assoc);
-        pthread_rwlock_unlock(&es__g.lock);
-        return rc_;
-    }
-    pthread_mutex_lock(&a->lock);
-    pthread_rwlock_unlock(&es__g.lock);
+    struct as_ent *a;
+    int lrc = as_lock(assoc, &a);
+    if (lrc < 0)
+        return lrc;
     int rc = es__send_locked(a, stream, ppid, flags, opts ? opts->context : 0,
                              opts ? opts->lifetime_ms : 0, data, len);
     pthread_mutex_unlock(&a->lock);
@@ -639,18 +650,13 @@ ESOCK_API int esock_send(esock_assoc assoc, uint16_t stream, uint32_t ppid, unsi
 
 static int as_tell(esock_assoc assoc, uint32_t tag)
 {
-    pthread_rwlock_rdlock(&es__g.lock);
-    struct as_ent *a = es__g.started ? es__as_get(assoc) : NULL;
-    if (a == NULL) {
-        int rc_ = as_miss(assoc);
-        pthread_rwlock_unlock(&es__g.lock);
-        return rc_;
-    }
-    pthread_mutex_lock(&a->lock);
+    struct as_ent *a;
+    int lrc = as_lock(assoc, &a);
+    if (lrc < 0)
+        return lrc;
     rt_pid pid = a->pid;
     int state = a->state;
     pthread_mutex_unlock(&a->lock);
-    pthread_rwlock_unlock(&es__g.lock);
     if (state == ESOCK_ASSOC_CLOSED)
         return ESOCK_ECLOSED;
     int rc = rt_send(pid, tag, NULL, 0);
@@ -811,15 +817,10 @@ ESOCK_API int esock_assoc_status(esock_assoc assoc, esock_assoc_info *out)
     if (out == NULL)
         return -EINVAL;
     memset(out, 0, sizeof *out);
-    pthread_rwlock_rdlock(&es__g.lock);
-    struct as_ent *a = es__g.started ? es__as_get(assoc) : NULL;
-    if (a == NULL) {
-        int rc_ = as_miss(assoc);
-        pthread_rwlock_unlock(&es__g.lock);
-        return rc_;
-    }
-    pthread_mutex_lock(&a->lock);
-    pthread_rwlock_unlock(&es__g.lock);
+    struct as_ent *a;
+    int lrc = as_lock(assoc, &a);
+    if (lrc < 0)
+        return lrc;
     out->state = a->state;
     out->ep = a->ep;
     out->owner = a->owner;
@@ -855,15 +856,10 @@ ESOCK_API int esock_assoc_paths(esock_assoc assoc, esock_path_info *out, size_t 
 {
     if (out == NULL && cap)
         return -EINVAL;
-    pthread_rwlock_rdlock(&es__g.lock);
-    struct as_ent *a = es__g.started ? es__as_get(assoc) : NULL;
-    if (a == NULL) {
-        int rc_ = as_miss(assoc);
-        pthread_rwlock_unlock(&es__g.lock);
-        return rc_;
-    }
-    pthread_mutex_lock(&a->lock);
-    pthread_rwlock_unlock(&es__g.lock);
+    struct as_ent *a;
+    int lrc = as_lock(assoc, &a);
+    if (lrc < 0)
+        return lrc;
     int rc;
     if (a->state == ESOCK_ASSOC_CLOSED) {
         rc = ESOCK_ECLOSED;
