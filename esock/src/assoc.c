@@ -71,7 +71,10 @@ struct as_st {
     bool aborting;         /* its ABORT is on its way: COMM_LOST will say so */
     bool ending;           /* ended: reading what is left, then stop */
     bool read_pending;     /* an ES_AS_READ to itself is on its way */
-    size_t guess;          /* the size of the last message read */
+    bool orphaned;         /* its owner ended: waiting for one (handover_wait_ms) */
+    unsigned handover_wait_ms;
+    rt_timer orphan_timer;
+    size_t guess; /* the size of the last message read */
     struct rx_credit *credit;
     uint64_t hiwat; /* esock_ep_opts.rcv_hiwat */
     int end_reason, end_error;
@@ -230,6 +233,10 @@ static void end_locally(struct as_st *st)
         rt_cancel_timer(st->timer);
         st->timer = 0;
     }
+    if (st->orphan_timer) {
+        rt_cancel_timer(st->orphan_timer);
+        st->orphan_timer = 0;
+    }
 }
 
 static void arm_recv(struct as_st *st)
@@ -300,6 +307,7 @@ static int as_init(void *state, void *arg)
     pthread_rwlock_rdlock(&es__g.lock);
     struct ep_ent *e = es__ep_get(st->ep);
     st->hiwat = e ? e->opts.rcv_hiwat : ESOCK_RCV_HIWAT_DEFAULT;
+    st->handover_wait_ms = e ? e->opts.handover_wait_ms : 0;
     pthread_rwlock_unlock(&es__g.lock);
     st->credit->refs = 1;
     st->credit->pid = rt_self();
@@ -710,7 +718,7 @@ static int read_one(struct as_st *st)
 static void read_some(struct as_st *st)
 {
     for (int k = 0; k < ES_READ_BUDGET; k++) {
-        if (st->fd < 0 || st->down_sent || !credit_ok(st))
+        if (st->fd < 0 || st->down_sent || st->orphaned || !credit_ok(st))
             return;
         int rc = read_one(st);
         if (rc < 0)
@@ -930,6 +938,72 @@ static bool handover(struct as_st *st, rt_pid gone)
     return false;
 }
 
+/* Its owner ended and nobody took it: wait handover_wait_ms for an owner
+ * to register on the endpoint, reading nothing. Returns whether it waits. */
+static bool orphan(struct as_st *st)
+{
+    if (st->handover_wait_ms == 0 || st->fd < 0)
+        return false;
+    if (rt_send_after(rt_self(), (int)st->handover_wait_ms, ES_AS_ORPHAN_TIMEOUT, NULL, 0,
+                      &st->orphan_timer) < 0)
+        return false;
+    if (rt_send(st->ep_pid, ES_EP_ORPHAN, &st->h, sizeof st->h) < 0) {
+        rt_cancel_timer(st->orphan_timer);
+        st->orphan_timer = 0;
+        return false; /* no endpoint to find one */
+    }
+    st->orphaned = true;
+    if (st->reading) {
+        /* wake for nothing meanwhile: the poll starts again with the new owner */
+        rt_io_cancel(st->rreq);
+        st->rreq = 0;
+        st->reading = false;
+    }
+    pthread_mutex_lock(&st->a->lock);
+    st->a->owner = RT_PID_NONE;
+    pthread_mutex_unlock(&st->a->lock);
+    return true;
+}
+
+/* The endpoint found it an owner. */
+static void adopt(struct as_st *st, rt_pid owner)
+{
+    rt_ref mon;
+    if (!st->orphaned)
+        return; /* not waiting any more */
+    if (!rt_alive(owner) || rt_monitor(owner, &mon) < 0) {
+        /* that one has ended too: the endpoint hears of it first (its
+         * monitor fired before this reached it), so asking again finds the
+         * next, or waits for one */
+        (void)rt_send(st->ep_pid, ES_EP_ORPHAN, &st->h, sizeof st->h);
+        return;
+    }
+    st->orphaned = false;
+    if (st->orphan_timer) {
+        rt_cancel_timer(st->orphan_timer);
+        st->orphan_timer = 0;
+    }
+    st->owner = owner;
+    st->mon = mon;
+    esock_up up = {.assoc = st->h, .ep = st->ep, .handed_over = true};
+    pthread_mutex_lock(&st->a->lock);
+    st->a->owner = owner;
+    up.peer = st->a->peer;
+    pthread_mutex_unlock(&st->a->lock);
+    es__send_owner(owner, ESOCK_MSG_ASSOC_UP, &up, sizeof up);
+    arm_recv(st);
+    read_some(st); /* what arrived while it waited */
+}
+
+/* Nobody owns it any more: close it gracefully and end. */
+static void unowned(struct as_st *st)
+{
+    end_locally(st);
+    st->down_sent = true;
+    finish(st, false);
+    rt_exit(rt_self(), RT_EXIT_NORMAL);
+}
+
 static void as_handle(void *state, rt_msg *m)
 {
     struct as_st *st = state;
@@ -1007,17 +1081,26 @@ static void as_handle(void *state, rt_msg *m)
         break;
     case RT_MSG_DOWN: {
         const rt_down_info *d = m->data;
-        if (d->ref == st->mon && handover(st, d->pid))
+        if (d->ref != st->mon || st->orphaned)
             break;
-        if (d->ref == st->mon) {
-            /* its owner ended: nobody to tell; close it gracefully */
-            end_locally(st);
-            st->down_sent = true;
-            finish(st, false);
-            rt_exit(rt_self(), RT_EXIT_NORMAL);
-        }
+        /* its owner ended: the next owner, one to come, or nobody to tell
+         * (then close it gracefully) */
+        if (!handover(st, d->pid) && !orphan(st))
+            unowned(st);
         break;
     }
+    case ES_AS_ADOPT: {
+        rt_pid owner;
+        memcpy(&owner, m->data, sizeof owner);
+        adopt(st, owner);
+        break;
+    }
+    case ES_AS_ORPHAN_TIMEOUT:
+        if (st->orphaned) {
+            st->orphan_timer = 0;
+            unowned(st);
+        }
+        break;
     default:
         break;
     }

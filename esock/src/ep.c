@@ -40,6 +40,8 @@ struct ep_st {
     unsigned nconns, capconns;
     struct conn *pend; /* incoming, up, waiting for a first owner */
     unsigned npend, cappend;
+    rt_pid *orphans; /* associations whose owner ended, waiting for one */
+    unsigned norphans, caporphans;
     bool reading;
     rt_io_req rreq;
     struct msghdr mh; /* the read in flight */
@@ -410,6 +412,26 @@ static void publish_owners(struct ep_st *st)
     free(old);
 }
 
+/* Hand every waiting orphan to the newest owner (esock_ep_opts.handover_wait_ms).
+ * One that has ended meanwhile is not there to answer: nothing lost. */
+static void adopt_orphans(struct ep_st *st)
+{
+    if (st->nowners == 0)
+        return;
+    rt_pid owner = st->owners[st->nowners - 1].pid;
+    for (unsigned i = 0; i < st->norphans; i++)
+        (void)rt_send(st->orphans[i], ES_AS_ADOPT, &owner, sizeof owner);
+    st->norphans = 0;
+}
+
+static void orphan(struct ep_st *st, const rt_msg *m)
+{
+    if (grow((void **)&st->orphans, &st->caporphans, st->norphans, sizeof *st->orphans) < 0)
+        return; /* its wait runs out, and it closes */
+    st->orphans[st->norphans++] = m->from;
+    adopt_orphans(st); /* an owner may have registered since it looked */
+}
+
 static void reg_owner(struct ep_st *st, const rt_msg *m)
 {
     const struct reg_req *r = m->data;
@@ -432,6 +454,8 @@ static void reg_owner(struct ep_st *st, const rt_msg *m)
     st->owners[st->nowners++] = (struct owner){r->owner, r->accept, r->arg, mon};
     publish_owners(st);
     reply_int(m, 0);
+    /* associations whose owner ended go to the newest owner */
+    adopt_orphans(st);
     /* what waited for a first owner */
     while (st->npend) {
         struct conn c = st->pend[--st->npend];
@@ -602,6 +626,9 @@ static void ep_handle(void *state, rt_msg *m)
     case ES_EP_RECONNECT:
         reconnect(st, m);
         break;
+    case ES_EP_ORPHAN:
+        orphan(st, m);
+        break;
     case RT_MSG_DOWN: {
         const rt_down_info *d = m->data;
         for (unsigned i = 0; i < st->nowners; i++) {
@@ -642,6 +669,7 @@ static void ep_terminate(void *state, int reason)
     free(st->owners);
     free(st->conns);
     free(st->pend);
+    free(st->orphans);
     pthread_rwlock_wrlock(&es__g.lock);
     st->ent->used = false;
     st->ent->ready = false;

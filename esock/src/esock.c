@@ -387,6 +387,8 @@ static int ep_fill_opts(const esock_ep_opts *in, esock_ep_opts *o)
         (o->rto_initial_ms && o->rto_max_ms && o->rto_initial_ms > o->rto_max_ms) ||
         (o->rto_initial_ms && o->rto_min_ms && o->rto_initial_ms < o->rto_min_ms))
         return -EINVAL;
+    if (o->handover_wait_ms > 3600000u)
+        return -EINVAL;
     if (o->naddrs == 0) {
         esock_addr_parse("127.0.0.1", 0, &o->addrs[0]);
         o->naddrs = 1;

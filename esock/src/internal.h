@@ -10,17 +10,20 @@
 #include <rt/io.h>
 
 /* Tags of the messages between esock's own processes. */
-#define ES_CALL_REG_OWNER   (ESOCK_MSG_BASE + 0x100)
-#define ES_CALL_UNREG_OWNER (ESOCK_MSG_BASE + 0x101)
-#define ES_CALL_CONNECT     (ESOCK_MSG_BASE + 0x102)
-#define ES_EP_RECONNECT     (ESOCK_MSG_BASE + 0x103) /* assoc -> ep: connect me again */
-#define ES_AS_FD            (ESOCK_MSG_BASE + 0x110) /* ep -> assoc: peeled-off socket, up */
-#define ES_AS_CANT_START    (ESOCK_MSG_BASE + 0x111) /* ep -> assoc */
-#define ES_AS_SHUTDOWN      (ESOCK_MSG_BASE + 0x112)
-#define ES_AS_ABORT         (ESOCK_MSG_BASE + 0x113)
-#define ES_AS_KICK          (ESOCK_MSG_BASE + 0x114) /* a sender queued: watch for POLLOUT */
-#define ES_AS_RETRY         (ESOCK_MSG_BASE + 0x115) /* its own backoff timer */
-#define ES_AS_READ          (ESOCK_MSG_BASE + 0x116) /* go on reading (its budget ran out) */
+#define ES_CALL_REG_OWNER    (ESOCK_MSG_BASE + 0x100)
+#define ES_CALL_UNREG_OWNER  (ESOCK_MSG_BASE + 0x101)
+#define ES_CALL_CONNECT      (ESOCK_MSG_BASE + 0x102)
+#define ES_EP_RECONNECT      (ESOCK_MSG_BASE + 0x103) /* assoc -> ep: connect me again */
+#define ES_AS_FD             (ESOCK_MSG_BASE + 0x110) /* ep -> assoc: peeled-off socket, up */
+#define ES_AS_CANT_START     (ESOCK_MSG_BASE + 0x111) /* ep -> assoc */
+#define ES_AS_SHUTDOWN       (ESOCK_MSG_BASE + 0x112)
+#define ES_AS_ABORT          (ESOCK_MSG_BASE + 0x113)
+#define ES_AS_KICK           (ESOCK_MSG_BASE + 0x114) /* a sender queued: watch for POLLOUT */
+#define ES_AS_RETRY          (ESOCK_MSG_BASE + 0x115) /* its own backoff timer */
+#define ES_AS_READ           (ESOCK_MSG_BASE + 0x116) /* go on reading (its budget ran out) */
+#define ES_EP_ORPHAN         (ESOCK_MSG_BASE + 0x104) /* assoc -> ep: my owner ended, find me one */
+#define ES_AS_ADOPT          (ESOCK_MSG_BASE + 0x117) /* ep -> assoc: your new owner (rt_pid) */
+#define ES_AS_ORPHAN_TIMEOUT (ESOCK_MSG_BASE + 0x118) /* nobody came within handover_wait_ms */
 
 /* Where and how an association connects (kept for reconnection). */
 struct es_connect {

@@ -1321,6 +1321,106 @@ Test(esock_sctp, handover_to_the_next_owner_and_ends_from_the_server_side)
     es_stop();
 }
 
+/* ---- an owner restarted by its supervisor gets its association back
+ * ------------------------ */
+
+struct sup_owner_arg {
+    esock_ep ep;
+    rt_pid test;
+};
+
+/* The owner: registers on the endpoint and forwards everything to the
+ * test; a message with tag 2 makes it crash. */
+static void sup_owner(void *arg)
+{
+    const struct sup_owner_arg *a = arg;
+    if (esock_owner_register(a->ep, rt_self(), NULL, NULL) != 0)
+        rt_exit_self(-1);
+    rt_send(a->test, 7, NULL, 0); /* "registered" */
+    rt_msg *m;
+    while (rt_receive(RT_INFINITY, &m) == 0) {
+        if (m->tag == 2) {
+            rt_msg_free(m);
+            rt_exit_self(-42); /* a crash */
+        }
+        rt_forward(a->test, m);
+    }
+}
+
+static int sup_owner_start(void *arg, rt_pid *out)
+{
+    return rt_spawn(sup_owner, arg, &(rt_spawn_opts){.link = true}, out);
+}
+
+static void handover_wait_body(void *arg)
+{
+    esock_ep_opts so = {.naddrs = 1, .handover_wait_ms = 5000};
+    esock_addr_parse("127.0.0.1", 0, &so.addrs[0]);
+    esock_ep sep, cep = ep_on("127.0.0.1", 0);
+    CHECK_RC(esock_ep_create(&so, &sep), 0);
+    struct sup_owner_arg oa = {sep, rt_self()};
+    rt_child_spec spec = {.id = "owner",
+                          .start = sup_owner_start,
+                          .arg = &oa,
+                          .restart = RT_PERMANENT,
+                          .shutdown_ms = 1000};
+    rt_pid sup;
+    CHECK_RC(rt_sup_start(&(rt_sup_flags){.intensity = 5, .period_ms = 5000}, &spec, 1, &sup), 0);
+    rt_msg_free(wait_tag(7));
+    esock_addr ra;
+    esock_addr_parse("127.0.0.1", 0, &ra);
+    esock_assoc c;
+    CHECK_RC(esock_assoc_create(cep, &ra, 1, (uint16_t)esock_ep_port(sep), NULL, &c), 0);
+    rt_msg_free(wait_for(ESOCK_MSG_ASSOC_UP, c));
+    rt_msg *m = wait_tag(ESOCK_MSG_ASSOC_UP); /* the server's, through the owner */
+    esock_assoc s = esock_up_of(m)->assoc;
+    rt_msg_free(m);
+    rt_sup_child_info ci;
+    CHECK_RC(rt_sup_which_children(sup, &ci, 1), 1);
+    rt_pid first = ci.pid;
+
+    /* the owner crashes; what the peer sends meanwhile waits in the kernel */
+    rt_send(first, 2, NULL, 0);
+    rt_msg_free(wait_tag(7)); /* restarted, registered again */
+    CHECK_RC(esock_send(c, 1, 11, 0, "while away", 10, NULL), 0);
+    m = wait_for(ESOCK_MSG_ASSOC_UP, s);
+    CHECK(esock_up_of(m)->handed_over);
+    rt_msg_free(m);
+    m = wait_for(ESOCK_MSG_DATA, s);
+    CHECK(esock_data_of(m)->ppid == 11 && esock_data_of(m)->len == 10 &&
+          memcmp(esock_data_of(m)->data, "while away", 10) == 0);
+    rt_msg_free(m);
+    esock_assoc_info info;
+    CHECK_RC(esock_assoc_status(s, &info), 0);
+    CHECK_RC(rt_sup_which_children(sup, &ci, 1), 1);
+    CHECK(info.state == ESOCK_ASSOC_UP && info.owner.id == ci.pid.id && ci.pid.id != first.id);
+    CHECK(rt_receive_tag(ESOCK_MSG_ASSOC_DOWN, 100, &m) == -ETIMEDOUT); /* nobody went down */
+
+    /* without a supervisor to bring it back, the wait runs out: it closes */
+    CHECK_RC(rt_sup_terminate_child(sup, "owner"), 0);
+    uint64_t t0 = rt_now_ms();
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, c);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN);
+    CHECK(rt_now_ms() - t0 >= 4500);
+    rt_msg_free(m);
+    CHECK_RC(esock_assoc_status(s, &info), ESOCK_ECLOSED);
+    rt_ref mon;
+    CHECK_RC(rt_unlink(sup), 0);
+    CHECK_RC(rt_monitor(sup, &mon), 0);
+    CHECK_RC(rt_exit(sup, RT_EXIT_SHUTDOWN), 0);
+    rt_msg_free(wait_tag(RT_MSG_DOWN));
+    CHECK_RC(esock_ep_close(cep), 0);
+    CHECK_RC(esock_ep_close(sep), 0);
+    CHECK_RC(esock_ep_create(&(esock_ep_opts){.handover_wait_ms = 3600001}, &sep), -EINVAL);
+}
+
+Test(esock_sctp, an_owner_restarted_by_its_supervisor_gets_its_association_back)
+{
+    es_start();
+    run(handover_wait_body, NULL);
+    es_stop();
+}
+
 /* ---- what was never sent comes back
  * ------------------------------------------------------------------- */
 

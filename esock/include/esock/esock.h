@@ -154,6 +154,17 @@ typedef struct esock_ep_opts {
                                     it to the endpoint's newest live owner
                                     (ESOCK_MSG_ASSOC_UP with handed_over)
                                     instead of closing it */
+    unsigned handover_wait_ms;   /* when an association's owner ends and no
+                                    other live owner is registered (or handover
+                                    is off), keep it up this long for one to
+                                    register: it reads nothing meanwhile (the
+                                    peer is held back by flow control), then
+                                    goes to the first owner that registers
+                                    (ESOCK_MSG_ASSOC_UP with handed_over), so
+                                    an owner restarted by its supervisor gets
+                                    its associations back. What was already in
+                                    the ended owner's mailbox ended with it.
+                                    0: close at once. At most 1 h */
     /* Failure detection, for every association of the endpoint; 0: the
      * kernel's default (net.sctp.*). Signalling links usually want them
      * shorter than the defaults (RTO 3 s/1 s/60 s, heartbeat 30 s, 5 path
@@ -316,7 +327,7 @@ typedef struct esock_up {
     esock_ep ep;
     esock_peer peer;
     bool handed_over; /* up for a while: its owner ended and it is yours now
-                         (esock_ep_opts.handover) */
+                         (esock_ep_opts.handover, handover_wait_ms) */
 } esock_up;
 
 enum esock_down_reason {
