@@ -1,11 +1,11 @@
 /* assoc.c: the association process (a callback actor linked to its
- * endpoint) and the send path.
+ * endpoint) and the send path, the parts SCTP and TCP share.
  *
- * The process owns the association's one-to-one socket, waits for it to be
- * readable (a multishot poll on its scheduler's ring), reads it with
- * recvmsg(2) until it is empty and turns each message into an owner
- * message: data (gathered first when the kernel hands it over in parts),
- * notifications as typed messages. See "Receiving" below.
+ * The process owns the association's socket (SCTP: peeled off, one-to-one;
+ * TCP: the connection), waits for it to be readable (a multishot poll on
+ * its scheduler's ring), reads it until it is empty and turns what came
+ * into owner messages: data, and SCTP's notifications as typed messages
+ * (assoc_sctp.c; TCP: tcp.c).
  *
  * Sending does not go through the process: esock_send writes to the socket
  * from the caller's thread (one system call, under the association's
@@ -21,76 +21,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
-
-/* Receive credit: how many bytes of its messages the owner holds (each
- * message counts ESOCK_RCV_MSG_COST more than its payload). The messages
- * hold a reference (they may be freed on any thread, after the process
- * ended), through a tag placed after their payload, inside the message's
- * own memory. Reading stops at the endpoint's rcv_hiwat and starts again when
- * the owner is down to half of it: the kernel's window closes meanwhile,
- * which is SCTP's own backpressure to the peer. It is a last resort, hence
- * the high default: with small messages the kernel's receive memory fills
- * long before its window closes, it then drops, and the peer falls back to
- * retransmission timeouts (seconds). */
-struct rx_credit {
-    _Atomic uint64_t held;
-    _Atomic uint32_t refs;
-    _Atomic bool stalled;
-    rt_pid pid;
-    uint64_t lowat;
-};
-
-/* After a data message's payload: what its release gives back. */
-struct rx_tag {
-    struct rx_credit *c;
-    uint64_t cost;
-};
-
-/* Room a data message needs for its tag, beyond sizeof(esock_data) + payload. */
-#define ES_TAG_ROOM (sizeof(struct rx_tag) + _Alignof(struct rx_tag))
+#include "assoc.h"
 
 static void credit_put(struct rx_credit *c)
 {
     if (atomic_fetch_sub(&c->refs, 1) == 1)
         free(c);
 }
-
-struct as_st {
-    struct as_ent *a;
-    esock_assoc h;
-    esock_ep ep;
-    rt_pid owner;
-    rt_ref mon;
-    int fd;
-    rt_io_req rreq, preq;
-    bool reading, polling;
-    bool down_sent;
-    bool shutdown_pending; /* graceful shutdown once the queue is empty */
-    bool local_end;        /* its own side is ending it: no reconnection */
-    bool aborting;         /* its ABORT is on its way: COMM_LOST will say so */
-    bool ending;           /* ended: reading what is left, then stop */
-    bool read_pending;     /* an ES_AS_READ to itself is on its way */
-    bool orphaned;         /* its owner ended: waiting for one (handover_wait_ms) */
-    unsigned handover_wait_ms;
-    rt_timer orphan_timer;
-    size_t guess; /* the size of the last message read */
-    struct rx_credit *credit;
-    uint64_t hiwat; /* esock_ep_opts.rcv_hiwat */
-    int end_reason, end_error;
-    /* reconnection (esock_assoc_create with esock_reconnect) */
-    rt_pid ep_pid;
-    struct es_connect conn;
-    esock_reconnect rc;
-    unsigned attempts; /* failed tries since it was last up */
-    rt_timer timer;    /* the backoff timer, while waiting */
-    uint64_t rng;
-    /* a message the kernel hands over in parts */
-    unsigned char *rbuf;
-    size_t rlen, rcap;
-    bool rnotif; /* what is gathered is a notification */
-    struct sctp_rcvinfo rinfo;
-};
 
 static void send_down(struct as_st *st, int reason, int error)
 {
@@ -119,6 +56,8 @@ static void close_socket(struct as_st *st, bool abort, bool final)
     st->shutdown_pending = false;
     st->rlen = 0;
     st->rnotif = false;
+    if (st->proto == ESOCK_TCP)
+        es__tcp_cleanup(st);
     pthread_mutex_lock(&a->lock);
     a->state = final ? ESOCK_ASSOC_CLOSED : ESOCK_ASSOC_CONNECTING;
     int fd = a->fd;
@@ -148,7 +87,7 @@ static void close_socket(struct as_st *st, bool abort, bool final)
                                    q->context,
                                    q->len,
                                    (char *)m->data + sizeof(esock_send_failed),
-                                   false};
+                                   q->off > 0}; /* TCP: partly written */
             memcpy(m->data, &f, sizeof f);
             memcpy((char *)m->data + sizeof f, q->data, q->len);
             if (rt_forward(st->owner, m) < 0)
@@ -194,13 +133,15 @@ static void send_reconnect(struct as_st *st, unsigned delay, int error, bool gav
 
 /* The association has ended (reason, error): try again after a while when
  * it may, else tell the owner and end the process. */
-static void stop(struct as_st *st, int reason, int error, bool abort)
+void es__as_stop(struct as_st *st, int reason, int error, bool abort)
 {
     if (retryable(st, reason)) {
         if (st->attempts < st->rc.max_attempts) {
+            /* what never went out first, then the down: nothing about
+             * this connection comes after it */
+            close_socket(st, abort, false);
             esock_down d = {st->h, st->ep, reason, error, true};
             es__send_owner(st->owner, ESOCK_MSG_ASSOC_DOWN, &d, sizeof d);
-            close_socket(st, abort, false);
             st->attempts++;
             unsigned delay = backoff(st);
             send_reconnect(st, delay, error, false);
@@ -211,18 +152,23 @@ static void stop(struct as_st *st, int reason, int error, bool abort)
             send_reconnect(st, 0, error, true);
         }
     }
-    send_down(st, reason, error);
     finish(st, abort);
+    send_down(st, reason, error);
     rt_exit(rt_self(), RT_EXIT_NORMAL);
 }
 
-/* The backoff timer: ask the endpoint to connect again. */
+/* The backoff timer: connect again (SCTP: the endpoint's socket does). */
 static void retry(struct as_st *st)
 {
     st->timer = 0;
+    if (st->proto == ESOCK_TCP) {
+        st->conn_idx = 0;
+        es__tcp_connect(st);
+        return;
+    }
     struct reconnect_req r = {st->h, st->conn};
     if (rt_send(st->ep_pid, ES_EP_RECONNECT, &r, sizeof r) < 0)
-        stop(st, ESOCK_DOWN_ENDPOINT, -ESRCH, true);
+        es__as_stop(st, ESOCK_DOWN_ENDPOINT, -ESRCH, true);
 }
 
 /* Its own side ends it: no reconnection; a pending retry is called off. */
@@ -248,20 +194,22 @@ static void arm_recv(struct as_st *st)
      * the runtime's provided buffers */
     int rc = rt_io_poll(st->fd, POLLIN, RT_IO_MULTISHOT, &st->rreq);
     if (rc < 0)
-        stop(st, ESOCK_DOWN_CRASH, rc, true);
+        es__as_stop(st, ESOCK_DOWN_CRASH, rc, true);
     else
         st->reading = true;
 }
 
 /* The association is up on `fd`. */
-static void go_up(struct as_st *st, int fd, uint16_t os, uint16_t is)
+void es__as_go_up(struct as_st *st, int fd, uint16_t os, uint16_t is)
 {
     struct as_ent *a = st->a;
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0)
         fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-    int one = 1;
-    setsockopt(fd, IPPROTO_SCTP, SCTP_RECVRCVINFO, &one, sizeof one);
+    if (st->proto == ESOCK_SCTP) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_SCTP, SCTP_RECVRCVINFO, &one, sizeof one);
+    }
     esock_up up = {.assoc = st->h, .ep = st->ep};
     pthread_mutex_lock(&a->lock);
     a->fd = fd;
@@ -270,7 +218,17 @@ static void go_up(struct as_st *st, int fd, uint16_t os, uint16_t is)
         a->ostreams = os;
     if (is)
         a->istreams = is;
-    es__fill_peer(fd, 0, &a->peer);
+    if (st->proto == ESOCK_TCP) {
+        es__tcp_fill_peer(fd, &a->peer);
+        if (a->peer.naddrs == 0 && st->conn.nremote > 0) {
+            /* reset already: the address it connected to */
+            a->peer.addrs[0] = st->conn.remote[st->conn_idx];
+            a->peer.naddrs = 1;
+            a->peer.port = st->conn.port;
+        }
+    } else {
+        es__fill_peer(fd, 0, &a->peer);
+    }
     a->peer.ostreams = a->ostreams;
     a->peer.istreams = a->istreams;
     up.peer = a->peer;
@@ -289,6 +247,7 @@ static int as_init(void *state, void *arg)
     st->a = s->ent;
     st->owner = s->owner;
     st->fd = -1;
+    st->cfd = -1;
     int rc = rt_monitor(s->owner, &st->mon);
     if (rc < 0)
         return rc;
@@ -308,7 +267,15 @@ static int as_init(void *state, void *arg)
     struct ep_ent *e = es__ep_get(st->ep);
     st->hiwat = e ? e->opts.rcv_hiwat : ESOCK_RCV_HIWAT_DEFAULT;
     st->handover_wait_ms = e ? e->opts.handover_wait_ms : 0;
+    if (e)
+        st->opts = e->opts;
     pthread_rwlock_unlock(&es__g.lock);
+    if (e == NULL) {
+        free(st->credit);
+        rt_demonitor(st->mon);
+        return ESOCK_ESTALE; /* its endpoint is closing */
+    }
+    st->proto = st->opts.proto;
     st->credit->refs = 1;
     st->credit->pid = rt_self();
     st->credit->lowat = st->hiwat / 2;
@@ -329,6 +296,9 @@ static int as_init(void *state, void *arg)
             uint16_t os, is;
         } up = {s->fd, 0, 0, 0};
         rt_send(rt_self(), ES_AS_FD, &up, sizeof up);
+    } else if (st->proto == ESOCK_TCP) {
+        /* made: it connects itself once running (SCTP: the endpoint has) */
+        rt_send(rt_self(), ES_AS_CONNECT, NULL, 0);
     }
     return 0;
 }
@@ -336,6 +306,9 @@ static int as_init(void *state, void *arg)
 static void as_terminate(void *state, int reason)
 {
     struct as_st *st = state;
+    end_locally(st);
+    if (st->a->state != ESOCK_ASSOC_CLOSED || st->a->head)
+        finish(st, true);
     if (!st->down_sent) {
         /* its endpoint went (the link), or it crashed */
         int why = reason == RT_EXIT_SHUTDOWN || reason == RT_EXIT_KILL || reason == RT_EXIT_KILLED
@@ -343,9 +316,8 @@ static void as_terminate(void *state, int reason)
                       : ESOCK_DOWN_CRASH;
         send_down(st, why, reason);
     }
-    end_locally(st);
-    if (st->a->state != ESOCK_ASSOC_CLOSED || st->a->head)
-        finish(st, true);
+    if (st->proto == ESOCK_TCP)
+        es__tcp_cleanup(st);
     free(st->rbuf);
     st->rbuf = NULL;
     if (st->credit) {
@@ -358,7 +330,7 @@ static void as_terminate(void *state, int reason)
 /* ---- receiving
  * ------------------------------------------------------------------------------------- */
 
-static bool gather(struct as_st *st, const void *p, size_t n)
+bool es__as_gather(struct as_st *st, const void *p, size_t n)
 {
     if (st->rlen + n > st->rcap) {
         size_t nc = st->rcap ? st->rcap : 65536;
@@ -375,35 +347,11 @@ static bool gather(struct as_st *st, const void *p, size_t n)
     return true;
 }
 
-static int path_state(int s)
-{
-    switch (s) {
-    case SCTP_ADDR_AVAILABLE:
-        return ESOCK_PATH_AVAILABLE;
-    case SCTP_ADDR_UNREACHABLE:
-        return ESOCK_PATH_UNREACHABLE;
-    case SCTP_ADDR_REMOVED:
-        return ESOCK_PATH_REMOVED;
-    case SCTP_ADDR_ADDED:
-        return ESOCK_PATH_ADDED;
-    case SCTP_ADDR_MADE_PRIM:
-        return ESOCK_PATH_PRIMARY;
-    case SCTP_ADDR_CONFIRMED:
-        return ESOCK_PATH_CONFIRMED;
-    default:
-        return ESOCK_PATH_POTENTIALLY_FAILED;
-    }
-}
-
-#ifndef SCTP_ERROR_USER_ABORT
-#define SCTP_ERROR_USER_ABORT 12
-#endif
-
 /* The association has ended (its last notification): what the kernel
  * queued behind it (SEND_FAILED for what it still held) is still to be
  * read. Stop the receive and end once its last completion is in: those
  * come in order before it. */
-static void ending(struct as_st *st, int reason, int error)
+void es__as_ending(struct as_st *st, int reason, int error)
 {
     if (st->ending)
         return;
@@ -411,104 +359,6 @@ static void ending(struct as_st *st, int reason, int error)
     st->end_reason = reason;
     st->end_error = error;
 }
-
-static void notification(struct as_st *st, const void *p, size_t len)
-{
-    const union sctp_notification *n = p;
-    if (len < 8u)
-        return;
-    switch (n->sn_header.sn_type) {
-    case SCTP_ASSOC_CHANGE: {
-        const struct sctp_assoc_change *sac = &n->sn_assoc_change;
-        switch (sac->sac_state) {
-        case SCTP_COMM_LOST: {
-            /* an ABORT from the peer carries its cause code as it came off
-             * the wire (network order); a user-initiated one is the peer
-             * aborting, anything else a lost association */
-            int cause = ntohs(sac->sac_error);
-            if (st->aborting) /* ours */
-                ending(st, ESOCK_DOWN_ABORT, 0);
-            else
-                ending(st, cause == SCTP_ERROR_USER_ABORT ? ESOCK_DOWN_ABORT : ESOCK_DOWN_COMM_LOST,
-                       cause);
-            break;
-        }
-        case SCTP_SHUTDOWN_COMP:
-            ending(st, ESOCK_DOWN_SHUTDOWN, 0);
-            break;
-        case SCTP_RESTART: {
-            /* the peer restarted: the old association's state is gone,
-             * this one goes on */
-            esock_down d = {st->h, st->ep, ESOCK_DOWN_RESTART, 0, true};
-            es__send_owner(st->owner, ESOCK_MSG_ASSOC_DOWN, &d, sizeof d);
-            break;
-        }
-        default:
-            break;
-        }
-        break;
-    }
-    case SCTP_PEER_ADDR_CHANGE: {
-        const struct sctp_paddr_change *pc = &n->sn_paddr_change;
-        esock_path ev = {
-            .assoc = st->h, .state = path_state(pc->spc_state), .error = pc->spc_error};
-        memcpy(&ev.addr, &pc->spc_aaddr,
-               pc->spc_aaddr.ss_family == AF_INET6 ? sizeof ev.addr.in6 : sizeof ev.addr.in4);
-        es__send_owner(st->owner, ESOCK_MSG_PATH, &ev, sizeof ev);
-        break;
-    }
-    case SCTP_SEND_FAILED: {
-        const struct sctp_send_failed *sf = &n->sn_send_failed;
-        size_t dl =
-            sf->ssf_length > sizeof *sf && sf->ssf_length <= len ? sf->ssf_length - sizeof *sf : 0;
-        rt_msg *m = rt_msg_alloc(ESOCK_MSG_SEND_FAILED, sizeof(esock_send_failed) + dl);
-        if (m == NULL)
-            break;
-        esock_send_failed f = {st->h,
-                               (int)sf->ssf_error,
-                               sf->ssf_info.sinfo_stream,
-                               ntohl(sf->ssf_info.sinfo_ppid),
-                               sf->ssf_info.sinfo_context,
-                               dl,
-                               (char *)m->data + sizeof f,
-                               (sf->ssf_flags & SCTP_DATA_SENT) != 0};
-        memcpy(m->data, &f, sizeof f);
-        memcpy((char *)m->data + sizeof f, sf->ssf_data, dl);
-        if (rt_forward(st->owner, m) < 0)
-            rt_msg_free(m);
-        break;
-    }
-    case SCTP_SHUTDOWN_EVENT:
-        pthread_mutex_lock(&st->a->lock);
-        if (st->a->state == ESOCK_ASSOC_UP)
-            st->a->state = ESOCK_ASSOC_SHUTTING_DOWN;
-        pthread_mutex_unlock(&st->a->lock);
-        break;
-    case SCTP_PARTIAL_DELIVERY_EVENT:
-        /* the rest of a message will not come: drop what was gathered */
-        st->rlen = 0;
-        break;
-    default:
-        break;
-    }
-}
-
-/* Receiving.
- *
- * The association waits for readiness (a multishot poll on the ring) and
- * then reads with recvmsg(2) until the socket is empty, a message straight
- * into the message its owner gets. Not a multishot recvmsg into the
- * runtime's provided buffers, for two reasons found under load: Debian
- * 12's kernel (6.1) loses provided buffers with multishot recvmsg (the
- * ring reports ENOBUFS with every buffer back in it, and every receive of
- * the scheduler stops for good; liburing issue #778), and one slow owner
- * holding buffers would stop every other association of its scheduler,
- * since they share the ring. A read here costs one system call, as a
- * blocking reader's does, and the owner's message is sized to what came.
- */
-
-#define ES_READ_BUDGET 64 /* messages per turn before the others get theirs */
-#define ES_SCRATCH     (256u << 10)
 
 static _Thread_local unsigned char *es_scratch; /* per scheduler thread */
 
@@ -522,7 +372,7 @@ static void scratch_key_init(void)
         abort();
 }
 
-static unsigned char *scratch(void)
+unsigned char *es__as_scratch(void)
 {
     if (es_scratch == NULL) {
         pthread_once(&es_scratch_once, scratch_key_init);
@@ -559,6 +409,13 @@ static void credit_attach(struct as_st *st, rt_msg *m, size_t payload)
     rt_msg_lend(m, t, credit_release);
 }
 
+void es__as_deliver_msg(struct as_st *st, rt_msg *m, size_t payload)
+{
+    credit_attach(st, m, payload);
+    if (rt_forward(st->owner, m) < 0)
+        rt_msg_free(m);
+}
+
 /* May it read another message? */
 static bool credit_ok(struct as_st *st)
 {
@@ -572,162 +429,20 @@ static bool credit_ok(struct as_st *st)
     return atomic_exchange(&c->stalled, false);
 }
 
-static esock_data data_head(struct as_st *st, const struct sctp_rcvinfo *ri)
-{
-    return (esock_data){
-        .assoc = st->h,
-        .ep = st->ep,
-        .stream = ri->rcv_sid,
-        .flags = (ri->rcv_flags & SCTP_UNORDERED) ? ESOCK_UNORDERED : 0,
-        .ppid = ntohl(ri->rcv_ppid),
-        .context = ri->rcv_context,
-        .tsn = ri->rcv_tsn,
-    };
-}
-
-/* A complete message of n bytes at p, copied into the owner's message. */
-static void deliver(struct as_st *st, const struct sctp_rcvinfo *ri, const void *p, size_t n)
-{
-    esock_data d = data_head(st, ri);
-    rt_msg *m = rt_msg_alloc(ESOCK_MSG_DATA, sizeof d + n + ES_TAG_ROOM);
-    if (m == NULL)
-        return;
-    m->size = (uint32_t)(sizeof d + n);
-    d.len = n;
-    d.data = (char *)m->data + sizeof d;
-    memcpy(m->data, &d, sizeof d);
-    memcpy((char *)m->data + sizeof d, p, n);
-    credit_attach(st, m, n);
-    if (rt_forward(st->owner, m) < 0)
-        rt_msg_free(m);
-}
-
-/* Messages up to this size are read into a scratch buffer and copied into
- * a message of their size; when the last message was larger, the next is
- * read straight into a message of that size (no copy: bulk flows). */
-#define ES_COPY_MAX 2048u
-
-/* One recvmsg. Returns 1 (something read), 0 (the socket is empty), -1
- * (the association ended meanwhile). */
-static int read_one(struct as_st *st)
-{
-    rt_msg *dm = NULL; /* the owner's message, read into directly */
-    unsigned char *buf;
-    size_t cap;
-    if (st->rlen == 0 && st->guess > ES_COPY_MAX &&
-        (dm = rt_msg_alloc(ESOCK_MSG_DATA, sizeof(esock_data) + st->guess + ES_TAG_ROOM)) != NULL) {
-        buf = (unsigned char *)dm->data + sizeof(esock_data);
-        cap = st->guess;
-    } else {
-        buf = scratch();
-        cap = ES_SCRATCH;
-        if (buf == NULL) {
-            stop(st, ESOCK_DOWN_CRASH, -ENOMEM, true);
-            return -1;
-        }
-    }
-    char cbuf[CMSG_SPACE(sizeof(struct sctp_rcvinfo))];
-    struct iovec iov = {buf, cap};
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
-    ssize_t n = recvmsg(st->fd, &mh, MSG_DONTWAIT);
-    if (n < 0) {
-        int e = errno;
-        rt_msg_free(dm);
-        /* once it has ended, the socket says so in its own way (ENOTCONN):
-         * all there was has been read */
-        if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR || st->ending)
-            return 0;
-        stop(st, ESOCK_DOWN_COMM_LOST, -e, true);
-        return -1;
-    }
-    bool eor = (mh.msg_flags & MSG_EOR) != 0;
-    if (mh.msg_flags & MSG_NOTIFICATION) {
-        /* a notification can come in parts too (a SEND_FAILED carries the
-         * payload it hands back) */
-        int rc = 1;
-        if (!eor) {
-            st->rnotif = true;
-            if (!gather(st, buf, (size_t)n)) {
-                stop(st, ESOCK_DOWN_CRASH, -ENOMEM, true);
-                rc = -1;
-            }
-        } else if (st->rlen && st->rnotif) {
-            if (gather(st, buf, (size_t)n))
-                notification(st, st->rbuf, st->rlen);
-            st->rlen = 0;
-            st->rnotif = false;
-        } else {
-            notification(st, buf, (size_t)n);
-        }
-        rt_msg_free(dm);
-        return rc < 0 || st->fd < 0 ? -1 : 1;
-    }
-    if (n == 0 && !eor) {
-        /* end of stream: the association is gone (its notification, when
-         * there is one, came first) */
-        rt_msg_free(dm);
-        stop(st, ESOCK_DOWN_SHUTDOWN, 0, false);
-        return -1;
-    }
-    struct sctp_rcvinfo ri;
-    memset(&ri, 0, sizeof ri);
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-        if (c->cmsg_level == IPPROTO_SCTP && c->cmsg_type == SCTP_RCVINFO)
-            memcpy(&ri, CMSG_DATA(c), sizeof ri);
-    if (eor && st->rlen == 0) {
-        st->guess = (size_t)n;
-        if (dm != NULL) {
-            esock_data d = data_head(st, &ri);
-            d.len = (size_t)n;
-            d.data = buf;
-            memcpy(dm->data, &d, sizeof d);
-            dm->size = (uint32_t)(sizeof d + (size_t)n);
-            credit_attach(st, dm, (size_t)n);
-            if (rt_forward(st->owner, dm) < 0)
-                rt_msg_free(dm);
-        } else {
-            deliver(st, &ri, buf, (size_t)n);
-        }
-        return 1;
-    }
-    /* a message in parts (larger than the buffer, or than what the kernel
-     * hands over at once: partial delivery) */
-    if (st->rlen == 0)
-        st->rinfo = ri;
-    bool ok = gather(st, buf, (size_t)n);
-    rt_msg_free(dm);
-    if (!ok) {
-        stop(st, ESOCK_DOWN_CRASH, -ENOMEM, true);
-        return -1;
-    }
-    if (eor) {
-        st->guess = st->rlen <= ES_SCRATCH ? st->rlen : ES_SCRATCH;
-        deliver(st, &st->rinfo, st->rbuf, st->rlen);
-        st->rlen = 0;
-        if (st->rcap > (1u << 20)) { /* keep a big one only for a while */
-            free(st->rbuf);
-            st->rbuf = NULL;
-            st->rcap = 0;
-        }
-    }
-    return 1;
-}
-
 /* Read what is there, up to a budget per turn. */
 static void read_some(struct as_st *st)
 {
     for (int k = 0; k < ES_READ_BUDGET; k++) {
         if (st->fd < 0 || st->down_sent || st->orphaned || !credit_ok(st))
             return;
-        int rc = read_one(st);
+        int rc = st->proto == ESOCK_TCP ? es__tcp_read_one(st) : es__sctp_read_one(st);
         if (rc < 0)
             return;
         if (rc == 0) {
             /* empty: an association that has ended has said all */
             if (st->ending) {
                 st->ending = false;
-                stop(st, st->end_reason, st->end_error, false);
+                es__as_stop(st, st->end_reason, st->end_error, false);
             }
             return;
         }
@@ -745,7 +460,7 @@ static void on_ready(struct as_st *st, const rt_io_result *r)
     if (!(r->flags & RT_IO_F_MORE))
         st->reading = false;
     if (r->res < 0 && r->res != -ECANCELED) {
-        stop(st, ESOCK_DOWN_COMM_LOST, r->res, true);
+        es__as_stop(st, ESOCK_DOWN_COMM_LOST, r->res, true);
         return;
     }
     read_some(st);
@@ -756,28 +471,7 @@ static void on_ready(struct as_st *st, const rt_io_result *r)
 /* ---- sending
  * ---------------------------------------------------------------------------------------- */
 
-static ssize_t sctp_out(int fd, uint16_t stream, uint32_t ppid, unsigned flags, uint32_t context,
-                        uint32_t lifetime, const void *data, size_t len)
-{
-    char cbuf[CMSG_SPACE(sizeof(struct sctp_sndrcvinfo))];
-    memset(cbuf, 0, sizeof cbuf);
-    struct iovec iov = {(void *)data, len};
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = IPPROTO_SCTP;
-    c->cmsg_type = SCTP_SNDRCV;
-    c->cmsg_len = CMSG_LEN(sizeof(struct sctp_sndrcvinfo));
-    struct sctp_sndrcvinfo *si = (struct sctp_sndrcvinfo *)CMSG_DATA(c);
-    si->sinfo_stream = stream;
-    si->sinfo_ppid = htonl(ppid);
-    si->sinfo_flags = (flags & ESOCK_UNORDERED) ? SCTP_UNORDERED : 0;
-    si->sinfo_context = context;
-    si->sinfo_timetolive = lifetime;
-    return sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-}
-
-static int map_send_err(int e)
+int es__map_send_err(int e)
 {
     switch (e) {
     case EPIPE:
@@ -802,20 +496,26 @@ int es__send_locked(struct as_ent *a, uint16_t stream, uint32_t ppid, unsigned f
         return ESOCK_EBADSTREAM;
     if (ppid == 0)
         ppid = a->default_ppid;
+    struct sq_item it = {NULL, stream, (uint16_t)flags, ppid, context, lifetime, len, 0};
     if (a->head == NULL) {
-        ssize_t n = sctp_out(a->fd, stream, ppid, flags, context, lifetime, data, len);
-        if (n >= 0)
-            return 0;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return map_send_err(errno);
+        /* straight to the socket; what it cannot take now waits */
+        int rc = a->proto == ESOCK_TCP ? es__tcp_send_locked(a, &it, data, &it.off)
+                                       : es__sctp_send_locked(a, &it, data);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
     } else if (a->queued + len > a->hiwat) {
         a->want_ready = true;
         return ESOCK_EWOULDBLOCK;
     }
     struct sq_item *q = malloc(sizeof *q + len);
-    if (q == NULL)
+    if (q == NULL) {
+        /* TCP: a message written in part cannot be taken back, and what
+         * follows it would be read as its rest: the connection ends */
+        if (it.off > 0)
+            shutdown(a->fd, SHUT_RDWR);
         return -ENOMEM;
-    *q = (struct sq_item){NULL, stream, (uint16_t)flags, ppid, context, lifetime, len};
+    }
+    *q = it;
     memcpy(q->data, data, len);
     if (a->tail)
         a->tail->next = q;
@@ -830,27 +530,15 @@ int es__send_locked(struct as_ent *a, uint16_t stream, uint32_t ppid, unsigned f
     return 0;
 }
 
-/* A graceful SHUTDOWN. A peeled-off socket is one-to-many in style, where
- * shutdown(2) does nothing: it is an empty message with SCTP_EOF. The
- * owner hears of the end from the SHUTDOWN_COMP notification. */
-static int send_flag(struct as_st *st, uint16_t flag)
-{
-    char cbuf[CMSG_SPACE(sizeof(struct sctp_sndrcvinfo))];
-    memset(cbuf, 0, sizeof cbuf);
-    struct msghdr mh = {.msg_control = cbuf, .msg_controllen = sizeof cbuf};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = IPPROTO_SCTP;
-    c->cmsg_type = SCTP_SNDRCV;
-    c->cmsg_len = CMSG_LEN(sizeof(struct sctp_sndrcvinfo));
-    ((struct sctp_sndrcvinfo *)CMSG_DATA(c))->sinfo_flags = flag;
-    return sendmsg(st->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 ? -errno : 0;
-}
-
 static void begin_shutdown(struct as_st *st)
 {
-    int rc = send_flag(st, SCTP_EOF);
+    if (st->proto == ESOCK_TCP) {
+        es__tcp_shutdown(st);
+        return;
+    }
+    int rc = es__sctp_send_flag(st, SCTP_EOF);
     if (rc < 0)
-        stop(st, ESOCK_DOWN_SHUTDOWN, rc, true);
+        es__as_stop(st, ESOCK_DOWN_SHUTDOWN, rc, true);
 }
 
 /* The socket is writable: drain the queue. */
@@ -864,13 +552,12 @@ static void flush(struct as_st *st)
     pthread_mutex_lock(&a->lock);
     while (a->head && a->fd >= 0) {
         struct sq_item *q = a->head;
-        ssize_t n =
-            sctp_out(a->fd, q->stream, q->ppid, q->flags, q->context, q->lifetime, q->data, q->len);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
+        int rc = a->proto == ESOCK_TCP ? es__tcp_out_item(a, q) : es__sctp_out_item(a, q);
+        if (rc <= 0) {
+            if (rc == 0)
                 again = true;
             else
-                err = map_send_err(errno);
+                err = rc;
             break;
         }
         a->head = q->next;
@@ -886,7 +573,7 @@ static void flush(struct as_st *st)
     }
     pthread_mutex_unlock(&a->lock);
     if (err) {
-        stop(st, ESOCK_DOWN_COMM_LOST, err, true); /* hands the queue back */
+        es__as_stop(st, ESOCK_DOWN_COMM_LOST, err, true); /* hands the queue back */
         return;
     }
     if (again && !st->polling && st->fd >= 0) {
@@ -1015,9 +702,21 @@ static void as_handle(void *state, rt_msg *m)
         } else if (r->req == st->preq && r->op == RT_IO_POLL) {
             st->polling = false;
             flush(st);
+        } else if (r->req == st->creq && st->creq && r->op == RT_IO_CONNECT) {
+            es__tcp_connected(st, r);
         }
         break;
     }
+    case ES_AS_CONNECT:
+        es__tcp_connect(st);
+        break;
+    case ES_AS_SHUT_TIMEOUT:
+        /* its own shutdown: the peer never ended its side */
+        if (st->shut_timer) {
+            st->shut_timer = 0;
+            es__as_stop(st, ESOCK_DOWN_SHUTDOWN, -ETIMEDOUT, true);
+        }
+        break;
     case ES_AS_FD: {
         struct {
             int fd, err;
@@ -1025,17 +724,17 @@ static void as_handle(void *state, rt_msg *m)
         } up;
         memcpy(&up, m->data, sizeof up);
         if (up.fd < 0) {
-            stop(st, ESOCK_DOWN_CANT_START, up.err, false);
+            es__as_stop(st, ESOCK_DOWN_CANT_START, up.err, false);
             break;
         }
         (void)rt_io_own(up.fd); /* -EEXIST: accepted, owned since init */
-        go_up(st, up.fd, up.os, up.is);
+        es__as_go_up(st, up.fd, up.os, up.is);
         break;
     }
     case ES_AS_CANT_START: {
         int err;
         memcpy(&err, m->data, sizeof err);
-        stop(st, ESOCK_DOWN_CANT_START, err, false);
+        es__as_stop(st, ESOCK_DOWN_CANT_START, err, false);
         break;
     }
     case ES_AS_READ:
@@ -1049,7 +748,7 @@ static void as_handle(void *state, rt_msg *m)
     case ES_AS_SHUTDOWN:
         end_locally(st);
         if (st->fd < 0) {
-            stop(st, ESOCK_DOWN_SHUTDOWN, 0, true);
+            es__as_stop(st, ESOCK_DOWN_SHUTDOWN, 0, true);
             break;
         }
         pthread_mutex_lock(&st->a->lock);
@@ -1063,18 +762,20 @@ static void as_handle(void *state, rt_msg *m)
         break;
     case ES_AS_ABORT:
         end_locally(st);
-        /* an ABORT through the socket, not a close: the kernel then hands
-         * back what it still held (SCTP_SEND_FAILED, before COMM_LOST), and
-         * the owner gets those first, then esock's own queue */
-        if (st->fd >= 0 && !st->aborting && send_flag(st, SCTP_ABORT) == 0) {
+        /* SCTP: an ABORT through the socket, not a close: the kernel then
+         * hands back what it still held (SCTP_SEND_FAILED, before
+         * COMM_LOST), and the owner gets those first, then esock's own
+         * queue. TCP: a reset (a close that lingers 0 s) */
+        if (st->proto == ESOCK_SCTP && st->fd >= 0 && !st->aborting &&
+            es__sctp_send_flag(st, SCTP_ABORT) == 0) {
             /* the kernel has queued its notifications during that call:
              * read them now, then end */
             st->aborting = true;
-            ending(st, ESOCK_DOWN_ABORT, 0);
+            es__as_ending(st, ESOCK_DOWN_ABORT, 0);
             read_some(st);
             break;
         }
-        stop(st, ESOCK_DOWN_ABORT, 0, true);
+        es__as_stop(st, ESOCK_DOWN_ABORT, 0, true);
         break;
     case ES_AS_KICK:
         flush(st);

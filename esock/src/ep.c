@@ -1,10 +1,14 @@
 /* ep.c: the endpoint process (a callback actor under esock_sup).
  *
- * It owns the one-to-many socket. It reads it only while someone may want
- * what comes (an owner is registered, or an association it made is being
- * set up), one message at a time: each association that comes up is
+ * SCTP: it owns the one-to-many socket. It reads it only while someone may
+ * want what comes (an owner is registered, or an association it made is
+ * being set up), one message at a time: each association that comes up is
  * peeled off before the next read, so the kernel moves everything queued
  * for it to the new socket and nothing of it is ever read here.
+ *
+ * TCP: it owns a listening socket per local address and accepts (multishot)
+ * only while it has an owner; until then connections wait in the backlog.
+ * Associations it makes connect by themselves (tcp.c).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -44,7 +48,13 @@ struct ep_st {
     unsigned norphans, caporphans;
     bool reading;
     rt_io_req rreq;
-    struct msghdr mh; /* the read in flight */
+    /* TCP */
+    int proto;
+    int lfds[ESOCK_MAX_ADDRS]; /* listening sockets */
+    unsigned nlfds;
+    rt_io_req areq[ESOCK_MAX_ADDRS]; /* their multishot accepts (0: none) */
+    bool accept_wait;                /* out of fds: accepting again after a pause */
+    struct msghdr mh;                /* the read in flight */
     struct iovec iov;
     union {
         union sctp_notification n;
@@ -157,6 +167,33 @@ void es__fill_peer(int fd, sctp_assoc_t id, esock_peer *peer)
 
 /* ---- set-up ---------------------------------------------------------------------------------- */
 
+/* A TCP endpoint: its listening sockets. */
+static int tcp_init(struct ep_st *st, struct ep_ent *e)
+{
+    esock_ep_opts o = e->opts;
+    int rc = es__tcp_listen(&o, st->lfds, &st->nlfds);
+    if (rc < 0)
+        return rc;
+    for (unsigned i = 0; i < st->nlfds; i++) {
+        rc = rt_io_own(st->lfds[i]);
+        if (rc < 0) {
+            for (unsigned k = 0; k < st->nlfds; k++) {
+                if (k < i)
+                    rt_io_disown(st->lfds[k]);
+                close(st->lfds[k]);
+            }
+            st->nlfds = 0;
+            return rc;
+        }
+    }
+    st->fd = st->lfds[0];
+    pthread_rwlock_wrlock(&es__g.lock);
+    e->fd = st->fd;
+    e->opts.port = o.port;
+    pthread_rwlock_unlock(&es__g.lock);
+    return 0;
+}
+
 static int ep_init(void *state, void *arg)
 {
     struct ep_st *st = state;
@@ -169,6 +206,9 @@ static int ep_init(void *state, void *arg)
     st->h = es__ep_handle(e);
     st->sup = es__g.sup;
     pthread_rwlock_unlock(&es__g.lock);
+    st->proto = o->proto;
+    if (o->proto == ESOCK_TCP)
+        return tcp_init(st, e);
     int family = AF_INET;
     for (unsigned i = 0; i < o->naddrs; i++)
         if (o->addrs[i].sa.sa_family == AF_INET6)
@@ -239,6 +279,15 @@ fail:
 
 static void ep_read(struct ep_st *st)
 {
+    if (st->proto == ESOCK_TCP) {
+        /* accept only for an owner: otherwise they wait in the backlog */
+        if (st->nowners == 0 || st->accept_wait)
+            return;
+        for (unsigned i = 0; i < st->nlfds; i++)
+            if (st->areq[i] == 0 && rt_io_accept(st->lfds[i], RT_IO_MULTISHOT, &st->areq[i]) < 0)
+                st->areq[i] = 0;
+        return;
+    }
     if (st->reading || (st->nowners == 0 && st->nconns == 0))
         return;
     /* into the endpoint's own buffer: only notifications come here, and a
@@ -284,6 +333,8 @@ static void offer(struct ep_st *st, struct as_ent *a, int fd)
     es__as_release(a);
 }
 
+static void incoming(struct ep_st *st, int fd, sctp_assoc_t kid, uint16_t os, uint16_t is);
+
 static void comm_up(struct ep_st *st, const struct sctp_assoc_change *sac)
 {
     for (unsigned i = 0; i < st->nconns; i++) {
@@ -301,26 +352,38 @@ static void comm_up(struct ep_st *st, const struct sctp_assoc_change *sac)
         return;
     }
     /* an incoming association */
+    int fd = sctp_peeloff(st->fd, sac->sac_assoc_id);
+    if (fd < 0)
+        return;
+    incoming(st, fd, sac->sac_assoc_id, sac->sac_outbound_streams, sac->sac_inbound_streams);
+}
+
+/* A new incoming association (SCTP: peeled off; TCP: accepted) on `fd`,
+ * which nobody owns: offered to the owners, or kept for the first. */
+static void incoming(struct ep_st *st, int fd, sctp_assoc_t kid, uint16_t os, uint16_t is)
+{
     pthread_rwlock_wrlock(&es__g.lock);
     struct as_ent *a = es__as_new();
     pthread_rwlock_unlock(&es__g.lock);
-    int fd = sctp_peeloff(st->fd, sac->sac_assoc_id);
-    if (a == NULL || fd < 0) {
-        if (fd >= 0)
-            abort_fd(fd);
-        if (a)
-            es__as_release(a);
+    if (a == NULL) {
+        abort_fd(fd);
         return;
     }
+    const esock_ep_opts *o = &st->ent->opts;
     pthread_mutex_lock(&a->lock);
     a->ep = st->h;
-    a->kid = sac->sac_assoc_id;
-    a->lport = (uint16_t)st->ent->opts.port;
-    a->default_ppid = st->ent->opts.default_ppid;
-    a->hiwat = st->ent->opts.send_hiwat;
-    a->ostreams = sac->sac_outbound_streams;
-    a->istreams = sac->sac_inbound_streams;
-    es__fill_peer(fd, 0, &a->peer);
+    a->proto = o->proto;
+    a->framed = o->framing == ESOCK_FRAME_LEN32;
+    a->kid = kid;
+    a->lport = (uint16_t)o->port;
+    a->default_ppid = o->default_ppid;
+    a->hiwat = o->send_hiwat;
+    a->ostreams = os;
+    a->istreams = is;
+    if (o->proto == ESOCK_TCP)
+        es__tcp_fill_peer(fd, &a->peer);
+    else
+        es__fill_peer(fd, 0, &a->peer);
     a->peer.ostreams = a->ostreams;
     a->peer.istreams = a->istreams;
     pthread_mutex_unlock(&a->lock);
@@ -349,9 +412,48 @@ static void conn_failed(struct ep_st *st, sctp_assoc_t kid, int error)
     }
 }
 
+/* A TCP accept's completion. */
+static void tcp_accepted(struct ep_st *st, rt_msg *m, const rt_io_result *r)
+{
+    unsigned i = 0;
+    while (i < st->nlfds && st->areq[i] != r->req)
+        i++;
+    if (i == st->nlfds)
+        return;
+    if (r->res >= 0) {
+        int fd = rt_io_take_fd(m);
+        if (fd >= 0) {
+            rt_io_disown(fd);
+            if (es__tcp_set_opts(fd, &st->ent->opts) < 0)
+                abort_fd(fd);
+            else
+                incoming(st, fd, 0, 1, 1);
+        }
+    }
+    if (r->flags & RT_IO_F_MORE)
+        return;
+    st->areq[i] = 0;
+    if (r->res == -ECANCELED)
+        return;
+    if (r->res == -EMFILE || r->res == -ENFILE || r->res == -ENOBUFS || r->res == -ENOMEM) {
+        /* out of descriptors or memory: the connection waits in the backlog;
+         * try again in a while rather than spin */
+        if (!st->accept_wait &&
+            rt_send_after(rt_self(), 100, ES_EP_ACCEPT_AGAIN, NULL, 0, NULL) == 0)
+            st->accept_wait = true;
+        return;
+    }
+    ep_read(st);
+}
+
 static void ep_io(struct ep_st *st, rt_msg *m)
 {
     const rt_io_result *r = rt_io_result_of(m);
+    if (st->proto == ESOCK_TCP) {
+        if (r->op == RT_IO_ACCEPT)
+            tcp_accepted(st, m, r);
+        return;
+    }
     if (r->req != st->rreq)
         return;
     st->reading = false;
@@ -533,6 +635,10 @@ static void connect_call(struct ep_st *st, const rt_msg *m)
     const esock_ep_opts *o = &st->ent->opts;
     pthread_mutex_lock(&a->lock);
     a->ep = st->h;
+    a->proto = o->proto;
+    a->framed = o->framing == ESOCK_FRAME_LEN32;
+    if (o->proto == ESOCK_TCP)
+        a->ostreams = a->istreams = 1;
     a->owner = r.owner;
     a->lport = (uint16_t)o->port;
     a->default_ppid = o->default_ppid;
@@ -542,6 +648,19 @@ static void connect_call(struct ep_st *st, const rt_msg *m)
     a->peer.port = r.c.port;
     pthread_mutex_unlock(&a->lock);
 
+    if (o->proto == ESOCK_TCP) {
+        /* it connects by itself */
+        struct as_start s = {.ent = a, .fd = -1, .owner = r.owner, .ep = rt_self(), .made = &r};
+        rt_pid pid;
+        int rc = es__as_spawn(&s, &pid);
+        if (rc < 0)
+            es__as_release(a);
+        else
+            r.out = es__as_handle(a);
+        r.result = rc;
+        rt_reply(m, &r, sizeof r);
+        return;
+    }
     sctp_assoc_t kid;
     int rc = ep_connectx(st, &r.c, &kid);
     if (rc < 0) {
@@ -628,6 +747,10 @@ static void ep_handle(void *state, rt_msg *m)
         break;
     case ES_EP_ORPHAN:
         orphan(st, m);
+        break;
+    case ES_EP_ACCEPT_AGAIN:
+        st->accept_wait = false;
+        ep_read(st);
         break;
     case RT_MSG_DOWN: {
         const rt_down_info *d = m->data;

@@ -48,6 +48,7 @@ ESOCK_API const char *esock_down_reason_name(int reason)
         [ESOCK_DOWN_ABORT] = "abort",           [ESOCK_DOWN_RESTART] = "restart",
         [ESOCK_DOWN_CANT_START] = "cant_start", [ESOCK_DOWN_ENDPOINT] = "endpoint_closed",
         [ESOCK_DOWN_OWNER] = "owner_ended",     [ESOCK_DOWN_CRASH] = "crash",
+        [ESOCK_DOWN_PROTOCOL] = "protocol",
     };
     if (reason <= 0 || (size_t)reason >= sizeof names / sizeof names[0])
         return "unknown";
@@ -378,11 +379,21 @@ static int ep_fill_opts(const esock_ep_opts *in, esock_ep_opts *o)
         *o = *in;
     else
         memset(o, 0, sizeof *o);
-    if (o->proto == ESOCK_TCP)
-        return -EPROTONOSUPPORT;
-    if (o->proto != ESOCK_SCTP || o->naddrs > ESOCK_MAX_ADDRS || o->sndbuf < 0 || o->rcvbuf < 0 ||
-        o->backlog < 0)
+    if ((o->proto != ESOCK_SCTP && o->proto != ESOCK_TCP) || o->naddrs > ESOCK_MAX_ADDRS ||
+        o->sndbuf < 0 || o->rcvbuf < 0 || o->backlog < 0)
         return -EINVAL;
+    if (o->proto == ESOCK_SCTP && (o->framing || o->max_msg))
+        return -EINVAL; /* TCP's */
+    if (o->proto == ESOCK_TCP) {
+        if (o->rto_initial_ms || o->rto_min_ms || o->rto_max_ms || o->ostreams > 1 ||
+            o->istreams > 1 || o->default_ppid ||
+            (o->framing != ESOCK_FRAME_NONE && o->framing != ESOCK_FRAME_LEN32) ||
+            o->max_msg > RT_MSG_MAX_SIZE)
+            return -EINVAL; /* SCTP's, or nothing */
+        o->ostreams = o->istreams = 1;
+        if (o->max_msg == 0)
+            o->max_msg = ESOCK_MAX_MSG_DEFAULT;
+    }
     if ((o->rto_min_ms && o->rto_max_ms && o->rto_min_ms > o->rto_max_ms) ||
         (o->rto_initial_ms && o->rto_max_ms && o->rto_initial_ms > o->rto_max_ms) ||
         (o->rto_initial_ms && o->rto_min_ms && o->rto_initial_ms < o->rto_min_ms))
@@ -658,6 +669,8 @@ static int as_tell(esock_assoc assoc, uint32_t tag)
         return lrc;
     rt_pid pid = a->pid;
     int state = a->state;
+    if (tag == ES_AS_SHUTDOWN && state == ESOCK_ASSOC_UP)
+        a->state = ESOCK_ASSOC_SHUTTING_DOWN; /* no send from now on gets in */
     pthread_mutex_unlock(&a->lock);
     if (state == ESOCK_ASSOC_CLOSED)
         return ESOCK_ECLOSED;
@@ -778,16 +791,24 @@ ESOCK_API int esock_assoc_find(const esock_addr *local, uint16_t lport, const es
 {
     if (local == NULL || remote == NULL || out == NULL || !addr_valid(local) || !addr_valid(remote))
         return -EINVAL;
-    esock_ep ep;
-    int rc = esock_ep_find(ESOCK_SCTP, local, lport, &ep);
-    if (rc < 0)
-        return rc;
+    esock_ep eps[2];
+    int neps = 0;
+    for (int proto = ESOCK_SCTP; proto <= ESOCK_TCP; proto++) {
+        int rc = esock_ep_find(proto, local, lport, &eps[neps]);
+        if (rc == 0)
+            neps++;
+        else if (rc != -ENOENT)
+            return rc;
+    }
     pthread_rwlock_rdlock(&es__g.lock);
-    rc = -ENOENT;
+    int rc = -ENOENT;
     for (uint32_t i = 0; es__g.started && i < es__g.nas && rc == -ENOENT; i++) {
         struct as_ent *a = es__g.as[i];
         pthread_mutex_lock(&a->lock);
-        if (a->used && a->ep.id == ep.id && a->peer.port == rport) {
+        bool mine = false;
+        for (int k = 0; k < neps; k++)
+            mine = mine || a->ep.id == eps[k].id;
+        if (a->used && mine && a->peer.port == rport) {
             for (unsigned k = 0; k < a->peer.naddrs; k++) {
                 if (addr_same_ip(&a->peer.addrs[k], remote)) {
                     *out = es__as_handle(a);
@@ -831,7 +852,10 @@ ESOCK_API int esock_assoc_status(esock_assoc assoc, esock_assoc_info *out)
     out->istreams = a->istreams;
     out->queued = a->queued;
     out->peer = a->peer;
-    if (a->fd >= 0) {
+    if (a->fd >= 0 && a->proto == ESOCK_TCP) {
+        out->primary = a->peer.addrs[0];
+        (void)es__tcp_status(a->fd, out);
+    } else if (a->fd >= 0) {
         struct sctp_status st;
         memset(&st, 0, sizeof st);
         socklen_t len = sizeof st;
@@ -867,6 +891,8 @@ ESOCK_API int esock_assoc_paths(esock_assoc assoc, esock_path_info *out, size_t 
         rc = ESOCK_ECLOSED;
     } else if (a->fd < 0) {
         rc = ESOCK_ENOTUP;
+    } else if (a->proto == ESOCK_TCP) {
+        rc = es__tcp_paths(a->fd, &a->peer.addrs[0], out, cap);
     } else {
         struct sockaddr *addrs = NULL;
         int n = sctp_getpaddrs(a->fd, 0, &addrs);

@@ -21,8 +21,11 @@
 #define ES_AS_KICK           (ESOCK_MSG_BASE + 0x114) /* a sender queued: watch for POLLOUT */
 #define ES_AS_RETRY          (ESOCK_MSG_BASE + 0x115) /* its own backoff timer */
 #define ES_AS_READ           (ESOCK_MSG_BASE + 0x116) /* go on reading (its budget ran out) */
+#define ES_EP_ACCEPT_AGAIN   (ESOCK_MSG_BASE + 0x105) /* TCP: out of fds a while ago */
 #define ES_EP_ORPHAN         (ESOCK_MSG_BASE + 0x104) /* assoc -> ep: my owner ended, find me one */
 #define ES_AS_ADOPT          (ESOCK_MSG_BASE + 0x117) /* ep -> assoc: your new owner (rt_pid) */
+#define ES_AS_CONNECT        (ESOCK_MSG_BASE + 0x119) /* TCP: connect (again) */
+#define ES_AS_SHUT_TIMEOUT   (ESOCK_MSG_BASE + 0x11a) /* TCP: the peer did not end its side */
 #define ES_AS_ORPHAN_TIMEOUT (ESOCK_MSG_BASE + 0x118) /* nobody came within handover_wait_ms */
 
 /* Where and how an association connects (kept for reconnection). */
@@ -57,6 +60,7 @@ struct sq_item {
     uint32_t context;
     uint32_t lifetime;
     size_t len;
+    size_t off; /* TCP: bytes written (of the length prefix, then data) */
     unsigned char data[];
 };
 
@@ -67,8 +71,11 @@ struct as_ent {
     bool used;
     uint32_t idx;
     pthread_mutex_t lock;
-    int state; /* enum esock_assoc_state */
-    int fd;    /* the peeled-off socket, -1 before it is up and after close */
+    int state;   /* enum esock_assoc_state */
+    int proto;   /* ESOCK_SCTP, ESOCK_TCP */
+    bool framed; /* TCP: a 4-byte length before each message */
+    int fd;      /* the peeled-off socket (TCP: the connection), -1 before it
+                    is up and after close */
     rt_pid pid, owner;
     esock_ep ep;
     sctp_assoc_t kid; /* the kernel's id on the endpoint's socket */
@@ -144,5 +151,12 @@ void es__fill_peer(int fd, sctp_assoc_t id, esock_peer *peer);
 int es__send_locked(struct as_ent *a, uint16_t stream, uint32_t ppid, unsigned flags,
                     uint32_t context, uint32_t lifetime, const void *data, size_t len);
 void es__send_owner(rt_pid owner, uint32_t tag, const void *data, size_t size);
+
+/* tcp.c: sockets for TCP endpoints */
+int es__tcp_listen(esock_ep_opts *o, int *fds, unsigned *nfds); /* o->port: the real one */
+int es__tcp_set_opts(int fd, const esock_ep_opts *o);
+void es__tcp_fill_peer(int fd, esock_peer *peer);
+int es__tcp_status(int fd, esock_assoc_info *out);
+int es__tcp_paths(int fd, const esock_addr *peer, esock_path_info *out, size_t cap);
 
 #endif

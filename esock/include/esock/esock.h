@@ -1,5 +1,6 @@
-/* esock/esock.h: SCTP endpoints and associations as processes of the rt
- * runtime (<rt/rt.h>), whose owners receive data and events as messages.
+/* esock/esock.h: SCTP (and TCP) endpoints and associations as processes
+ * of the rt runtime (<rt/rt.h>), whose owners receive data and events as
+ * messages. TCP works through the same calls: see "TCP" below.
  *
  *   rt root supervisor
  *   └── esock_sup (simple_one_for_one)
@@ -121,11 +122,25 @@ ESOCK_API const char *esock_addr_format(const esock_addr *a, char *buf, size_t l
 
 enum esock_proto { ESOCK_SCTP = 0, ESOCK_TCP = 1 };
 
+/* How a TCP endpoint's associations cut the byte stream into messages
+ * (esock_ep_opts.framing). */
+enum esock_framing {
+    ESOCK_FRAME_NONE = 0,  /* data as it was read: one ESOCK_MSG_DATA per read, of any
+                              size; esock_send writes the bytes as they are */
+    ESOCK_FRAME_LEN32 = 1, /* each message after a 4-byte big-endian length: one
+                              ESOCK_MSG_DATA per whole message, however the bytes
+                              came, as over SCTP */
+};
+
+/* The largest message a framed TCP association accepts by default. */
+#define ESOCK_MAX_MSG_DEFAULT ((size_t)16 << 20)
+
 /* ---- endpoints ---------------------------------------------------------------------------- */
 
 typedef struct esock_ep_opts {
-    int proto;                         /* ESOCK_SCTP (ESOCK_TCP: not yet) */
-    esock_addr addrs[ESOCK_MAX_ADDRS]; /* local addresses; naddrs 0: 127.0.0.1 */
+    int proto;                         /* ESOCK_SCTP or ESOCK_TCP (see "TCP" below) */
+    esock_addr addrs[ESOCK_MAX_ADDRS]; /* local addresses; naddrs 0: 127.0.0.1 (TCP:
+                                          a listening socket each, one port) */
     unsigned naddrs;
     uint16_t port;               /* 0: the kernel picks a free one */
     uint16_t ostreams, istreams; /* 0: 16 each (SCTP_INITMSG) */
@@ -173,7 +188,45 @@ typedef struct esock_ep_opts {
     unsigned hb_interval_ms;                         /* SCTP_PEER_ADDR_PARAMS */
     uint16_t path_max_retrans;                       /* per path, before it is unreachable */
     uint16_t assoc_max_retrans;                      /* SCTP_ASSOCINFO: before comm lost */
+    /* TCP only (-EINVAL for SCTP when set) */
+    int framing;    /* enum esock_framing */
+    size_t max_msg; /* ESOCK_FRAME_LEN32: the largest message taken from the peer (a
+                       longer length ends the association, ESOCK_DOWN_PROTOCOL);
+                       0: ESOCK_MAX_MSG_DEFAULT, at most RT_MSG_MAX_SIZE */
 } esock_ep_opts;
+
+/* TCP. The same calls and messages as SCTP, with these differences:
+ *  - an endpoint is a listening socket per local address (SO_REUSEADDR; with
+ *    several addresses, IPv6 ones are IPV6_V6ONLY), accepting only while it
+ *    has an owner (until then connections wait in the kernel's backlog); an
+ *    association is a connection, accepted or made by esock_assoc_create,
+ *    which tries the remote addresses in turn and is up on the first that
+ *    answers (its local port is then one the kernel picks; its local
+ *    address the endpoint's first of that family, unless a wildcard);
+ *  - one stream each way: stream 0 only (ESOCK_EBADSTREAM otherwise), ppid
+ *    0 in what arrives (a ppid given to esock_send is not sent), context 0;
+ *    ESOCK_UNORDERED and lifetime_ms are accepted and mean nothing (TCP
+ *    delivers in order, and takes nothing back);
+ *  - data arrives as read (ESOCK_FRAME_NONE) or as whole messages
+ *    (ESOCK_FRAME_LEN32). An esock_send is never interleaved with another;
+ *    a message the socket cannot take at once waits in the send queue, and
+ *    one written in part comes back in ESOCK_MSG_SEND_FAILED whole, with
+ *    on_wire set, when the association ends before the rest went out;
+ *  - the peer's end of its stream (FIN) ends the association, as an SCTP
+ *    SHUTDOWN does (ESOCK_DOWN_SHUTDOWN, after every byte before it has been
+ *    delivered); a reset is ESOCK_DOWN_ABORT (error -ECONNRESET); a timeout
+ *    is ESOCK_DOWN_COMM_LOST. esock_assoc_shutdown writes what was queued,
+ *    then a FIN, delivers what the peer still sends, and is done when the
+ *    peer's FIN comes (or after 10 s: error -ETIMEDOUT);
+ *    esock_assoc_abort resets it;
+ *  - hb_interval_ms turns on TCP keepalive (idle time and interval that
+ *    long; path_max_retrans, else assoc_max_retrans, probes, 0: 5) and
+ *    bounds how long data may stay unacknowledged (TCP_USER_TIMEOUT:
+ *    hb_interval_ms * (probes + 1)) before comm lost; the RTO options, ostreams/istreams other
+ *    than 0 or 1 and default_ppid are -EINVAL for TCP; sndbuf/rcvbuf 0
+ *    leave the kernel's autotuning;
+ *  - paths: one, the peer's address; status from TCP_INFO (rto_ms, srtt_ms,
+ *    cwnd in segments, unacked segments, kernel_state: the TCP state). */
 
 /* esock_ep_create: start an endpoint (opts NULL: SCTP on 127.0.0.1, a
  * free port) and store its handle. Returns 0; ESOCK_EALREADY-style reuse:
@@ -181,7 +234,7 @@ typedef struct esock_ep_opts {
  * exists, whose handle is then stored; ESOCK_EOVERLAP when the addresses
  * overlap another endpoint's on the same port; -EINVAL (bad option,
  * address family, more than ESOCK_MAX_ADDRS); -EPROTONOSUPPORT (no SCTP in
- * the kernel, or TCP); the kernel's bind errors (-EADDRINUSE,
+ * the kernel); the kernel's bind errors (-EADDRINUSE,
  * -EADDRNOTAVAIL); ESOCK_ENOTSTARTED. Waits: not from a callback actor. */
 ESOCK_API int esock_ep_create(const esock_ep_opts *opts, esock_ep *out);
 
@@ -284,7 +337,8 @@ ESOCK_API int esock_send(esock_assoc assoc, uint16_t stream, uint32_t ppid, unsi
                          const void *data, size_t len, const esock_send_opts *opts);
 
 /* esock_assoc_shutdown: graceful SHUTDOWN (queued data is delivered
- * first); esock_assoc_abort: ABORT now. The owner gets ESOCK_MSG_ASSOC_DOWN
+ * first; from its return on, esock_send gets ESOCK_ECLOSED);
+ * esock_assoc_abort: ABORT now. The owner gets ESOCK_MSG_ASSOC_DOWN
  * (ESOCK_DOWN_SHUTDOWN / ESOCK_DOWN_ABORT) when it is done. Returns 0,
  * ESOCK_ECLOSED, ESOCK_ESTALE. Never wait. */
 ESOCK_API int esock_assoc_shutdown(esock_assoc assoc);
@@ -339,6 +393,10 @@ enum esock_down_reason {
     ESOCK_DOWN_ENDPOINT,      /* its endpoint closed */
     ESOCK_DOWN_OWNER,         /* its owner ended */
     ESOCK_DOWN_CRASH,         /* its process ended abnormally */
+    ESOCK_DOWN_PROTOCOL,      /* TCP with framing: the peer sent a length beyond
+                                 max_msg (error -EMSGSIZE); it is reset. (A peer that
+                                 ends its stream inside a message: ESOCK_DOWN_SHUTDOWN,
+                                 error -EPROTO.) */
 };
 
 typedef struct esock_down {
@@ -383,7 +441,8 @@ typedef struct esock_path {
  * e.g. ECONNABORTED; `on_wire` when it had been transmitted, so the peer may
  * have it after all), then what waited in esock's own queue (error
  * ESOCK_ECLOSED, never on the wire). A message the kernel had split into
- * chunks comes back a chunk at a time. */
+ * chunks comes back a chunk at a time. All of them come before the
+ * association's ESOCK_MSG_ASSOC_DOWN. */
 typedef struct esock_send_failed {
     esock_assoc assoc;
     int error;

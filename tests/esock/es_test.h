@@ -1,0 +1,146 @@
+/* es_test.h: what every esock test does: run its body in a stackful
+ * process that is the owner, check inside it (a failed check ends the
+ * process with a reason naming the line), wait for owner messages with a
+ * bound, and run peers that are not ours as child processes. */
+#ifndef ES_TEST_H
+#define ES_TEST_H
+
+#include <errno.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <esock/esock.h>
+
+#include "rt_test.h"
+
+static inline void es_stop(void)
+{
+    cr_assert_eq(esock_stop(), 0);
+    test_stop();
+}
+
+/* Run body in a process; fail the test with its exit reason. */
+static inline void run(void (*body)(void *), void *arg)
+{
+    int reason = test_run(body, arg, 60000);
+    cr_assert_eq(reason, 0, "the test process ended with %d (%s)", reason, esock_strerror(reason));
+}
+
+/* In a process: a check that ends the process with a line number. */
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            rt_exit_self(-100000 - __LINE__);                                                      \
+        }                                                                                          \
+    } while (0)
+#define CHECK_RC(expr, want)                                                                       \
+    do {                                                                                           \
+        int rc_ = (expr);                                                                          \
+        if (rc_ != (want)) {                                                                       \
+            fprintf(stderr, "%s:%d: %s = %d (%s), want %d\n", __FILE__, __LINE__, #expr, rc_,      \
+                    esock_strerror(rc_), (int)(want));                                             \
+            rt_exit_self(-100000 - __LINE__);                                                      \
+        }                                                                                          \
+    } while (0)
+
+static inline rt_msg *wait_tag(uint32_t tag)
+{
+    rt_msg *m = NULL;
+    int rc = rt_receive_tag(tag, 10000, &m);
+    if (rc != 0) {
+        fprintf(stderr, "no message with tag 0x%x within 10 s\n", tag);
+        rt_exit_self(rc);
+    }
+    return m;
+}
+
+struct want {
+    uint32_t tag;
+    uint64_t assoc;
+};
+
+static inline bool match_assoc(const rt_msg *m, void *arg)
+{
+    const struct want *w = arg;
+    if (m->tag != w->tag)
+        return false;
+    const esock_down *d = esock_down_of(m);
+    const esock_up *u = esock_up_of(m);
+    const esock_reconnect_ev *r = esock_reconnect_of(m);
+    const esock_data *da = esock_data_of(m);
+    const esock_path *pa = esock_path_of(m);
+    uint64_t id = d    ? d->assoc.id
+                  : u  ? u->assoc.id
+                  : r  ? r->assoc.id
+                  : da ? da->assoc.id
+                  : pa ? pa->assoc.id
+                       : 0;
+    return id == w->assoc;
+}
+
+/* The next message with `tag` about association `a`. */
+static inline rt_msg *wait_for(uint32_t tag, esock_assoc a)
+{
+    struct want w = {tag, a.id};
+    rt_msg *m = NULL;
+    int rc = rt_receive_match(match_assoc, &w, 10000, &m);
+    if (rc != 0) {
+        fprintf(stderr, "no message 0x%x for association %llx within 10 s\n", tag,
+                (unsigned long long)a.id);
+        rt_exit_self(rc);
+    }
+    return m;
+}
+
+extern char **environ;
+
+/* Start `argv` with stdin from `in` (may be -1) and stdout+stderr into a
+ * memfd (returned in *out). */
+static inline pid_t spawn_peer(char *const argv[], int in, int *out)
+{
+    *out = memfd_create("peer-out", MFD_CLOEXEC);
+    if (*out < 0)
+        return -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    if (in >= 0)
+        posix_spawn_file_actions_adddup2(&fa, in, 0);
+    posix_spawn_file_actions_adddup2(&fa, *out, 1);
+    posix_spawn_file_actions_adddup2(&fa, *out, 2);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    return rc == 0 ? pid : -1;
+}
+
+/* Wait for the peer without blocking the scheduler; kill it first when
+ * `kill_it`. */
+static inline void reap(pid_t pid, bool kill_it)
+{
+    if (kill_it)
+        kill(pid, SIGINT);
+    for (int i = 0; i < 1000; i++) {
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            return;
+        rt_sleep(10);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+static inline char *slurp(int fd)
+{
+    static char buf[16384];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    buf[n > 0 ? n : 0] = 0;
+    close(fd);
+    return buf;
+}
+
+#endif

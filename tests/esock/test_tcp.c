@@ -1,0 +1,837 @@
+/* test_tcp: esock over TCP, natively (every kernel has TCP). The same
+ * calls and messages as over SCTP (test_sctp.c); what differs is in
+ * esock.h under "TCP". Every test proves at the end that the runtime and
+ * esock gave everything back (processes, messages, timers, fds). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include "es_test.h"
+
+static void es_start(void)
+{
+    test_start(2);
+    int rc = esock_start();
+    cr_assert_eq(rc, 0, "esock_start: %s", esock_strerror(rc));
+}
+
+static esock_ep tcp_ep(const char *addr, uint16_t port, int framing)
+{
+    esock_ep_opts o = {.proto = ESOCK_TCP, .naddrs = 1, .port = port, .framing = framing};
+    CHECK_RC(esock_addr_parse(addr, 0, &o.addrs[0]), 0);
+    esock_ep ep;
+    CHECK_RC(esock_ep_create(&o, &ep), 0);
+    return ep;
+}
+
+/* A server endpoint owned by the caller, a client endpoint, and a
+ * connection up between them. */
+struct pair {
+    esock_ep sep, cep;
+    esock_assoc c, s;
+};
+
+static void connect_to(esock_ep cep, const char *addr, uint16_t port, esock_assoc *c,
+                       esock_assoc *s)
+{
+    esock_addr ra;
+    CHECK_RC(esock_addr_parse(addr, 0, &ra), 0);
+    CHECK_RC(esock_assoc_create(cep, &ra, 1, port, NULL, c), 0);
+    rt_msg *mc = wait_for(ESOCK_MSG_ASSOC_UP, *c);
+    CHECK(esock_up_of(mc)->peer.port == port && esock_up_of(mc)->peer.ostreams == 1);
+    rt_msg_free(mc);
+    if (s == NULL)
+        return;
+    rt_msg *ms = wait_tag(ESOCK_MSG_ASSOC_UP); /* the server's side */
+    *s = esock_up_of(ms)->assoc;
+    CHECK(s->id != c->id);
+    rt_msg_free(ms);
+}
+
+static void pair_up(const char *addr, int framing, struct pair *p)
+{
+    p->sep = tcp_ep(addr, 0, framing);
+    p->cep = tcp_ep(addr, 0, framing);
+    CHECK_RC(esock_owner_register(p->sep, rt_self(), NULL, NULL), 0);
+    connect_to(p->cep, addr, (uint16_t)esock_ep_port(p->sep), &p->c, &p->s);
+}
+
+static void pair_close(struct pair *p)
+{
+    CHECK_RC(esock_ep_close(p->cep), 0);
+    CHECK_RC(esock_ep_close(p->sep), 0);
+    rt_msg_free(wait_tag(ESOCK_MSG_EP_DOWN)); /* the server's, to its owner */
+}
+
+/* Read from association `a` until `len` bytes have come; check them
+ * against `want`. Returns how many data messages they came in. */
+static unsigned read_bytes(esock_assoc a, const unsigned char *want, size_t len)
+{
+    size_t got = 0;
+    unsigned msgs = 0;
+    while (got < len) {
+        rt_msg *m = wait_for(ESOCK_MSG_DATA, a);
+        const esock_data *d = esock_data_of(m);
+        CHECK(d->stream == 0 && d->ppid == 0 && d->assoc.id == a.id);
+        CHECK(got + d->len <= len && memcmp(d->data, want + got, d->len) == 0);
+        got += d->len;
+        msgs++;
+        rt_msg_free(m);
+    }
+    return msgs;
+}
+
+/* ---- echo over a byte stream ------------------------------------------------------------------
+ */
+
+static void echo_body(void *arg)
+{
+    const char *addr = arg;
+    struct pair p;
+    pair_up(addr, ESOCK_FRAME_NONE, &p);
+    /* stream 0 only; a ppid is not sent */
+    CHECK_RC(esock_send(p.c, 1, 0, 0, "x", 1, NULL), ESOCK_EBADSTREAM);
+    CHECK_RC(esock_send(p.c, 0, 99, ESOCK_UNORDERED, "hello", 5, NULL), 0);
+    read_bytes(p.s, (const unsigned char *)"hello", 5);
+    CHECK_RC(esock_send(p.s, 0, 0, 0, "olleh", 5, NULL), 0);
+    read_bytes(p.c, (const unsigned char *)"olleh", 5);
+    /* a megabyte both ways, in sends of every size: all of it, in order */
+    static unsigned char big[1 << 20];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (unsigned char)(i * 7 + i / 251);
+    for (size_t off = 0, n = 1; off < sizeof big; off += n, n = n * 3 + 1) {
+        if (off + n > sizeof big)
+            n = sizeof big - off;
+        CHECK_RC(esock_send(p.c, 0, 0, 0, big + off, n, NULL), 0);
+    }
+    read_bytes(p.s, big, sizeof big);
+    /* queries */
+    esock_assoc_info info;
+    CHECK_RC(esock_assoc_status(p.c, &info), 0);
+    CHECK(info.state == ESOCK_ASSOC_UP && info.kernel_state == 1 /* TCP_ESTABLISHED */);
+    CHECK(info.ostreams == 1 && info.istreams == 1 && info.ep.id == p.cep.id);
+    CHECK(info.peer.port == esock_ep_port(p.sep) && info.rto_ms > 0 && info.cwnd > 0);
+    esock_path_info paths[2];
+    CHECK_RC(esock_assoc_paths(p.s, paths, 2), 1);
+    CHECK(paths[0].state == ESOCK_PATH_AVAILABLE && paths[0].primary && paths[0].mtu > 0);
+    esock_assoc assocs[4];
+    CHECK_RC(esock_ep_assocs(p.sep, assocs, 4), 1);
+    CHECK(assocs[0].id == p.s.id);
+    esock_addr la, ra;
+    esock_addr_parse(addr, 0, &la);
+    ra = info.peer.addrs[0];
+    esock_assoc found;
+    CHECK_RC(esock_assoc_find(&la, (uint16_t)esock_ep_port(p.cep), &ra, info.peer.port, &found), 0);
+    CHECK(found.id == p.c.id);
+    esock_ep fe;
+    CHECK_RC(esock_ep_find(ESOCK_TCP, &la, (uint16_t)esock_ep_port(p.sep), &fe), 0);
+    CHECK(fe.id == p.sep.id);
+    CHECK_RC(esock_ep_find(ESOCK_SCTP, &la, (uint16_t)esock_ep_port(p.sep), &fe), -ENOENT);
+
+    /* a graceful end from the client: both told, then the handles are closed */
+    CHECK_RC(esock_assoc_shutdown(p.c), 0);
+    CHECK_RC(esock_send(p.c, 0, 0, 0, "late", 4, NULL), ESOCK_ECLOSED);
+    rt_msg *m = wait_for(ESOCK_MSG_ASSOC_DOWN, p.s);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN && esock_down_of(m)->error == 0);
+    rt_msg_free(m);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, p.c);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN && esock_down_of(m)->error == 0);
+    rt_msg_free(m);
+    CHECK_RC(esock_send(p.c, 0, 0, 0, "x", 1, NULL), ESOCK_ECLOSED);
+    CHECK_RC(esock_assoc_status(p.s, &info), ESOCK_ECLOSED);
+    pair_close(&p);
+}
+
+Test(esock_tcp, echo_a_byte_stream_ipv4)
+{
+    es_start();
+    run(echo_body, "127.0.0.1");
+    es_stop();
+}
+
+Test(esock_tcp, echo_a_byte_stream_ipv6)
+{
+    es_start();
+    run(echo_body, "::1");
+    es_stop();
+}
+
+/* ---- a peer that is only a socket
+ * ---------------------------------------------------------------- */
+
+/* A plain TCP socket connected to addr:port (loopback: connect does not
+ * wait for the accept). */
+static int raw_connect(const char *addr, uint16_t port)
+{
+    esock_addr a;
+    CHECK_RC(esock_addr_parse(addr, port, &a), 0);
+    int fd = socket(a.sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    CHECK(connect(fd, &a.sa, a.sa.sa_family == AF_INET ? sizeof a.in4 : sizeof a.in6) == 0);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+static void raw_write(int fd, const void *p, size_t n)
+{
+    CHECK(write(fd, p, n) == (ssize_t)n);
+}
+
+/* Read exactly n bytes within 10 s, without blocking the scheduler. */
+static void raw_read(int fd, void *p, size_t n)
+{
+    size_t got = 0;
+    for (int i = 0; got < n && i < 1000; i++) {
+        ssize_t r = recv(fd, (char *)p + got, n - got, MSG_DONTWAIT);
+        if (r > 0)
+            got += (size_t)r;
+        else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+            break;
+        else
+            rt_sleep(10);
+    }
+    CHECK(got == n);
+}
+
+/* What the peer's socket sees next: 0 for its end, -errno, or 1 (data). */
+static int raw_end(int fd)
+{
+    char c;
+    for (int i = 0; i < 1000; i++) {
+        ssize_t r = recv(fd, &c, 1, MSG_DONTWAIT);
+        if (r >= 0)
+            return r == 0 ? 0 : 1;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        rt_sleep(10);
+    }
+    return -ETIMEDOUT;
+}
+
+static void frame(unsigned char *out, const void *p, uint32_t n)
+{
+    uint32_t be = htonl(n);
+    memcpy(out, &be, 4);
+    memcpy(out + 4, p, n);
+}
+
+static void want_msg(esock_assoc a, const void *p, size_t n)
+{
+    rt_msg *m = wait_for(ESOCK_MSG_DATA, a);
+    const esock_data *d = esock_data_of(m);
+    CHECK(d->len == n && (n == 0 || memcmp(d->data, p, n) == 0));
+    CHECK(d->stream == 0 && d->ppid == 0);
+    rt_msg_free(m);
+}
+
+/* ---- framing: whole messages, however the bytes come --------------------------------------------
+ */
+
+static void framing_body(void *arg)
+{
+    struct pair p;
+    pair_up("127.0.0.1", ESOCK_FRAME_LEN32, &p);
+    /* esock to esock: every size arrives whole, one message each */
+    static unsigned char big[(1 << 20) + 3];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (unsigned char)(i ^ (i >> 9));
+    const size_t sizes[] = {1, 3, 100, 2047, 2048, 4096, 65536, 65537, 300000, sizeof big};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        CHECK_RC(esock_send(p.c, 0, 0, 0, big, sizes[i], NULL), 0);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        want_msg(p.s, big, sizes[i]);
+    CHECK_RC(esock_send(p.c, 0, 0, 0, big, 0, NULL), -EMSGSIZE);
+
+    /* a plain socket: several messages in one write, one message (and its
+     * length) cut into pieces written apart, an empty message */
+    uint16_t port = (uint16_t)esock_ep_port(p.sep);
+    int fd = raw_connect("127.0.0.1", port);
+    rt_msg *m = wait_tag(ESOCK_MSG_ASSOC_UP);
+    esock_assoc r = esock_up_of(m)->assoc;
+    rt_msg_free(m);
+    unsigned char wire[64];
+    frame(wire, "one", 3);
+    frame(wire + 7, "two", 3);
+    frame(wire + 14, "", 0);
+    frame(wire + 18, "three", 5);
+    raw_write(fd, wire, 27);
+    want_msg(r, "one", 3);
+    want_msg(r, "two", 3);
+    want_msg(r, "", 0);
+    want_msg(r, "three", 5);
+    unsigned char *cut = malloc(4 + 70000);
+    CHECK(cut != NULL);
+    frame(cut, big, 70000);
+    raw_write(fd, cut, 2); /* half of the length */
+    rt_sleep(20);
+    raw_write(fd, cut + 2, 3000);
+    rt_sleep(20);
+    raw_write(fd, cut + 3002, 4 + 70000 - 3002);
+    want_msg(r, big, 70000);
+    CHECK(rt_receive_tag(ESOCK_MSG_DATA, 50, &m) == -ETIMEDOUT); /* nothing more */
+    /* and back: each message after its length */
+    CHECK_RC(esock_send(r, 0, 0, 0, "echo", 4, NULL), 0);
+    CHECK_RC(esock_send(r, 0, 0, 0, big, 70000, NULL), 0);
+    unsigned char hdr[4], *back = malloc(70000);
+    CHECK(back != NULL);
+    raw_read(fd, hdr, 4);
+    CHECK(hdr[0] == 0 && hdr[1] == 0 && hdr[2] == 0 && hdr[3] == 4);
+    raw_read(fd, back, 4);
+    CHECK(memcmp(back, "echo", 4) == 0);
+    raw_read(fd, hdr, 4);
+    CHECK(((uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3]) == 70000 && hdr[0] == 0);
+    raw_read(fd, back, 70000);
+    CHECK(memcmp(back, big, 70000) == 0);
+    free(back);
+    /* the peer ends inside a message: it is shut down, and says so */
+    raw_write(fd, cut, 100);
+    free(cut);
+    shutdown(fd, SHUT_WR);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, r);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN && esock_down_of(m)->error == -EPROTO);
+    rt_msg_free(m);
+    CHECK(raw_end(fd) == 0);
+    close(fd);
+    pair_close(&p);
+}
+
+Test(esock_tcp, framing_whole_messages_however_the_bytes_come)
+{
+    es_start();
+    run(framing_body, NULL);
+    es_stop();
+}
+
+static void max_msg_body(void *arg)
+{
+    esock_ep_opts o = {.proto = ESOCK_TCP, .framing = ESOCK_FRAME_LEN32, .max_msg = 1000};
+    esock_ep sep;
+    CHECK_RC(esock_ep_create(&o, &sep), 0);
+    CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
+    int fd = raw_connect("127.0.0.1", (uint16_t)esock_ep_port(sep));
+    rt_msg *m = wait_tag(ESOCK_MSG_ASSOC_UP);
+    esock_assoc r = esock_up_of(m)->assoc;
+    rt_msg_free(m);
+    static unsigned char msg[1004];
+    frame(msg, msg + 4, 1000); /* the largest allowed */
+    raw_write(fd, msg, sizeof msg);
+    want_msg(r, msg + 4, 1000);
+    uint32_t be = htonl(1001); /* one too many */
+    raw_write(fd, &be, 4);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, r);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_PROTOCOL && esock_down_of(m)->error == -EMSGSIZE);
+    CHECK(strcmp(esock_down_reason_name(ESOCK_DOWN_PROTOCOL), "protocol") == 0);
+    rt_msg_free(m);
+    CHECK(raw_end(fd) == -ECONNRESET); /* reset, not a quiet end */
+    close(fd);
+    CHECK_RC(esock_ep_close(sep), 0);
+    rt_msg_free(wait_tag(ESOCK_MSG_EP_DOWN));
+}
+
+Test(esock_tcp, a_length_beyond_max_msg_resets_the_connection)
+{
+    es_start();
+    run(max_msg_body, NULL);
+    es_stop();
+}
+
+/* ---- owners: waiting for the first, accept callbacks, a refused connection ---------------------
+ */
+
+static _Atomic int asked[2];
+
+static bool accept_if(void *arg, esock_assoc a, const esock_peer *peer)
+{
+    int i = (int)(intptr_t)arg;
+    asked[i]++;
+    return i == 1 && peer->naddrs == 1 && peer->port != 0;
+}
+
+static bool reject_all(void *arg, esock_assoc a, const esock_peer *peer)
+{
+    return false;
+}
+
+/* Forwards what it gets to the test process until a message with tag 1. */
+static void other_owner(void *arg)
+{
+    rt_msg *m;
+    while (rt_receive(RT_INFINITY, &m) == 0) {
+        if (m->tag == 1) {
+            rt_msg_free(m);
+            return;
+        }
+        rt_forward(*(rt_pid *)arg, m);
+    }
+}
+
+static void owners_body(void *arg)
+{
+    esock_ep sep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_LEN32);
+    esock_ep cep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_LEN32);
+    uint16_t port = (uint16_t)esock_ep_port(sep);
+    /* nobody owns the server yet: the connection waits in the backlog, and
+     * what the client sends waits with it */
+    esock_assoc c;
+    connect_to(cep, "127.0.0.1", port, &c, NULL);
+    CHECK_RC(esock_send(c, 0, 0, 0, "early", 5, NULL), 0);
+    rt_msg *m;
+    CHECK(rt_receive_tag(ESOCK_MSG_ASSOC_UP, 100, &m) == -ETIMEDOUT);
+    CHECK_RC(esock_ep_assocs(sep, NULL, 0), 0);
+    CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
+    CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), -EEXIST);
+    m = wait_tag(ESOCK_MSG_ASSOC_UP);
+    esock_assoc s = esock_up_of(m)->assoc;
+    rt_msg_free(m);
+    want_msg(s, "early", 5);
+
+    /* a newer owner is asked first; the first yes wins */
+    rt_pid me = rt_self(), o1;
+    CHECK_RC(rt_spawn(other_owner, &me, NULL, &o1), 0);
+    CHECK_RC(esock_owner_register(sep, o1, accept_if, (void *)(intptr_t)1), 0);
+    esock_assoc c2, s2;
+    connect_to(cep, "127.0.0.1", port, &c2, &s2); /* its UP forwarded by o1 */
+    CHECK(asked[1] == 1);
+    esock_assoc_info info;
+    CHECK_RC(esock_assoc_status(s2, &info), 0);
+    CHECK(info.owner.id == o1.id && info.peer.naddrs == 1);
+    /* its owner ends: its connection is closed, gracefully; the other stays */
+    rt_send(o1, 1, NULL, 0);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, c2);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN);
+    rt_msg_free(m);
+    CHECK_RC(esock_send(c, 0, 0, 0, "still", 5, NULL), 0);
+    want_msg(s, "still", 5);
+
+    /* an owner that takes nothing: the connection is reset */
+    CHECK_RC(esock_owner_unregister(sep, rt_self()), 0);
+    CHECK_RC(esock_owner_unregister(sep, rt_self()), ESOCK_ENOOWNER);
+    CHECK_RC(esock_owner_register(sep, rt_self(), reject_all, NULL), 0);
+    esock_assoc c3;
+    connect_to(cep, "127.0.0.1", port, &c3, NULL);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, c3);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_ABORT && esock_down_of(m)->error == -ECONNRESET);
+    rt_msg_free(m);
+    /* the endpoint closes: its connections end, its owners are told */
+    CHECK_RC(esock_ep_close(sep), 0);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, s);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_ENDPOINT);
+    rt_msg_free(m);
+    rt_msg_free(wait_tag(ESOCK_MSG_EP_DOWN));
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, c);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_ABORT);
+    rt_msg_free(m);
+    CHECK_RC(esock_ep_close(cep), 0);
+    CHECK_RC(esock_ep_close(sep), ESOCK_ESTALE);
+}
+
+Test(esock_tcp, owners_accept_callbacks_and_data_before_the_first_owner)
+{
+    es_start();
+    run(owners_body, NULL);
+    es_stop();
+}
+
+/* ---- ends from either side: shutdown, abort, the peer's FIN and reset --------------------------
+ */
+
+static void ends_body(void *arg)
+{
+    struct pair p;
+    pair_up("127.0.0.1", ESOCK_FRAME_NONE, &p);
+    /* an abort from the server: both told */
+    CHECK_RC(esock_assoc_abort(p.s), 0);
+    rt_msg *m = wait_for(ESOCK_MSG_ASSOC_DOWN, p.s);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_ABORT);
+    rt_msg_free(m);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, p.c);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_ABORT && esock_down_of(m)->error == -ECONNRESET);
+    rt_msg_free(m);
+    CHECK_RC(esock_assoc_abort(p.s), ESOCK_ECLOSED);
+    CHECK_RC(esock_assoc_shutdown(p.c), ESOCK_ECLOSED);
+    /* a shutdown from the server, with data still going both ways: what was
+     * sent before it arrives first */
+    uint16_t port = (uint16_t)esock_ep_port(p.sep);
+    connect_to(p.cep, "127.0.0.1", port, &p.c, &p.s);
+    CHECK_RC(esock_send(p.s, 0, 0, 0, "bye", 3, NULL), 0);
+    CHECK_RC(esock_assoc_shutdown(p.s), 0);
+    read_bytes(p.c, (const unsigned char *)"bye", 3);
+    /* the client's side ends with the server's FIN, and closes in turn */
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, p.c);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN);
+    rt_msg_free(m);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, p.s);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN && esock_down_of(m)->error == 0);
+    rt_msg_free(m);
+    /* a plain peer: its FIN ends it after its data; its reset is an abort */
+    int fd = raw_connect("127.0.0.1", port);
+    m = wait_tag(ESOCK_MSG_ASSOC_UP);
+    esock_assoc r = esock_up_of(m)->assoc;
+    rt_msg_free(m);
+    raw_write(fd, "abc", 3);
+    shutdown(fd, SHUT_WR);
+    read_bytes(r, (const unsigned char *)"abc", 3);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, r);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN && esock_down_of(m)->error == 0);
+    rt_msg_free(m);
+    CHECK(raw_end(fd) == 0);
+    close(fd);
+    fd = raw_connect("127.0.0.1", port);
+    m = wait_tag(ESOCK_MSG_ASSOC_UP);
+    r = esock_up_of(m)->assoc;
+    rt_msg_free(m);
+    struct linger l = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    close(fd);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, r);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_ABORT && esock_down_of(m)->error == -ECONNRESET);
+    rt_msg_free(m);
+    /* a shutdown the plain peer answers with data, then its FIN */
+    fd = raw_connect("127.0.0.1", port);
+    m = wait_tag(ESOCK_MSG_ASSOC_UP);
+    r = esock_up_of(m)->assoc;
+    rt_msg_free(m);
+    CHECK_RC(esock_assoc_shutdown(r), 0);
+    CHECK(raw_end(fd) == 0);
+    raw_write(fd, "reply", 5);
+    shutdown(fd, SHUT_WR);
+    read_bytes(r, (const unsigned char *)"reply", 5);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, r);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN && esock_down_of(m)->error == 0);
+    rt_msg_free(m);
+    close(fd);
+    /* a peer that never ends its side: the shutdown gives up after 10 s */
+    fd = raw_connect("127.0.0.1", port);
+    m = wait_tag(ESOCK_MSG_ASSOC_UP);
+    r = esock_up_of(m)->assoc;
+    rt_msg_free(m);
+    int64_t t0 = rt_now_ms();
+    CHECK_RC(esock_assoc_shutdown(r), 0);
+    CHECK(raw_end(fd) == 0); /* its FIN; what the peer sends still arrives */
+    raw_write(fd, "more", 4);
+    read_bytes(r, (const unsigned char *)"more", 4);
+    m = NULL;
+    CHECK(rt_receive_tag(ESOCK_MSG_ASSOC_DOWN, 12000, &m) == 0);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN && esock_down_of(m)->error == -ETIMEDOUT);
+    CHECK(rt_now_ms() - t0 >= 9900);
+    rt_msg_free(m);
+    close(fd);
+    pair_close(&p);
+}
+
+Test(esock_tcp, ends_from_either_side, .timeout = 60)
+{
+    es_start();
+    run(ends_body, NULL);
+    es_stop();
+}
+
+/* ---- reconnection: a late peer, a restarted one, addresses in turn -----------------------------
+ */
+
+static void reconnect_body(void *arg)
+{
+    /* a port nobody listens on, yet */
+    esock_ep sep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_LEN32);
+    uint16_t port = (uint16_t)esock_ep_port(sep);
+    CHECK_RC(esock_ep_close(sep), 0);
+    esock_ep cep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_LEN32);
+    esock_addr ra[2];
+    esock_addr_parse("127.0.0.1", 0, &ra[0]);
+    esock_assoc_opts ao = {.reconnect = {.max_attempts = 50, .min_ms = 40, .max_ms = 160}};
+    esock_assoc c;
+    CHECK_RC(esock_assoc_create(cep, ra, 1, port, &ao, &c), 0);
+    /* refused at once: told, and tried again after a delay, not in a loop */
+    rt_msg *m = wait_for(ESOCK_MSG_ASSOC_DOWN, c);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_CANT_START && esock_down_of(m)->reconnecting &&
+          esock_down_of(m)->error == -ECONNREFUSED);
+    rt_msg_free(m);
+    m = wait_for(ESOCK_MSG_RECONNECT, c);
+    CHECK(esock_reconnect_of(m)->attempt == 1 && esock_reconnect_of(m)->delay_ms >= 20 &&
+          esock_reconnect_of(m)->delay_ms <= 40);
+    rt_msg_free(m);
+    CHECK_RC(esock_send(c, 0, 0, 0, "x", 1, NULL), ESOCK_ENOTUP);
+    m = wait_for(ESOCK_MSG_RECONNECT, c);
+    CHECK(esock_reconnect_of(m)->attempt == 2);
+    rt_msg_free(m);
+    /* the server comes up late, on that port */
+    esock_ep_opts so = {.proto = ESOCK_TCP, .port = port, .framing = ESOCK_FRAME_LEN32};
+    CHECK_RC(esock_ep_create(&so, &sep), 0);
+    CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
+    rt_msg_free(wait_for(ESOCK_MSG_ASSOC_UP, c));
+    m = wait_tag(ESOCK_MSG_ASSOC_UP);
+    esock_assoc s = esock_up_of(m)->assoc;
+    rt_msg_free(m);
+    while (rt_receive_tag(ESOCK_MSG_ASSOC_DOWN, 0, &m) == 0)
+        rt_msg_free(m);
+    while (rt_receive_tag(ESOCK_MSG_RECONNECT, 0, &m) == 0)
+        rt_msg_free(m);
+    CHECK_RC(esock_send(c, 0, 0, 0, "again", 5, NULL), 0);
+    want_msg(s, "again", 5);
+
+    /* the server restarts: the same handle comes back up */
+    CHECK_RC(esock_ep_close(sep), 0);
+    rt_msg_free(wait_tag(ESOCK_MSG_EP_DOWN));
+    rt_msg_free(wait_for(ESOCK_MSG_ASSOC_DOWN, s));
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, c);
+    CHECK(esock_down_of(m)->reconnecting);
+    rt_msg_free(m);
+    CHECK_RC(esock_ep_create(&so, &sep), 0);
+    CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
+    rt_msg_free(wait_for(ESOCK_MSG_ASSOC_UP, c));
+    m = wait_tag(ESOCK_MSG_ASSOC_UP);
+    s = esock_up_of(m)->assoc;
+    rt_msg_free(m);
+    CHECK_RC(esock_send(c, 0, 0, 0, "third", 5, NULL), 0);
+    want_msg(s, "third", 5);
+    /* the server ends it (its FIN): the client reconnects after that too */
+    CHECK_RC(esock_assoc_shutdown(s), 0);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, c);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN && esock_down_of(m)->reconnecting);
+    rt_msg_free(m);
+    rt_msg_free(wait_for(ESOCK_MSG_ASSOC_DOWN, s));
+    rt_msg_free(wait_for(ESOCK_MSG_ASSOC_UP, c));
+    m = wait_tag(ESOCK_MSG_ASSOC_UP);
+    s = esock_up_of(m)->assoc;
+    rt_msg_free(m);
+    /* its own shutdown ends it for good */
+    while (rt_receive_tag(ESOCK_MSG_RECONNECT, 0, &m) == 0)
+        rt_msg_free(m);
+    CHECK_RC(esock_assoc_shutdown(c), 0);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, c);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN && !esock_down_of(m)->reconnecting);
+    rt_msg_free(m);
+    rt_msg_free(wait_for(ESOCK_MSG_ASSOC_DOWN, s));
+    CHECK_RC(esock_send(c, 0, 0, 0, "x", 1, NULL), ESOCK_ECLOSED);
+
+    /* several remote addresses: tried in turn; up on the one that answers */
+    esock_addr_parse("127.0.0.2", 0, &ra[0]); /* nobody there */
+    esock_addr_parse("127.0.0.1", 0, &ra[1]);
+    CHECK_RC(esock_assoc_create(cep, ra, 2, port, NULL, &c), 0);
+    m = wait_for(ESOCK_MSG_ASSOC_UP, c);
+    CHECK(esock_up_of(m)->peer.naddrs == 1 &&
+          esock_up_of(m)->peer.addrs[0].in4.sin_addr.s_addr == htonl(INADDR_LOOPBACK));
+    rt_msg_free(m);
+    m = wait_tag(ESOCK_MSG_ASSOC_UP);
+    s = esock_up_of(m)->assoc;
+    rt_msg_free(m);
+    CHECK_RC(esock_assoc_abort(c), 0);
+    rt_msg_free(wait_for(ESOCK_MSG_ASSOC_DOWN, c));
+    rt_msg_free(wait_for(ESOCK_MSG_ASSOC_DOWN, s));
+
+    /* a server that never comes back: it gives up after max_attempts */
+    CHECK_RC(esock_ep_close(sep), 0);
+    rt_msg_free(wait_tag(ESOCK_MSG_EP_DOWN));
+    esock_assoc_opts few = {.reconnect = {.max_attempts = 2, .min_ms = 10, .max_ms = 20}};
+    CHECK_RC(esock_assoc_create(cep, ra, 2, port, &few, &c), 0);
+    for (unsigned k = 1; k <= 2; k++) {
+        m = wait_for(ESOCK_MSG_ASSOC_DOWN, c);
+        CHECK(esock_down_of(m)->reconnecting);
+        rt_msg_free(m);
+        m = wait_for(ESOCK_MSG_RECONNECT, c);
+        CHECK(esock_reconnect_of(m)->attempt == k && !esock_reconnect_of(m)->gave_up);
+        rt_msg_free(m);
+    }
+    m = wait_for(ESOCK_MSG_RECONNECT, c);
+    CHECK(esock_reconnect_of(m)->gave_up);
+    rt_msg_free(m);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, c);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_CANT_START && !esock_down_of(m)->reconnecting);
+    rt_msg_free(m);
+    CHECK_RC(esock_assoc_abort(c), ESOCK_ECLOSED);
+    CHECK_RC(esock_ep_close(cep), 0);
+}
+
+Test(esock_tcp, reconnect_to_a_late_and_a_restarted_server)
+{
+    es_start();
+    run(reconnect_body, NULL);
+    es_stop();
+}
+
+/* ---- backpressure both ways, and what was never sent coming back -------------------------------
+ */
+
+/* Holds every data message it gets until told (tag 2) to free them; then
+ * frees whatever comes; counts and checks the sequence numbers. */
+struct holder {
+    rt_pid test;
+    _Atomic unsigned long got;
+    _Atomic bool in_order;
+};
+
+static void holder(void *arg)
+{
+    struct holder *h = arg;
+    rt_msg *held[4096];
+    unsigned nheld = 0;
+    bool hold = true;
+    rt_msg *m;
+    h->in_order = true;
+    while (rt_receive(RT_INFINITY, &m) == 0) {
+        if (m->tag == 1) {
+            rt_msg_free(m);
+            break;
+        }
+        if (m->tag == 2) {
+            hold = false;
+            while (nheld)
+                rt_msg_free(held[--nheld]);
+            rt_msg_free(m);
+            continue;
+        }
+        const esock_data *d = esock_data_of(m);
+        if (d == NULL) {
+            rt_forward(h->test, m);
+            continue;
+        }
+        uint32_t seq;
+        memcpy(&seq, d->data, sizeof seq);
+        h->in_order = h->in_order && seq == h->got;
+        h->got++;
+        if (hold && nheld < 4096)
+            held[nheld++] = m;
+        else
+            rt_msg_free(m);
+    }
+    while (nheld)
+        rt_msg_free(held[--nheld]);
+}
+
+static void backpressure_body(void *arg)
+{
+    /* the server stops reading once its owner holds 64 KiB of messages */
+    esock_ep_opts so = {.proto = ESOCK_TCP,
+                        .framing = ESOCK_FRAME_LEN32,
+                        .rcv_hiwat = 64 << 10,
+                        .rcvbuf = 64 << 10};
+    esock_ep sep, cep;
+    CHECK_RC(esock_ep_create(&so, &sep), 0);
+    esock_ep_opts co = {.proto = ESOCK_TCP,
+                        .framing = ESOCK_FRAME_LEN32,
+                        .send_hiwat = 256 << 10,
+                        .sndbuf = 64 << 10};
+    CHECK_RC(esock_ep_create(&co, &cep), 0);
+    struct holder h = {.test = rt_self()};
+    rt_pid hp;
+    CHECK_RC(rt_spawn(holder, &h, &(rt_spawn_opts){.joinable = false}, &hp), 0);
+    CHECK_RC(esock_owner_register(sep, hp, NULL, NULL), 0);
+    esock_assoc c;
+    connect_to(cep, "127.0.0.1", (uint16_t)esock_ep_port(sep), &c, NULL);
+    rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_UP)); /* the server's, forwarded */
+    /* send until the queue is full: a clear refusal, nothing dropped */
+    static unsigned char msg[1000];
+    uint32_t seq = 0;
+    int rc = 0;
+    for (int i = 0; i < 100000 && rc == 0; i++) {
+        memcpy(msg, &seq, sizeof seq);
+        rc = esock_send(c, 0, 0, 0, msg, sizeof msg, NULL);
+        if (rc == 0)
+            seq++;
+    }
+    CHECK_RC(rc, ESOCK_EWOULDBLOCK);
+    esock_assoc_info info;
+    CHECK_RC(esock_assoc_status(c, &info), 0);
+    CHECK(info.queued > (200u << 10) && info.queued <= (257u << 10));
+    rt_msg *m;
+    CHECK(rt_receive_tag(ESOCK_MSG_SEND_READY, 200, &m) == -ETIMEDOUT); /* held back */
+    /* the owner lets go: everything arrives, and the sender may go on */
+    rt_send(hp, 2, NULL, 0);
+    m = wait_tag(ESOCK_MSG_SEND_READY);
+    CHECK(esock_send_ready_of(m)->assoc.id == c.id);
+    rt_msg_free(m);
+    for (int i = 0; i < 1000 && h.got < seq; i++)
+        rt_sleep(10);
+    CHECK(h.got == seq && h.in_order);
+    memcpy(msg, &seq, sizeof seq);
+    CHECK_RC(esock_send(c, 0, 0, 0, msg, sizeof msg, NULL), 0);
+    seq++;
+    for (int i = 0; i < 1000 && h.got < seq; i++)
+        rt_sleep(10);
+    CHECK(h.got == seq && h.in_order);
+    rt_send(hp, 1, NULL, 0);
+    CHECK_RC(esock_ep_close(cep), 0);
+    CHECK_RC(esock_ep_close(sep), 0);
+}
+
+Test(esock_tcp, backpressure_would_block_then_send_ready)
+{
+    es_start();
+    run(backpressure_body, NULL);
+    es_stop();
+}
+
+static void handback_body(void *arg)
+{
+    /* a server whose owner holds everything: the client's queue fills */
+    esock_ep_opts so = {.proto = ESOCK_TCP,
+                        .framing = ESOCK_FRAME_LEN32,
+                        .rcv_hiwat = 64 << 10,
+                        .rcvbuf = 64 << 10};
+    esock_ep sep, cep;
+    CHECK_RC(esock_ep_create(&so, &sep), 0);
+    esock_ep_opts co = {.proto = ESOCK_TCP,
+                        .framing = ESOCK_FRAME_LEN32,
+                        .send_hiwat = 64 << 10,
+                        .sndbuf = 64 << 10};
+    CHECK_RC(esock_ep_create(&co, &cep), 0);
+    struct holder h = {.test = rt_self()};
+    rt_pid hp;
+    CHECK_RC(rt_spawn(holder, &h, NULL, &hp), 0);
+    CHECK_RC(esock_owner_register(sep, hp, NULL, NULL), 0);
+    esock_assoc c;
+    connect_to(cep, "127.0.0.1", (uint16_t)esock_ep_port(sep), &c, NULL);
+    rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_UP));
+    static unsigned char msg[3000];
+    uint32_t seq = 0;
+    int rc = 0;
+    for (int i = 0; i < 100000 && rc == 0; i++) {
+        memcpy(msg, &seq, sizeof seq);
+        rc = esock_send(c, 0, 0, 0, msg, sizeof msg, &(esock_send_opts){.context = seq});
+        if (rc == 0)
+            seq++;
+    }
+    CHECK_RC(rc, ESOCK_EWOULDBLOCK);
+    /* it ends: what never went out comes back, in order, whole; only the
+     * first may have gone out in part */
+    CHECK_RC(esock_assoc_abort(c), 0);
+    uint32_t first = 0, n = 0;
+    for (;;) {
+        rt_msg *m = NULL;
+        CHECK(rt_receive(10000, &m) == 0);
+        if (m->tag == ESOCK_MSG_ASSOC_DOWN) {
+            CHECK(esock_down_of(m)->assoc.id == c.id &&
+                  esock_down_of(m)->reason == ESOCK_DOWN_ABORT);
+            rt_msg_free(m);
+            break;
+        }
+        const esock_send_failed *f = esock_send_failed_of(m);
+        CHECK(f != NULL && f->assoc.id == c.id && f->len == sizeof msg);
+        uint32_t v;
+        memcpy(&v, f->data, sizeof v);
+        CHECK(v == f->context && f->error == ESOCK_ECLOSED);
+        if (n == 0)
+            first = v;
+        else
+            CHECK(v == first + n && !f->on_wire);
+        n++;
+        rt_msg_free(m);
+    }
+    CHECK(n > 0 && first + n == seq);
+    rt_send(hp, 1, NULL, 0);
+    CHECK_RC(esock_ep_close(cep), 0);
+    CHECK_RC(esock_ep_close(sep), 0);
+}
+
+Test(esock_tcp, unsent_messages_are_handed_back_in_order)
+{
+    es_start();
+    run(handback_body, NULL);
+    es_stop();
+}
