@@ -494,6 +494,8 @@ int es__send_locked(struct as_ent *a, uint16_t stream, uint32_t ppid, unsigned f
         return ESOCK_ENOTUP;
     if (stream >= a->ostreams)
         return ESOCK_EBADSTREAM;
+    if (len == 0 && !(a->proto == ESOCK_TCP && a->framed))
+        return -EMSGSIZE; /* framed TCP: a length of 0 is a message */
     if (ppid == 0)
         ppid = a->default_ppid;
     struct sq_item it = {NULL, stream, (uint16_t)flags, ppid, context, lifetime, len, 0};

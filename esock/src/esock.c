@@ -388,7 +388,7 @@ static int ep_fill_opts(const esock_ep_opts *in, esock_ep_opts *o)
         if (o->rto_initial_ms || o->rto_min_ms || o->rto_max_ms || o->ostreams > 1 ||
             o->istreams > 1 || o->default_ppid ||
             (o->framing != ESOCK_FRAME_NONE && o->framing != ESOCK_FRAME_LEN32) ||
-            o->max_msg > RT_MSG_MAX_SIZE)
+            o->max_msg > ESOCK_MAX_MSG_MAX)
             return -EINVAL; /* SCTP's, or nothing */
         o->ostreams = o->istreams = 1;
         if (o->max_msg == 0)
@@ -639,7 +639,7 @@ ESOCK_API int esock_send(esock_assoc assoc, uint16_t stream, uint32_t ppid, unsi
 {
     if (data == NULL || (flags & ~ESOCK_UNORDERED))
         return -EINVAL;
-    if (len == 0 || len > RT_MSG_MAX_SIZE)
+    if (len > RT_MSG_MAX_SIZE)
         return -EMSGSIZE;
     struct as_ent *a;
     int lrc = as_lock(assoc, &a);

@@ -96,6 +96,7 @@ static void echo_body(void *arg)
     pair_up(addr, ESOCK_FRAME_NONE, &p);
     /* stream 0 only; a ppid is not sent */
     CHECK_RC(esock_send(p.c, 1, 0, 0, "x", 1, NULL), ESOCK_EBADSTREAM);
+    CHECK_RC(esock_send(p.c, 0, 0, 0, "", 0, NULL), -EMSGSIZE); /* no message, unframed */
     CHECK_RC(esock_send(p.c, 0, 99, ESOCK_UNORDERED, "hello", 5, NULL), 0);
     read_bytes(p.s, (const unsigned char *)"hello", 5);
     CHECK_RC(esock_send(p.s, 0, 0, 0, "olleh", 5, NULL), 0);
@@ -246,7 +247,9 @@ static void framing_body(void *arg)
         CHECK_RC(esock_send(p.c, 0, 0, 0, big, sizes[i], NULL), 0);
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         want_msg(p.s, big, sizes[i]);
-    CHECK_RC(esock_send(p.c, 0, 0, 0, big, 0, NULL), -EMSGSIZE);
+    /* framed, an empty message is one too */
+    CHECK_RC(esock_send(p.c, 0, 0, 0, "", 0, NULL), 0);
+    want_msg(p.s, "", 0);
 
     /* a plain socket: several messages in one write, one message (and its
      * length) cut into pieces written apart, an empty message */
@@ -833,5 +836,379 @@ Test(esock_tcp, unsent_messages_are_handed_back_in_order)
 {
     es_start();
     run(handback_body, NULL);
+    es_stop();
+}
+
+/* ---- peers that are not ours: a Python script (framed) and nc (a byte stream) ------------------
+ */
+
+#ifndef TCP_PEER_PY
+#error "TCP_PEER_PY: the path of tests/esock/tcp_peer.py (set by CMake)"
+#endif
+
+/* The child's exit status, waiting without blocking the scheduler (10 s). */
+static int child_status(pid_t pid)
+{
+    int status = -1;
+    for (int i = 0; i < 1000; i++) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        rt_sleep(10);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}
+
+/* What the child wrote so far (the memfd stays open). */
+static const char *peek(int fd)
+{
+    static char buf[4096];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    buf[n > 0 ? n : 0] = 0;
+    return buf;
+}
+
+/* Echo every data message of `a` back until it goes down; returns how many. */
+static unsigned echo_until_down(esock_assoc a)
+{
+    unsigned n = 0;
+    for (;;) {
+        rt_msg *m = NULL;
+        CHECK(rt_receive(10000, &m) == 0);
+        if (m->tag == ESOCK_MSG_ASSOC_DOWN && esock_down_of(m)->assoc.id == a.id) {
+            CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN);
+            rt_msg_free(m);
+            return n;
+        }
+        const esock_data *d = esock_data_of(m);
+        CHECK(d != NULL && d->assoc.id == a.id);
+        CHECK_RC(esock_send(a, 0, 0, 0, d->data, d->len, NULL), 0);
+        n++;
+        rt_msg_free(m);
+    }
+}
+
+static void interop_body(void *arg)
+{
+    /* the script connects to a framed esock server, which echoes */
+    esock_ep sep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_LEN32);
+    CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", esock_ep_port(sep));
+    char *cargv[] = {"python3", TCP_PEER_PY, "client", "127.0.0.1", port, NULL};
+    int out;
+    pid_t pid = spawn_peer(cargv, -1, &out);
+    CHECK(pid > 0);
+    rt_msg *m = wait_tag(ESOCK_MSG_ASSOC_UP);
+    esock_assoc r = esock_up_of(m)->assoc;
+    rt_msg_free(m);
+    CHECK(echo_until_down(r) == 6);
+    int st = child_status(pid);
+    if (st != 0)
+        fprintf(stderr, "tcp_peer.py client: %s\n", peek(out));
+    CHECK(st == 0 && strstr(peek(out), "client ok 6") != NULL);
+    close(out);
+
+    /* esock connects to the script, which echoes each message reversed */
+    char *sargv[] = {"python3", TCP_PEER_PY, "server", NULL};
+    pid = spawn_peer(sargv, -1, &out);
+    CHECK(pid > 0);
+    unsigned sport = 0;
+    for (int i = 0; i < 500 && sscanf(peek(out), "port %u", &sport) != 1; i++)
+        rt_sleep(10);
+    CHECK(sport > 0 && sport < 65536);
+    esock_ep cep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_LEN32);
+    esock_assoc c;
+    connect_to(cep, "127.0.0.1", (uint16_t)sport, &c, NULL);
+    const char *words[] = {"stressed", "", "drawer", "live"};
+    const char *backw[] = {"desserts", "", "reward", "evil"};
+    for (int i = 0; i < 4; i++)
+        CHECK_RC(esock_send(c, 0, 0, 0, words[i], strlen(words[i]), NULL), 0);
+    for (int i = 0; i < 4; i++)
+        want_msg(c, backw[i], strlen(backw[i]));
+    CHECK_RC(esock_assoc_shutdown(c), 0);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, c);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN && esock_down_of(m)->error == 0);
+    rt_msg_free(m);
+    st = child_status(pid);
+    CHECK(st == 0 && strstr(peek(out), "server ok 4") != NULL);
+    close(out);
+
+    /* nc: a byte stream both ways, unframed */
+    esock_ep rep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_NONE);
+    CHECK_RC(esock_owner_register(rep, rt_self(), NULL, NULL), 0);
+    snprintf(port, sizeof port, "%d", esock_ep_port(rep));
+    int in[2];
+    CHECK(pipe2(in, O_CLOEXEC) == 0 && write(in[1], "hello from nc\n", 14) == 14);
+    char *nargv[] = {"nc", "-N", "127.0.0.1", port, NULL};
+    pid = spawn_peer(nargv, in[0], &out);
+    CHECK(pid > 0);
+    close(in[0]);
+    m = wait_tag(ESOCK_MSG_ASSOC_UP);
+    r = esock_up_of(m)->assoc;
+    rt_msg_free(m);
+    read_bytes(r, (const unsigned char *)"hello from nc\n", 14);
+    CHECK_RC(esock_send(r, 0, 0, 0, "hello from esock\n", 17, NULL), 0);
+    for (int i = 0; i < 500 && strcmp(peek(out), "hello from esock\n") != 0; i++)
+        rt_sleep(10);
+    CHECK(strcmp(peek(out), "hello from esock\n") == 0);
+    close(in[1]); /* nc's input ends: it ends its side (-N), and esock's with it */
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, r);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN);
+    rt_msg_free(m);
+    CHECK(child_status(pid) == 0);
+    close(out);
+    CHECK_RC(esock_ep_close(rep), 0);
+    CHECK_RC(esock_ep_close(cep), 0);
+    CHECK_RC(esock_ep_close(sep), 0);
+    rt_msg_free(wait_tag(ESOCK_MSG_EP_DOWN));
+    rt_msg_free(wait_tag(ESOCK_MSG_EP_DOWN));
+}
+
+Test(esock_tcp, interop_with_a_python_peer_and_nc, .timeout = 60)
+{
+    es_start();
+    run(interop_body, NULL);
+    es_stop();
+}
+
+/* ---- a thousand connections on one endpoint
+ * ------------------------------------------------------ */
+
+static void many_body(void *arg)
+{
+    int n = (int)(intptr_t)arg;
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < (rlim_t)(2 * n + 200)) {
+        rl.rlim_cur = rl.rlim_max < (rlim_t)(2 * n + 200) ? rl.rlim_max : (rlim_t)(2 * n + 200);
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    esock_ep sep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_LEN32);
+    esock_ep cep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_LEN32); /* many from one endpoint */
+    CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
+    esock_assoc *cs = calloc((size_t)n, sizeof *cs);
+    CHECK(cs != NULL);
+    esock_addr ra;
+    esock_addr_parse("127.0.0.1", 0, &ra);
+    for (int i = 0; i < n; i++)
+        CHECK_RC(esock_assoc_create(cep, &ra, 1, (uint16_t)esock_ep_port(sep), NULL, &cs[i]), 0);
+    for (int i = 0; i < 2 * n; i++)
+        rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_UP));
+    CHECK_RC(esock_ep_assocs(sep, NULL, 0), n);
+    CHECK_RC(esock_ep_assocs(cep, NULL, 0), n);
+    for (int i = 0; i < n; i++) {
+        uint32_t v = (uint32_t)i;
+        CHECK_RC(esock_send(cs[i], 0, 0, 0, &v, sizeof v, NULL), 0);
+    }
+    static unsigned char seen[4096];
+    memset(seen, 0, sizeof seen);
+    for (int i = 0; i < n; i++) {
+        rt_msg *m = wait_tag(ESOCK_MSG_DATA);
+        const esock_data *d = esock_data_of(m);
+        uint32_t v;
+        CHECK(d->len == 4);
+        memcpy(&v, d->data, 4);
+        CHECK(v < (uint32_t)n && !seen[v]);
+        seen[v] = 1;
+        rt_msg_free(m);
+    }
+    /* closing the server's endpoint ends all its connections, both sides told */
+    CHECK_RC(esock_ep_close(sep), 0);
+    for (int i = 0; i < 2 * n; i++)
+        rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_DOWN));
+    rt_msg_free(wait_tag(ESOCK_MSG_EP_DOWN));
+    CHECK_RC(esock_ep_assocs(cep, NULL, 0), 0);
+    CHECK_RC(esock_ep_close(cep), 0);
+    free(cs);
+}
+
+Test(esock_tcp, a_thousand_connections_on_one_endpoint, .timeout = 120)
+{
+    es_start();
+    run(many_body, (void *)(intptr_t)1000);
+    es_stop();
+}
+
+/* ---- an owner restarted by its supervisor gets its connection back -----------------------------
+ */
+
+struct sup_owner_arg {
+    esock_ep ep;
+    rt_pid test;
+};
+
+/* Registers on the endpoint and forwards everything to the test; tag 2
+ * makes it crash. */
+static void sup_owner(void *arg)
+{
+    const struct sup_owner_arg *a = arg;
+    if (esock_owner_register(a->ep, rt_self(), NULL, NULL) != 0)
+        rt_exit_self(-1);
+    rt_send(a->test, 7, NULL, 0);
+    rt_msg *m;
+    while (rt_receive(RT_INFINITY, &m) == 0) {
+        if (m->tag == 2) {
+            rt_msg_free(m);
+            rt_exit_self(-42);
+        }
+        rt_forward(a->test, m);
+    }
+}
+
+static int sup_owner_start(void *arg, rt_pid *out)
+{
+    return rt_spawn(sup_owner, arg, &(rt_spawn_opts){.link = true}, out);
+}
+
+static void handover_wait_body(void *arg)
+{
+    esock_ep_opts so = {.proto = ESOCK_TCP, .framing = ESOCK_FRAME_LEN32, .handover_wait_ms = 3000};
+    esock_ep sep, cep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_LEN32);
+    CHECK_RC(esock_ep_create(&so, &sep), 0);
+    struct sup_owner_arg oa = {sep, rt_self()};
+    rt_child_spec spec = {.id = "owner",
+                          .start = sup_owner_start,
+                          .arg = &oa,
+                          .restart = RT_PERMANENT,
+                          .shutdown_ms = 1000};
+    rt_pid sup;
+    CHECK_RC(rt_sup_start(&(rt_sup_flags){.intensity = 5, .period_ms = 5000}, &spec, 1, &sup), 0);
+    rt_msg_free(wait_tag(7));
+    esock_assoc c, s;
+    connect_to(cep, "127.0.0.1", (uint16_t)esock_ep_port(sep), &c, &s);
+    rt_sup_child_info ci;
+    CHECK_RC(rt_sup_which_children(sup, &ci, 1), 1);
+    rt_pid first = ci.pid;
+    rt_send(first, 2, NULL, 0); /* the owner crashes */
+    rt_msg_free(wait_tag(7));   /* restarted, registered */
+    CHECK_RC(esock_send(c, 0, 0, 0, "while away", 10, NULL), 0);
+    rt_msg *m = wait_for(ESOCK_MSG_ASSOC_UP, s);
+    CHECK(esock_up_of(m)->handed_over);
+    rt_msg_free(m);
+    want_msg(s, "while away", 10);
+    esock_assoc_info info;
+    CHECK_RC(esock_assoc_status(s, &info), 0);
+    CHECK_RC(rt_sup_which_children(sup, &ci, 1), 1);
+    CHECK(info.owner.id == ci.pid.id && ci.pid.id != first.id && info.state == ESOCK_ASSOC_UP);
+    /* nobody comes back: after the wait it is closed */
+    CHECK_RC(rt_sup_terminate_child(sup, "owner"), 0);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, c);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN);
+    rt_msg_free(m);
+    rt_ref mon;
+    CHECK_RC(rt_unlink(sup), 0);
+    CHECK_RC(rt_monitor(sup, &mon), 0);
+    CHECK_RC(rt_exit(sup, RT_EXIT_SHUTDOWN), 0);
+    rt_msg_free(wait_tag(RT_MSG_DOWN));
+    CHECK_RC(esock_ep_close(cep), 0);
+    CHECK_RC(esock_ep_close(sep), 0);
+}
+
+Test(esock_tcp, an_owner_restarted_by_its_supervisor_gets_its_connection_back)
+{
+    es_start();
+    run(handover_wait_body, NULL);
+    es_stop();
+}
+
+/* ---- bad input on every call
+ * ---------------------------------------------------------------------- */
+
+/* A plain listening socket on 127.0.0.1; its port in *port. */
+static int raw_listener(uint16_t *port)
+{
+    esock_addr a;
+    esock_addr_parse("127.0.0.1", 0, &a);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    socklen_t l = sizeof a.in4;
+    CHECK(fd >= 0 && bind(fd, &a.sa, sizeof a.in4) == 0 && listen(fd, 4) == 0 &&
+          getsockname(fd, &a.sa, &l) == 0);
+    *port = ntohs(a.in4.sin_port);
+    return fd;
+}
+
+static void bad_input_body(void *arg)
+{
+    esock_ep ep;
+    esock_ep_opts o = {.proto = ESOCK_TCP};
+    /* SCTP's options, or no such framing */
+    const esock_ep_opts bad[] = {
+        {.proto = ESOCK_TCP, .rto_min_ms = 10},
+        {.proto = ESOCK_TCP, .ostreams = 2},
+        {.proto = ESOCK_TCP, .istreams = 16},
+        {.proto = ESOCK_TCP, .default_ppid = 46},
+        {.proto = ESOCK_TCP, .framing = 2},
+        {.proto = ESOCK_TCP, .max_msg = (size_t)RT_MSG_MAX_SIZE},
+        {.proto = ESOCK_TCP, .naddrs = 9},
+        {.proto = ESOCK_TCP, .handover_wait_ms = 3600001},
+        {.proto = ESOCK_SCTP, .framing = ESOCK_FRAME_LEN32},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_RC(esock_ep_create(&bad[i], &ep), -EINVAL);
+    /* an address not ours; a port in use by another program */
+    o.naddrs = 1;
+    esock_addr_parse("192.0.2.1", 0, &o.addrs[0]);
+    CHECK_RC(esock_ep_create(&o, &ep), -EADDRNOTAVAIL);
+    int fd = raw_listener(&o.port);
+    esock_addr_parse("127.0.0.1", 0, &o.addrs[0]);
+    CHECK_RC(esock_ep_create(&o, &ep), -EADDRINUSE);
+    close(fd);
+    uint16_t closed = o.port; /* nobody listens there now */
+    /* the same binding twice: the same endpoint; an overlapping one: refused */
+    o.port = 0;
+    CHECK_RC(esock_ep_create(&o, &ep), 0);
+    o.port = (uint16_t)esock_ep_port(ep);
+    esock_ep again;
+    CHECK_RC(esock_ep_create(&o, &again), 1);
+    CHECK(again.id == ep.id);
+    esock_addr_parse("0.0.0.0", 0, &o.addrs[0]);
+    CHECK_RC(esock_ep_create(&o, &again), ESOCK_EOVERLAP);
+    /* associations: bad addresses, ports, owners; a refused connection */
+    esock_addr ra;
+    esock_addr_parse("127.0.0.1", 0, &ra);
+    esock_assoc c;
+    CHECK_RC(esock_assoc_create(ep, &ra, 0, 80, NULL, &c), -EINVAL);
+    CHECK_RC(esock_assoc_create(ep, &ra, 1, 0, NULL, &c), -EINVAL);
+    CHECK_RC(esock_assoc_create(ep, NULL, 1, 80, NULL, &c), -EINVAL);
+    CHECK_RC(esock_assoc_create(ESOCK_EP_NONE, &ra, 1, 80, NULL, &c), ESOCK_ESTALE);
+    rt_pid dead;
+    CHECK_RC(rt_spawn(other_owner, NULL, NULL, &dead), 0);
+    rt_send(dead, 1, NULL, 0);
+    while (rt_alive(dead))
+        rt_sleep(1);
+    CHECK_RC(esock_assoc_create(ep, &ra, 1, 80, &(esock_assoc_opts){.owner = dead}, &c), -ESRCH);
+    CHECK_RC(esock_assoc_create(ep, &ra, 1, closed, NULL, &c), 0);
+    rt_msg *m = wait_for(ESOCK_MSG_ASSOC_DOWN, c);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_CANT_START &&
+          esock_down_of(m)->error == -ECONNREFUSED);
+    rt_msg_free(m);
+    /* calls on a closed association, a stale handle, no data */
+    CHECK_RC(esock_send(c, 0, 0, 0, "x", 1, NULL), ESOCK_ECLOSED);
+    CHECK_RC(esock_assoc_shutdown(c), ESOCK_ECLOSED);
+    CHECK_RC(esock_assoc_paths(c, NULL, 0), ESOCK_ECLOSED);
+    esock_assoc forged = {c.id + (1ull << 40)};
+    CHECK_RC(esock_send(forged, 0, 0, 0, "x", 1, NULL), ESOCK_ESTALE);
+    CHECK_RC(esock_send(c, 0, 0, 0, NULL, 1, NULL), -EINVAL);
+    CHECK_RC(esock_send(c, 0, 0, 2, "x", 1, NULL), -EINVAL);
+    CHECK_RC(esock_owner_unregister(ep, rt_self()), ESOCK_ENOOWNER);
+    /* and everything still works */
+    CHECK_RC(esock_owner_register(ep, rt_self(), NULL, NULL), 0);
+    esock_assoc s;
+    connect_to(ep, "127.0.0.1", (uint16_t)esock_ep_port(ep), &c, &s);
+    CHECK_RC(esock_send(c, 0, 0, 0, "fine", 4, NULL), 0);
+    read_bytes(s, (const unsigned char *)"fine", 4);
+    CHECK_RC(esock_ep_close(ep), 0);
+    CHECK_RC(esock_ep_close(ep), ESOCK_ESTALE);
+    CHECK_RC(esock_ep_port(ep), ESOCK_ESTALE);
+    while (rt_receive(50, &m) == 0)
+        rt_msg_free(m);
+}
+
+Test(esock_tcp, bad_input_and_cannot_start)
+{
+    es_start();
+    run(bad_input_body, NULL);
     es_stop();
 }

@@ -132,8 +132,10 @@ enum esock_framing {
                               came, as over SCTP */
 };
 
-/* The largest message a framed TCP association accepts by default. */
+/* The largest message a framed TCP association accepts by default, and at
+ * most (a message's room for its header comes out of RT_MSG_MAX_SIZE). */
 #define ESOCK_MAX_MSG_DEFAULT ((size_t)16 << 20)
+#define ESOCK_MAX_MSG_MAX     ((size_t)RT_MSG_MAX_SIZE - 4096)
 
 /* ---- endpoints ---------------------------------------------------------------------------- */
 
@@ -192,7 +194,7 @@ typedef struct esock_ep_opts {
     int framing;    /* enum esock_framing */
     size_t max_msg; /* ESOCK_FRAME_LEN32: the largest message taken from the peer (a
                        longer length ends the association, ESOCK_DOWN_PROTOCOL);
-                       0: ESOCK_MAX_MSG_DEFAULT, at most RT_MSG_MAX_SIZE */
+                       0: ESOCK_MAX_MSG_DEFAULT, at most ESOCK_MAX_MSG_MAX */
 } esock_ep_opts;
 
 /* TCP. The same calls and messages as SCTP, with these differences:
@@ -214,7 +216,8 @@ typedef struct esock_ep_opts {
  *    on_wire set, when the association ends before the rest went out;
  *  - the peer's end of its stream (FIN) ends the association, as an SCTP
  *    SHUTDOWN does (ESOCK_DOWN_SHUTDOWN, after every byte before it has been
- *    delivered); a reset is ESOCK_DOWN_ABORT (error -ECONNRESET); a timeout
+ *    delivered; so a peer that ends its side and then waits for an answer,
+ *    a half-close, gets none); a reset is ESOCK_DOWN_ABORT (error -ECONNRESET); a timeout
  *    is ESOCK_DOWN_COMM_LOST. esock_assoc_shutdown writes what was queued,
  *    then a FIN, delivers what the peer still sends, and is done when the
  *    peer's FIN comes (or after 10 s: error -ETIMEDOUT);
@@ -325,8 +328,9 @@ typedef struct esock_send_opts {
 /* esock_send: send one message of `len` bytes (a copy is made when it must
  * wait; the caller keeps its buffer). Returns 0; ESOCK_ECLOSED (the
  * association ended), ESOCK_ENOTUP (still connecting), ESOCK_EBADSTREAM
- * (stream >= the negotiated outbound streams), -EMSGSIZE (len 0 or larger
- * than the association accepts), ESOCK_EWOULDBLOCK (the send queue is above
+ * (stream >= the negotiated outbound streams), -EMSGSIZE (len 0, but for
+ * framed TCP, where it is an empty message; or larger than the association
+ * accepts), ESOCK_EWOULDBLOCK (the send queue is above
  * its high watermark: nothing was sent; the owner gets ESOCK_MSG_SEND_READY
  * once it drains), -EINVAL (data NULL, bad flags), ESOCK_ESTALE, another
  * -errno from the kernel. Never blocks; any thread. `opts` may be NULL.
