@@ -1,0 +1,81 @@
+/* sctp_bench.h: what the parts of bench/esock_sctp share (the driver in
+ * esock_sctp.c, the esock side in sctp_esock.c, the plain libsctp program in
+ * sctp_plain.c). A benchmark program's private header, never installed. */
+#ifndef SCTP_BENCH_H
+#define SCTP_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <esock/esock.h>
+#include <rt/rt.h>
+
+#define PPID_DATA  51u
+#define PPID_END   52u
+#define PPID_PING  53u
+#define TAG_DONE   7u        /* receiver -> esock sender: your end marker arrived */
+#define BUFSZ      (1 << 20) /* SO_SNDBUF / SO_RCVBUF of the plain program: esock's default */
+#define MAX_ASSOCS 1000
+
+/* The end marker: what its sender sent before it. */
+struct end_marker {
+    uint64_t msgs, bytes;
+    rt_pid sender; /* esock: whom to tell it arrived */
+};
+
+/* One association's figures, filled by its sender and its receiver. */
+struct flow {
+    size_t size;
+    double dur;
+    /* the sender's */
+    double t0;
+    uint64_t sent, sent_bytes;
+    int err;
+    /* the receiver's */
+    double t1;
+    uint64_t got, got_bytes, bad; /* bad: a message of the wrong size or ppid */
+    struct end_marker end;
+    bool ended;
+    int rerr;
+    const char *what;  /* what went wrong, when err or rerr */
+    esock_assoc assoc; /* esock: the association this side has */
+};
+
+/* The total of one measurement. */
+struct result {
+    double secs;
+    uint64_t msgs, bytes;
+    double rate, mbs; /* messages (or round trips)/s, MB/s */
+    double p50_us, p99_us;
+    bool ok;
+};
+
+/* Round-trip times, in microseconds. */
+struct lat {
+    double *v;
+    size_t n, cap;
+};
+
+/* The time now, in seconds (CLOCK_MONOTONIC). */
+double now_s(void);
+/* Say what failed (err: a negative errno or an esock code) and exit 1. */
+_Noreturn void die(const char *what, int err);
+/* The totals of n flows, f[i] the senders' and rf[i] the receivers';
+ * `peer` names them in what it prints of a failure (on stderr). */
+struct result total(const char *peer, struct flow *f, struct flow *rf, int n);
+void lat_add(struct lat *l, double us);
+/* p50 and p99 into r; frees the samples. */
+void lat_done(struct lat *l, struct result *r);
+/* `size` bytes of the test pattern, malloc'd: the caller frees them. */
+unsigned char *pattern(size_t size);
+
+/* esock (sctp_esock.c): rt and esock started. */
+struct result es_stream(int n, size_t size, double dur);
+struct result es_rr(double dur);
+
+/* plain libsctp, a blocking thread per socket (sctp_plain.c). */
+struct result pl_stream(int n, size_t size, double dur);
+struct result pl_rr(double dur);
+
+#endif
