@@ -1,5 +1,9 @@
-/* sctp_echo: an SCTP echo server and client on esock, where owners receive
- * data and association events as messages.
+/* sctp_echo, tcp_echo: an echo server and client on esock, over SCTP or
+ * over TCP through the same calls, where owners receive data and
+ * association events as messages. One source, two programs: tcp_echo is
+ * built with ECHO_TCP, and its endpoints are TCP with length-prefixed
+ * framing (ESOCK_FRAME_LEN32), so each echo is a whole message as over
+ * SCTP; TCP has one stream and no ppid, so those stay 0 there.
  *
  * What it shows:
  *  - the server: an endpoint whose owner is a callback actor; every message
@@ -13,11 +17,12 @@
  *    in a blocking style (rt_receive_tag) and ends the association
  *    gracefully; both sides see ESOCK_MSG_ASSOC_DOWN (shutdown).
  *
- * Run (the kernel must have SCTP; where it has not, in the test VM):
+ * Run (SCTP: the kernel must have it; where it has not, in the test VM):
  *   sctp_echo                          server and client in one program
  *   sctp_echo server [ADDR [PORT]]     serve until interrupted (Ctrl-C)
  *   sctp_echo client ADDR PORT [N]     send N messages (default 8), check echoes
  *   tools/sctp-vm -- build/release/examples/sctp_echo     (host without SCTP)
+ *   tcp_echo ...                       the same over TCP, on any kernel
  * Exits 0 when every echo came back intact.
  */
 #include <arpa/inet.h>
@@ -30,6 +35,24 @@
 
 #include <esock/esock.h>
 #include <rt/rt.h>
+
+#ifdef ECHO_TCP
+#define PROTO      ESOCK_TCP
+#define PROTO_NAME "TCP"
+#define PROG       "tcp_echo"
+#else
+#define PROTO      ESOCK_SCTP
+#define PROTO_NAME "SCTP"
+#define PROG       "sctp_echo"
+#endif
+
+/* An endpoint's options: SCTP's defaults, or TCP with whole messages. */
+static esock_ep_opts echo_opts(void)
+{
+    return (esock_ep_opts){.proto = PROTO,
+                           .naddrs = 1,
+                           .framing = PROTO == ESOCK_TCP ? ESOCK_FRAME_LEN32 : ESOCK_FRAME_NONE};
+}
 
 /* ---- the server's owner: a callback actor ------------------------------------------------- */
 
@@ -133,7 +156,8 @@ static const rt_actor_ops server_ops = {
 /* Start an endpoint on addr:port with an echo owner. */
 static int server_start(const char *addr, uint16_t port, esock_ep *ep, rt_pid *owner)
 {
-    esock_ep_opts o = {.naddrs = 1, .port = port};
+    esock_ep_opts o = echo_opts();
+    o.port = port;
     int rc = esock_addr_parse(addr, 0, &o.addrs[0]);
     if (rc < 0) {
         fprintf(stderr, "server: bad address %s\n", addr);
@@ -152,7 +176,7 @@ static int server_start(const char *addr, uint16_t port, esock_ep *ep, rt_pid *o
         esock_ep_close(*ep);
         return rc;
     }
-    printf("server: echoing on SCTP %s port %d\n", addr, esock_ep_port(*ep));
+    printf("server: echoing on " PROTO_NAME " %s port %d\n", addr, esock_ep_port(*ep));
     return 0;
 }
 
@@ -195,7 +219,7 @@ static void client(void *arg)
         return;
     }
     /* the client's own endpoint: same family as the server, a free port */
-    esock_ep_opts o = {.naddrs = 1};
+    esock_ep_opts o = echo_opts();
     esock_addr_parse(remote.sa.sa_family == AF_INET6 ? "::1" : "127.0.0.1", 0, &o.addrs[0]);
     if (remote.sa.sa_family == AF_INET6 && !IN6_IS_ADDR_LOOPBACK(&remote.in6.sin6_addr))
         esock_addr_parse("::", 0, &o.addrs[0]);
@@ -230,7 +254,7 @@ static void client(void *arg)
     for (int i = 0; i < c->count; i++) {
         char text[64];
         uint16_t stream = (uint16_t)(i % streams);
-        uint32_t ppid = 1000u + (uint32_t)i;
+        uint32_t ppid = PROTO == ESOCK_TCP ? 0 : 1000u + (uint32_t)i; /* TCP: none */
         int n = snprintf(text, sizeof text, "hello #%d on stream %u", i, stream);
         rc = esock_send(as, stream, ppid, 0, text, (size_t)n, NULL);
         if (rc < 0) {
@@ -291,9 +315,9 @@ static void on_signal(int sig)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: sctp_echo\n"
-                    "       sctp_echo server [ADDR [PORT]]\n"
-                    "       sctp_echo client ADDR PORT [COUNT]\n");
+    fprintf(stderr, "usage: " PROG "\n"
+                    "       " PROG " server [ADDR [PORT]]\n"
+                    "       " PROG " client ADDR PORT [COUNT]\n");
     return 2;
 }
 
@@ -304,7 +328,7 @@ int main(int argc, char **argv)
         return usage();
     if (!strcmp(mode, "client") && argc < 4)
         return usage();
-    int rc = esock_sctp_available();
+    int rc = PROTO == ESOCK_SCTP ? esock_sctp_available() : 0;
     if (rc < 0) {
         fprintf(stderr,
                 "sctp_echo: this kernel has no SCTP (%s); run it in the test VM: "
@@ -313,7 +337,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if ((rc = rt_start(NULL)) < 0 || (rc = esock_start()) < 0) {
-        fprintf(stderr, "sctp_echo: start: %s\n", esock_strerror(rc));
+        fprintf(stderr, PROG ": start: %s\n", esock_strerror(rc));
         return 1;
     }
     int status = 0;
@@ -354,6 +378,6 @@ int main(int argc, char **argv)
            (unsigned long long)left.procs_live, (unsigned long long)left.msgs_live);
     if (rc != 0 || left.procs_live || left.msgs_live)
         status = 1;
-    printf("sctp_echo: %s\n", status == 0 ? "OK" : "FAILED");
+    printf(PROG ": %s\n", status == 0 ? "OK" : "FAILED");
     return status;
 }
