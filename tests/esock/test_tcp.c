@@ -1212,3 +1212,61 @@ Test(esock_tcp, bad_input_and_cannot_start)
     run(bad_input_body, NULL);
     es_stop();
 }
+
+/* ---- several local addresses, and the wildcard -------------------------------------------------
+ */
+
+static void addrs_body(void *arg)
+{
+    /* one endpoint listening on an IPv4 and an IPv6 address, one port */
+    esock_ep_opts o = {.proto = ESOCK_TCP, .naddrs = 2, .framing = ESOCK_FRAME_LEN32};
+    esock_addr_parse("127.0.0.1", 0, &o.addrs[0]);
+    esock_addr_parse("::1", 0, &o.addrs[1]);
+    esock_ep sep;
+    CHECK_RC(esock_ep_create(&o, &sep), 0);
+    CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
+    uint16_t port = (uint16_t)esock_ep_port(sep);
+    esock_ep c4 = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_LEN32),
+             c6 = tcp_ep("::1", 0, ESOCK_FRAME_LEN32);
+    esock_assoc a4, s4, a6, s6;
+    connect_to(c4, "127.0.0.1", port, &a4, &s4);
+    connect_to(c6, "::1", port, &a6, &s6);
+    CHECK_RC(esock_send(a4, 0, 0, 0, "four", 4, NULL), 0);
+    CHECK_RC(esock_send(a6, 0, 0, 0, "six", 3, NULL), 0);
+    want_msg(s4, "four", 4);
+    want_msg(s6, "six", 3);
+    esock_assoc_info info;
+    CHECK_RC(esock_assoc_status(s6, &info), 0);
+    CHECK(info.peer.addrs[0].sa.sa_family == AF_INET6);
+    esock_ep found;
+    esock_addr a;
+    esock_addr_parse("::1", 0, &a);
+    CHECK_RC(esock_ep_find(ESOCK_TCP, &a, port, &found), 0);
+    CHECK(found.id == sep.id);
+    /* the IPv4 wildcard on another endpoint: reachable through 127.0.0.1 */
+    esock_ep wild = tcp_ep("0.0.0.0", 0, ESOCK_FRAME_LEN32);
+    CHECK_RC(esock_owner_register(wild, rt_self(), NULL, NULL), 0);
+    esock_assoc aw, sw;
+    connect_to(c4, "127.0.0.1", (uint16_t)esock_ep_port(wild), &aw, &sw);
+    CHECK_RC(esock_send(sw, 0, 0, 0, "wild", 4, NULL), 0);
+    want_msg(aw, "wild", 4);
+    /* an endpoint overlapping the first one's port on the wildcard: refused */
+    o = (esock_ep_opts){.proto = ESOCK_TCP, .naddrs = 1, .port = port};
+    esock_addr_parse("::", 0, &o.addrs[0]);
+    esock_ep again;
+    CHECK_RC(esock_ep_create(&o, &again), ESOCK_EOVERLAP);
+    CHECK_RC(esock_ep_close(wild), 0);
+    CHECK_RC(esock_ep_close(c4), 0);
+    CHECK_RC(esock_ep_close(c6), 0);
+    CHECK_RC(esock_ep_close(sep), 0);
+    rt_msg *m;
+    while (rt_receive(100, &m) == 0)
+        rt_msg_free(m);
+}
+
+Test(esock_tcp, several_local_addresses_and_the_wildcard)
+{
+    es_start();
+    run(addrs_body, NULL);
+    es_stop();
+}
