@@ -1,50 +1,62 @@
-/* esock_sctp: esock against a plain blocking libsctp program doing the same
- * work over 127.0.0.1, measured in the same run:
+/* esock_sctp: esock against its peers doing the same work over 127.0.0.1,
+ * measured in the same run, one workload at a time, each peer's runs
+ * interleaved with the others' (run 1 of every peer, then run 2, ...):
  *
- *   - stream: one-way streaming over 1 association (or, with --assocs N,
- *     over N in parallel, aggregate), messages of 64 B, 1 KiB, 16 KiB,
- *     64 KiB on stream 0 with a payload protocol id; messages/s and MB/s
- *     at the receiver;
+ *   - stream: one-way streaming over 1 association (or over N in parallel,
+ *     aggregate), messages of 64 B, 1 KiB, 16 KiB, 64 KiB on stream 0 with
+ *     a payload protocol id; messages/s and MB/s at the receiver;
  *   - rr: request/response of 64 B over one association (ping-pong):
  *     round trips/s, p50 and p99 latency.
  *
- * esock: the sending side of each association is a stackful process that
- * made it (esock_assoc_create, so it is its owner) and calls esock_send in
- * a loop, waiting for ESOCK_MSG_SEND_READY (rt_receive_tag) when it gets
- * ESOCK_EWOULDBLOCK; the receiving side is a stackful process registered as
- * an owner of the server endpoint, taking ESOCK_MSG_DATA messages and
- * freeing them. Endpoints use esock's defaults (1 MiB SO_SNDBUF/SO_RCVBUF,
- * SCTP_NODELAY, 4 MiB send queue). The runtime has one scheduler per CPU.
+ * esock (sctp_esock.c): the sending side of each association is a stackful
+ * process that made it (esock_assoc_create, so it is its owner) and calls
+ * esock_send in a loop, waiting for ESOCK_MSG_SEND_READY (rt_receive_tag)
+ * when it gets ESOCK_EWOULDBLOCK; the receiving side is a stackful process
+ * registered as an owner of the server endpoint, taking ESOCK_MSG_DATA
+ * messages and freeing them. Endpoints use esock's defaults (1 MiB
+ * SO_SNDBUF/SO_RCVBUF, SCTP_NODELAY) but a 256 KiB send queue, about the
+ * plain program's socket buffer. The runtime has one scheduler per CPU.
  *
- * plain: what a C programmer writes without esock: one-to-one style
- * sockets (SOCK_STREAM, IPPROTO_SCTP), a blocking thread per socket,
+ * plain (sctp_plain.c): what a C programmer writes without esock: one-to-one
+ * style sockets (SOCK_STREAM, IPPROTO_SCTP), a blocking thread per socket,
  * sctp_sendmsg to send and recvmsg with SCTP_RCVINFO to receive, SCTP_NODELAY
  * and 1 MiB SO_SNDBUF/SO_RCVBUF set on every socket.
+ *
+ * gen_sctp (sctp_ext.c, --erl DIR): Erlang/OTP's gen_sctp, written the
+ * Erlang way in bench/peers/erlang/sctppeer.erl (a process per association,
+ * {active, N}, the server peeling each association off), one erl for the
+ * whole run, given one workload at a time over a pipe.
  *
  * Each sender runs for a fixed time, then sends an end marker (another ppid)
  * carrying how many messages and bytes it sent; its receiver checks that it
  * got exactly those, each message whole (MSG_EOR, `size` bytes, the data
  * ppid), and takes the time the marker arrived: a rate is what the receivers
  * got divided by the time from the first sender's start to the last
- * receiver's end marker. Any loss, a wrong size or a hang exits non-zero.
+ * receiver's end marker. Any loss, a wrong size, a stall or a peer that does
+ * not answer is a FAILED workload (the table says what went wrong) and a
+ * non-zero exit; a failing workload is not run again for that peer (its
+ * timeouts cost tens of seconds), the others carry on.
  *
- *   esock_sctp [--quick] [--runs N] [--dur SECONDS] [--csv FILE] [--size BYTES]
- *              [--assocs N] [--schedulers N] [--io-buf-size BYTES] [--epoll]
+ *   esock_sctp [--quick] [--runs N] [--dur SECONDS] [--csv FILE] [--json FILE]
+ *              [--size BYTES] [--assocs N] [--cases LIST] [--peers LIST]
+ *              [--erl BEAM_DIR] [--where TEXT]
+ *              [--schedulers N] [--io-buf-size BYTES] [--epoll]
  *
- * --assocs N (N > 1): only the streaming case, over N associations at once,
- * each with its own sender and receiver (not in the default set: in the
- * test VM esock's receivers stall there with 100).
- * --schedulers, --io-buf-size, --epoll: the runtime's options (rt_opts), to
- * look into a stall: esock over io_uring stalls on messages larger than one
- * provided buffer (16 KiB by default), not with bigger buffers or epoll.
- * A failing case is not run again (its timeouts cost 25 s).
+ * --size B, --assocs N: only the workloads of that message size or that
+ * many associations (N > 1: streaming over N at once, each with its own
+ * sender and receiver). --cases: a comma-separated subset of stream,rr;
+ * --peers: of esock,plain,gen_sctp (default: esock, plain, and gen_sctp
+ * when --erl names the folder of sctppeer.beam). --where: how the output
+ * names the machine ("in the test VM"). --schedulers, --io-buf-size,
+ * --epoll: the runtime's options (rt_opts).
  *
- * --quick: one run of 1 s per point (well under a minute, even in the
- * test VM); default: the median of 3 runs of 2 s (2-3 minutes in the VM).
+ * --quick: one run of 1 s per workload; default: 3 runs of 2 s, and the
+ * table shows the median (the CSV also min and max, the JSON every run).
  * The CSV goes to build/bench/esock_sctp.csv under the current directory
- * unless --csv names a file.
+ * unless --csv names a file; the JSON only where --json says.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +94,9 @@ struct result total(const char *peer, struct flow *f, struct flow *rf, int n)
             fprintf(stderr, "esock_sctp: %s, sender %d of %d, %zu B: %s: %s (sent %llu msgs)\n",
                     peer, i + 1, n, f[i].size, f[i].what, esock_strerror(f[i].err),
                     (unsigned long long)f[i].sent);
+            if (r.ok)
+                snprintf(r.why, sizeof r.why, "sender %d of %d: %s: %s", i + 1, n, f[i].what,
+                         esock_strerror(f[i].err));
             r.ok = false;
         }
         if (rf[i].rerr || !rf[i].ended || rf[i].bad || rf[i].got != rf[i].end.msgs ||
@@ -94,6 +109,12 @@ struct result total(const char *peer, struct flow *f, struct flow *rf, int n)
                     rf[i].ended ? "received" : "NOT received", (unsigned long long)rf[i].end.msgs,
                     (unsigned long long)rf[i].end.bytes, rf[i].rerr ? "; " : "",
                     rf[i].rerr ? rf[i].what : "", rf[i].rerr ? "" : "");
+            if (r.ok)
+                snprintf(r.why, sizeof r.why,
+                         "receiver %d of %d got %llu of %llu msgs, end marker %s%s%s", i + 1, n,
+                         (unsigned long long)rf[i].got, (unsigned long long)rf[i].end.msgs,
+                         rf[i].ended ? "received" : "NOT received", rf[i].rerr ? ": " : "",
+                         rf[i].rerr ? rf[i].what : "");
             r.ok = false;
         }
         sent += f[i].sent;
@@ -109,6 +130,8 @@ struct result total(const char *peer, struct flow *f, struct flow *rf, int n)
         fprintf(stderr, "esock_sctp: %s, %zu B: %llu msgs (%llu B) sent, %llu (%llu B) received\n",
                 peer, f[0].size, (unsigned long long)sent, (unsigned long long)sent_bytes,
                 (unsigned long long)r.msgs, (unsigned long long)r.bytes);
+        snprintf(r.why, sizeof r.why, "%llu msgs sent, %llu received", (unsigned long long)sent,
+                 (unsigned long long)r.msgs);
         r.ok = false;
     }
     r.secs = t1 > t0 ? t1 - t0 : 0;
@@ -159,19 +182,82 @@ unsigned char *pattern(size_t size)
 
 /* ================================ main ================================ */
 
-/* The index of the median of v[0..n) (the lower middle for even n). */
-static int median_index(const double *v, int n)
+enum kind { STREAM, RR };
+static const char *kind_names[] = {"stream", "rr"};
+static const char *kind_units[] = {"msgs/s", "trips/s"};
+
+/* One workload: a row of the table. */
+struct point {
+    enum kind kind;
+    int assocs;
+    size_t size;
+};
+
+enum { ES, PL, GS, NPEER };
+static const char *peer_names[NPEER] = {"esock", "plain", "gen_sctp"};
+
+/* Does peer k do this workload? */
+static bool peer_does(int k, const struct point *p)
 {
-    for (int i = 0; i < n; i++) {
-        int below = 0, equal = 0;
-        for (int j = 0; j < n; j++) {
-            below += v[j] < v[i];
-            equal += v[j] == v[i];
-        }
-        if (below <= (n - 1) / 2 && below + equal > (n - 1) / 2)
-            return i;
+    (void)k, (void)p;
+    return true;
+}
+
+static struct result measure(int k, const struct point *p, double dur)
+{
+    switch (k) {
+    case ES:
+        return p->kind == RR ? es_rr(dur) : es_stream(p->assocs, p->size, dur);
+    case PL:
+        return p->kind == RR ? pl_rr(dur) : pl_stream(p->assocs, p->size, dur);
+    default:
+        return p->kind == RR ? gs_rr(dur) : gs_stream(p->assocs, p->size, dur);
     }
-    return 0;
+}
+
+#define MAX_RUNS 9
+
+/* A peer's runs of one workload: every run, and which is the median. */
+struct series {
+    bool on;                     /* measured */
+    int n;                       /* runs made */
+    struct result run[MAX_RUNS]; /* a failed run ends the series */
+    int med;                     /* index of the median run (by rate) */
+    double min_rate, max_rate;   /* over the runs */
+    bool ok;
+};
+
+static int cmp_rate(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void series_done(struct series *s)
+{
+    double v[MAX_RUNS];
+    s->ok = s->n > 0;
+    for (int i = 0; i < s->n; i++) {
+        v[i] = s->run[i].rate;
+        s->ok &= s->run[i].ok;
+    }
+    if (!s->ok) { /* the failed run stands for the series */
+        s->med = s->n - 1;
+        s->min_rate = s->max_rate = 0;
+        return;
+    }
+    qsort(v, (size_t)s->n, sizeof *v, cmp_rate);
+    double m = v[(s->n - 1) / 2]; /* the lower middle for an even count */
+    s->min_rate = v[0];
+    s->max_rate = v[s->n - 1];
+    for (int i = 0; i < s->n; i++)
+        if (s->run[i].rate == m)
+            s->med = i;
+}
+
+static const struct result *med(const struct series *s)
+{
+    return &s->run[s->med];
 }
 
 /* mkdir -p of the folder holding `path`. */
@@ -188,51 +274,181 @@ static void make_parent(const char *path)
     free(p);
 }
 
-enum { ES, PL, NPEER };
-static const char *peer_names[NPEER] = {"esock", "plain"};
+static FILE *open_out(const char *path)
+{
+    make_parent(path);
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        fprintf(stderr, "esock_sctp: %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+    return f;
+}
+
+/* A JSON string (the texts here are our own and the peers' one-line
+ * reasons: escape quotes, backslashes and control characters). */
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(f, "\\u%04x", (unsigned char)*s);
+        else
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void json_result(FILE *f, const struct result *r)
+{
+    fprintf(f,
+            "{\"ok\": %s, \"rate\": %.3f, \"mb_per_s\": %.4f, \"p50_us\": %.1f, \"p99_us\": %.1f, "
+            "\"msgs\": %llu, \"bytes\": %llu, \"secs\": %.6f",
+            r->ok ? "true" : "false", r->rate, r->mbs, r->p50_us, r->p99_us,
+            (unsigned long long)r->msgs, (unsigned long long)r->bytes, r->secs);
+    if (!r->ok) {
+        fprintf(f, ", \"error\": ");
+        json_str(f, r->why);
+    }
+    fputc('}', f);
+}
+
+/* The whole JSON file again, with every workload measured so far: it is
+ * valid whenever the program stops. */
+static void write_json(const char *path, const char *head, const struct point *pts,
+                       struct series (*ser)[NPEER], int npts)
+{
+    FILE *f = open_out(path);
+    fprintf(f, "{%s,\n \"workloads\": [", head);
+    bool first = true;
+    for (int i = 0; i < npts; i++) {
+        const struct point *p = &pts[i];
+        for (int k = 0; k < NPEER; k++) {
+            const struct series *s = &ser[i][k];
+            if (!s->on)
+                continue;
+            fprintf(f, "%s\n  {\"case\": \"%s\", \"assocs\": %d, \"size\": %zu, \"peer\": \"%s\", ",
+                    !first ? "," : "", kind_names[p->kind], p->assocs, p->size, peer_names[k]);
+            first = false;
+            fprintf(f, "\"unit\": \"%s\", \"ok\": %s, \"runs\": %d,\n   \"median\": ",
+                    kind_units[p->kind], s->ok ? "true" : "false", s->n);
+            json_result(f, med(s));
+            fprintf(f, ",\n   \"min_rate\": %.3f, \"max_rate\": %.3f,\n   \"all\": [", s->min_rate,
+                    s->max_rate);
+            for (int j = 0; j < s->n; j++) {
+                fprintf(f, "%s\n    ", j ? "," : "");
+                json_result(f, &s->run[j]);
+            }
+            fprintf(f, "]}");
+        }
+    }
+    fprintf(f, "\n ]\n}\n");
+    fclose(f);
+}
+
+/* The table's cell for one peer: its median, or FAILED, or "-". */
+static void cell(char *buf, size_t cap, const struct series *s, bool mb)
+{
+    if (!s->on)
+        snprintf(buf, cap, "-");
+    else if (!s->ok)
+        snprintf(buf, cap, "FAILED");
+    else if (mb)
+        snprintf(buf, cap, "%.1f", med(s)->mbs);
+    else
+        snprintf(buf, cap, "%.0f", med(s)->rate);
+}
+
+static void ratio(char *buf, size_t cap, const struct series *es, const struct series *s)
+{
+    if (!s->on || !es->on)
+        snprintf(buf, cap, "-");
+    else if (!s->ok || !es->ok || med(s)->rate <= 0)
+        snprintf(buf, cap, "n/a");
+    else
+        snprintf(buf, cap, "%.2f", med(es)->rate / med(s)->rate);
+}
+
+static bool in_list(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *s = list; (s = strstr(s, name)) != NULL; s += n)
+        if ((s == list || s[-1] == ',') && (s[n] == ',' || s[n] == '\0'))
+            return true;
+    return false;
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: esock_sctp [--quick] [--runs N] [--dur SECONDS] [--csv FILE] [--json FILE]\n"
+            "                  [--size BYTES] [--assocs N] [--cases LIST] [--peers LIST]\n"
+            "                  [--erl BEAM_DIR] [--where TEXT]\n"
+            "                  [--schedulers N] [--io-buf-size BYTES] [--epoll]\n");
+    exit(2);
+}
 
 int main(int argc, char **argv)
 {
-    bool quick = false, multi = false;
-    int runs = 0, only_assocs = 0, many = 100;
+    bool quick = false;
+    int runs = 0, only_assocs = 0;
     double dur = 0;
     size_t only_size = 0;
     rt_opts ro = {0};
-    const char *csv_path = "build/bench/esock_sctp.csv";
+    const char *csv_path = "build/bench/esock_sctp.csv", *json_path = NULL;
+    const char *cases = "stream,rr", *peers = NULL, *erl_dir = NULL;
+    const char *where = "natively";
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--quick") == 0)
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--quick") == 0)
             quick = true;
-        else if (strcmp(argv[i], "--csv") == 0 && i + 1 < argc)
-            csv_path = argv[++i];
-        else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
-            runs = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--dur") == 0 && i + 1 < argc)
-            dur = atof(argv[++i]);
-        else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc)
-            only_size = (size_t)atol(argv[++i]);
-        else if (strcmp(argv[i], "--assocs") == 0 && i + 1 < argc)
-            only_assocs = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--schedulers") == 0 && i + 1 < argc)
-            ro.schedulers = (unsigned)atoi(argv[++i]);
-        else if (strcmp(argv[i], "--io-buf-size") == 0 && i + 1 < argc)
-            ro.io_buf_size = (unsigned)atoi(argv[++i]);
-        else if (strcmp(argv[i], "--epoll") == 0)
+        else if (strcmp(a, "--epoll") == 0)
             ro.io = RT_IO_EPOLL;
-        else {
-            fprintf(stderr, "usage: esock_sctp [--quick] [--runs N] [--dur SECONDS] [--csv FILE] "
-                            "[--size BYTES] [--assocs N]\n"
-                            "                  [--schedulers N] [--io-buf-size BYTES] [--epoll]\n");
-            return 2;
-        }
+        else if (v == NULL)
+            usage();
+        else if (i++, strcmp(a, "--csv") == 0)
+            csv_path = v;
+        else if (strcmp(a, "--json") == 0)
+            json_path = v;
+        else if (strcmp(a, "--runs") == 0)
+            runs = atoi(v);
+        else if (strcmp(a, "--dur") == 0)
+            dur = atof(v);
+        else if (strcmp(a, "--size") == 0)
+            only_size = (size_t)atol(v);
+        else if (strcmp(a, "--assocs") == 0)
+            only_assocs = atoi(v);
+        else if (strcmp(a, "--cases") == 0)
+            cases = v;
+        else if (strcmp(a, "--peers") == 0)
+            peers = v;
+        else if (strcmp(a, "--erl") == 0)
+            erl_dir = v;
+        else if (strcmp(a, "--where") == 0)
+            where = v;
+        else if (strcmp(a, "--schedulers") == 0)
+            ro.schedulers = (unsigned)atoi(v);
+        else if (strcmp(a, "--io-buf-size") == 0)
+            ro.io_buf_size = (unsigned)atoi(v);
+        else
+            usage();
     }
-    if (only_assocs > 1) {
-        many = only_assocs > MAX_ASSOCS ? MAX_ASSOCS : only_assocs;
-        multi = true;
-    }
+    if (only_assocs > MAX_ASSOCS)
+        only_assocs = MAX_ASSOCS;
     if (dur <= 0)
         dur = quick ? 1.0 : 2.0;
-    if (runs <= 0 || runs > 9)
+    if (runs <= 0 || runs > MAX_RUNS)
         runs = quick ? 1 : 3;
+    bool use[NPEER];
+    for (int k = 0; k < NPEER; k++)
+        use[k] = peers ? in_list(peers, peer_names[k]) : k != GS || erl_dir != NULL;
+    if (use[GS] && erl_dir == NULL) {
+        fprintf(stderr, "esock_sctp: the gen_sctp peer needs --erl BEAM_DIR (sctppeer.beam)\n");
+        return 2;
+    }
+
     int rc = esock_sctp_available();
     if (rc < 0) {
         fprintf(stderr,
@@ -243,11 +459,31 @@ int main(int argc, char **argv)
     }
     struct rlimit rl = {65536, 65536};
     setrlimit(RLIMIT_NOFILE, &rl);
-    make_parent(csv_path);
-    FILE *csv = fopen(csv_path, "w");
-    if (csv == NULL) {
-        fprintf(stderr, "esock_sctp: %s: %s\n", csv_path, strerror(errno));
-        return 1;
+    /* a peer that ends must not end us with it */
+    signal(SIGPIPE, SIG_IGN);
+
+    /* the workloads, in the order of the table */
+    static const size_t sizes[] = {64, 1024, 16384, 65536};
+    struct point pts[16];
+    int npts = 0;
+    int nassocs[2] = {1, only_assocs > 1 ? only_assocs : 100};
+    for (int a = 0; a < 2; a++) {
+        if (only_assocs && nassocs[a] != only_assocs)
+            continue;
+        for (unsigned si = 0; si < 4 && in_list(cases, "stream"); si++)
+            if (!only_size || sizes[si] == only_size)
+                pts[npts++] = (struct point){STREAM, nassocs[a], sizes[si]};
+        if (a == 0 && in_list(cases, "rr") && (!only_size || only_size == 64))
+            pts[npts++] = (struct point){RR, 1, 64};
+    }
+
+    /* the Erlang peer first: a child process, before rt has threads */
+    if (use[GS]) {
+        fprintf(stderr, "esock_sctp: starting the gen_sctp peer (erl, sctppeer)\n");
+        rc = gs_start(erl_dir);
+        if (rc < 0)
+            fprintf(stderr, "esock_sctp: gen_sctp: cannot start erl: %s: its rows will fail\n",
+                    strerror(-rc));
     }
     rc = rt_start(&ro);
     if (rc == 0)
@@ -256,96 +492,106 @@ int main(int argc, char **argv)
         die("start", rc);
     rt_stats st;
     rt_stats_get(&st);
-    struct utsname_like {
-        char s[256];
-    } kern = {{0}};
+    char kern[256] = "";
     FILE *kv = fopen("/proc/sys/kernel/osrelease", "r");
     if (kv) {
-        if (fgets(kern.s, sizeof kern.s, kv))
-            kern.s[strcspn(kern.s, "\n")] = '\0';
+        if (fgets(kern, sizeof kern, kv))
+            kern[strcspn(kern, "\n")] = '\0';
         fclose(kv);
     }
-    printf("esock %s vs plain blocking libsctp over 127.0.0.1, kernel %s, %ld CPU(s).\n"
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    printf("esock %s over SCTP on 127.0.0.1, %s: kernel %s, %ld CPU(s).\n"
            "esock: rt with %u schedulers, a sender process (esock_send, waits for SEND_READY) "
            "and a\nreceiver process (owner, ESOCK_MSG_DATA) per association. plain: a "
-           "blocking thread per\none-to-one socket (sctp_sendmsg / recvmsg). Both: SCTP_NODELAY, "
-           "1 MiB SO_SNDBUF/SO_RCVBUF,\nstream 0. %.2f s per run, median of %d run(s); ratio: "
-           "esock / plain (> 1: esock better;\nfor latency < 1 is better). Every message is "
-           "counted and checked at the receiver.\n\n",
-           esock_version(), kern.s, sysconf(_SC_NPROCESSORS_ONLN), st.schedulers, dur, runs);
-    printf("%-6s %6s %6s | %12s %12s %6s | %9s %9s | %s\n", "case", "assocs", "size", "esock",
-           "plain", "ratio", "esock MB/s", "plain MB/s", "");
-    fprintf(csv, "case,assocs,size,peer,rate,unit,mb_per_s,p50_us,p99_us,msgs,bytes,secs,ok\n");
-    static const size_t sizes[] = {64, 1024, 16384, 65536};
-    int nassocs[2] = {1, many};
+           "blocking thread per\none-to-one socket (sctp_sendmsg / recvmsg). gen_sctp: "
+           "Erlang/OTP, a process per association\n(sctppeer.erl, {active,N}, peeled off on "
+           "the server). All: SCTP_NODELAY, 1 MiB SO_SNDBUF/\nSO_RCVBUF asked, stream 0. "
+           "%.2f s per run, median of %d run(s); ratios: esock / peer\n(> 1: esock better). "
+           "Every message is counted and checked at the receiver.\n\n",
+           esock_version(), where, kern, ncpu, st.schedulers, dur, runs);
+    printf("%-6s %6s %6s %-7s | %10s %10s %10s | %8s %8s\n", "case", "assocs", "size", "unit",
+           "esock", "plain", "gen_sctp", "/plain", "/gen_sctp");
+
+    FILE *csv = open_out(csv_path);
+    fprintf(csv, "case,assocs,size,peer,rate,unit,mb_per_s,p50_us,p99_us,msgs,bytes,secs,ok,"
+                 "runs,rate_min,rate_max,esock_ratio,error\n");
+    char head[1024];
+    snprintf(head, sizeof head,
+             "\"benchmark\": \"esock_sctp\", \"esock\": \"%s\", \"where\": \"%s\", "
+             "\"kernel\": \"%s\", \"cpus\": %ld, \"schedulers\": %u, \"secs_per_run\": %.3f, "
+             "\"runs\": %d",
+             esock_version(), where, kern, ncpu, st.schedulers, dur, runs);
+    static struct series ser[16][NPEER];
     bool all_ok = true;
     double t_start = now_s();
-    /* case 0: stream over 1 association; 1: rr; 2: stream over `many` */
-    for (int c = 0; c < 3; c++) {
-        if (c == 2 && !multi)
-            continue;
-        int n = c == 2 ? nassocs[1] : 1;
-        if (only_assocs && n != only_assocs)
-            continue;
-        bool rr = c == 1;
-        for (unsigned si = 0; si < 4; si++) {
-            size_t size = sizes[si];
-            if (rr && size != 64)
-                continue;
-            if (only_size && size != only_size)
-                continue;
-            struct result all[NPEER][9], p[NPEER];
-            double rates[NPEER][9];
-            bool failed[NPEER] = {false, false};
-            struct result fres[NPEER];
-            for (int run = 0; run < runs; run++) {
-                for (int k = 0; k < NPEER; k++) {
-                    if (failed[k]) { /* once is enough: a failure costs its timeouts */
-                        all[k][run] = fres[k];
-                        rates[k][run] = 0;
-                        continue;
-                    }
-                    fprintf(stderr, "[%s %d assoc%s %zu B] %s, run %d/%d\n", rr ? "rr" : "stream",
-                            n, n > 1 ? "s" : "", size, peer_names[k], run + 1, runs);
-                    if (rr)
-                        all[k][run] = k == ES ? es_rr(dur) : pl_rr(dur);
-                    else
-                        all[k][run] = k == ES ? es_stream(n, size, dur) : pl_stream(n, size, dur);
-                    rates[k][run] = all[k][run].rate;
-                    all_ok &= all[k][run].ok;
-                    if (!all[k][run].ok) {
-                        failed[k] = true;
-                        fres[k] = all[k][run];
-                    }
-                }
+    for (int i = 0; i < npts; i++) {
+        const struct point *p = &pts[i];
+        struct series *s = ser[i];
+        for (int k = 0; k < NPEER; k++)
+            s[k].on = use[k] && peer_does(k, p);
+        for (int run = 0; run < runs; run++) {
+            for (int k = 0; k < NPEER; k++) {
+                /* a failure is not run again: its timeouts cost tens of seconds */
+                if (!s[k].on || (s[k].n && !s[k].run[s[k].n - 1].ok))
+                    continue;
+                fprintf(stderr, "[%s %d assoc%s %zu B] %s, run %d/%d\n", kind_names[p->kind],
+                        p->assocs, p->assocs > 1 ? "s" : "", p->size, peer_names[k], run + 1, runs);
+                s[k].run[s[k].n++] = measure(k, p, dur);
             }
-            for (int k = 0; k < NPEER; k++)
-                p[k] = failed[k] ? fres[k] : all[k][median_index(rates[k], runs)];
-            const char *unit = rr ? "trips/s" : "msgs/s";
-            printf("%-6s %6d %6zu | %12.0f %12.0f %6.2f | %9.1f %9.1f | %s", rr ? "rr" : "stream",
-                   n, size, p[ES].rate, p[PL].rate, p[PL].rate > 0 ? p[ES].rate / p[PL].rate : 0,
-                   p[ES].mbs, p[PL].mbs, unit);
-            if (rr)
-                printf("; p50/p99 us: esock %.0f/%.0f plain %.0f/%.0f (ratio %.2f/%.2f)",
-                       p[ES].p50_us, p[ES].p99_us, p[PL].p50_us, p[PL].p99_us,
-                       p[PL].p50_us > 0 ? p[ES].p50_us / p[PL].p50_us : 0,
-                       p[PL].p99_us > 0 ? p[ES].p99_us / p[PL].p99_us : 0);
-            if (!p[ES].ok || !p[PL].ok)
-                printf("  FAILED");
-            printf("\n");
-            fflush(stdout);
-            for (int k = 0; k < NPEER; k++)
-                fprintf(csv, "%s,%d,%zu,%s,%.1f,%s,%.3f,%.1f,%.1f,%llu,%llu,%.3f,%d\n",
-                        rr ? "rr" : "stream", n, size, peer_names[k], p[k].rate, unit, p[k].mbs,
-                        p[k].p50_us, p[k].p99_us, (unsigned long long)p[k].msgs,
-                        (unsigned long long)p[k].bytes, p[k].secs, p[k].ok);
         }
+        for (int k = 0; k < NPEER; k++)
+            if (s[k].on) {
+                series_done(&s[k]);
+                all_ok &= s[k].ok;
+            }
+        /* the table: MB/s for the large messages, the rate for the rest */
+        bool mb = p->kind == STREAM && p->size >= 16384;
+        char c[NPEER][32], r[NPEER][16];
+        for (int k = 0; k < NPEER; k++) {
+            cell(c[k], sizeof c[k], &s[k], mb);
+            ratio(r[k], sizeof r[k], &s[ES], &s[k]);
+        }
+        printf("%-6s %6d %6zu %-7s | %10s %10s %10s | %8s %8s\n", kind_names[p->kind], p->assocs,
+               p->size, mb ? "MB/s" : kind_units[p->kind], c[ES], c[PL], c[GS], r[PL], r[GS]);
+        if (p->kind == RR) {
+            printf("%-6s %6s %6s %-7s |", "", "", "", "p50/p99");
+            for (int k = 0; k < NPEER; k++)
+                if (s[k].on && s[k].ok)
+                    printf(" %s %.0f/%.0f us", peer_names[k], med(&s[k])->p50_us,
+                           med(&s[k])->p99_us);
+            printf("\n");
+        }
+        for (int k = 0; k < NPEER; k++)
+            if (s[k].on && !s[k].ok)
+                printf("       %s FAILED: %s\n", peer_names[k], med(&s[k])->why);
+        fflush(stdout);
+        for (int k = 0; k < NPEER; k++) {
+            if (!s[k].on)
+                continue;
+            const struct result *m = med(&s[k]);
+            fprintf(csv, "%s,%d,%zu,%s,%.1f,%s,%.3f,%.1f,%.1f,%llu,%llu,%.3f,%d,%d,%.1f,%.1f,",
+                    kind_names[p->kind], p->assocs, p->size, peer_names[k], m->rate,
+                    kind_units[p->kind], m->mbs, m->p50_us, m->p99_us, (unsigned long long)m->msgs,
+                    (unsigned long long)m->bytes, m->secs, s[k].ok, s[k].n, s[k].min_rate,
+                    s[k].max_rate);
+            if (k != ES && s[ES].on && s[ES].ok && s[k].ok && m->rate > 0)
+                fprintf(csv, "%.3f", med(&s[ES])->rate / m->rate);
+            fprintf(csv, ",\"");
+            for (const char *w = m->ok ? "" : m->why; *w; w++)
+                fputs(*w == '"' ? "\"\"" : (char[]){*w, 0}, csv);
+            fprintf(csv, "\"\n");
+        }
+        fflush(csv);
+        if (json_path)
+            write_json(json_path, head, pts, ser, i + 1);
     }
     fclose(csv);
-    printf("\n%.1f s in all; CSV in %s\n", now_s() - t_start, csv_path);
+    printf("\n%.1f s in all; CSV in %s%s%s\n", now_s() - t_start, csv_path,
+           json_path ? ", JSON in " : "", json_path ? json_path : "");
     rc = esock_stop();
     rt_stats leaks = {0};
     int src = rt_stop(5000, &leaks);
+    gs_stop();
     if (rc < 0 || src < 0 || leaks.procs_live || leaks.msgs_live) {
         fprintf(stderr,
                 "esock_sctp: unclean stop: esock_stop %d, rt_stop %d (%s), %llu processes and "
@@ -355,7 +601,7 @@ int main(int argc, char **argv)
         all_ok = false;
     }
     if (!all_ok) {
-        fprintf(stderr, "esock_sctp: FAILED: a receiver did not get every message (above)\n");
+        fprintf(stderr, "esock_sctp: FAILED: a workload failed for a peer (above)\n");
         return 1;
     }
     return 0;

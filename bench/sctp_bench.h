@@ -49,6 +49,7 @@ struct result {
     double rate, mbs; /* messages (or round trips)/s, MB/s */
     double p50_us, p99_us;
     bool ok;
+    char why[200]; /* when not ok: what went wrong, in a line */
 };
 
 /* Round-trip times, in microseconds. */
@@ -77,5 +78,15 @@ struct result es_rr(double dur);
 /* plain libsctp, a blocking thread per socket (sctp_plain.c). */
 struct result pl_stream(int n, size_t size, double dur);
 struct result pl_rr(double dur);
+
+/* Erlang/OTP gen_sctp (sctp_ext.c): one erl running sctppeer from
+ * beam_dir, started before rt (it is a child process) and stopped at the
+ * end. gs_start returns 0 or a negative errno; a workload of a peer that
+ * is not running, or that did not answer in time (it is then killed), is
+ * a failed result. */
+int gs_start(const char *beam_dir);
+void gs_stop(void);
+struct result gs_stream(int n, size_t size, double dur);
+struct result gs_rr(double dur);
 
 #endif

@@ -334,8 +334,10 @@ struct result es_rr(double dur)
     es_join(cp, (int)(dur * 1000) + 60000);
     es_join(sp, 60000);
     struct result r = {.ok = x.err == 0, .msgs = x.trips, .secs = x.secs};
-    if (x.err)
+    if (x.err) {
         fprintf(stderr, "esock_sctp: esock rr: %s: %s\n", x.what, esock_strerror(x.err));
+        snprintf(r.why, sizeof r.why, "%s: %s", x.what, esock_strerror(x.err));
+    }
     r.rate = x.secs > 0 ? (double)x.trips / x.secs : 0;
     r.bytes = x.trips * 64;
     r.mbs = x.secs > 0 ? (double)r.bytes / x.secs / 1e6 : 0;

@@ -290,8 +290,10 @@ struct result pl_rr(double dur)
     pthread_join(tc, NULL);
     pthread_join(ts, NULL);
     struct result r = {.ok = x.err == 0, .msgs = x.trips, .secs = x.secs};
-    if (x.err)
+    if (x.err) {
         fprintf(stderr, "esock_sctp: plain rr: %s: %s\n", x.what, esock_strerror(x.err));
+        snprintf(r.why, sizeof r.why, "%s: %s", x.what, esock_strerror(x.err));
+    }
     r.rate = x.secs > 0 ? (double)x.trips / x.secs : 0;
     r.bytes = x.trips * 64;
     r.mbs = x.secs > 0 ? (double)r.bytes / x.secs / 1e6 : 0;
