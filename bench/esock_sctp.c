@@ -27,6 +27,11 @@
  * {active, N}, the server peeling each association off), one erl for the
  * whole run, given one workload at a time over a pipe.
  *
+ * iperf3 (sctp_ext.c, --peers ...,iperf3): iperf3 --sctp, the usual bulk
+ * tool, beside 64 KiB streaming over one association (--length 65536
+ * --window 1M --no-delay; what its server received; it counts bytes and
+ * does not check messages).
+ *
  * Each sender runs for a fixed time, then sends an end marker (another ppid)
  * carrying how many messages and bytes it sent; its receiver checks that it
  * got exactly those, each message whole (MSG_EOR, `size` bytes, the data
@@ -45,8 +50,8 @@
  * --size B, --assocs N: only the workloads of that message size or that
  * many associations (N > 1: streaming over N at once, each with its own
  * sender and receiver). --cases: a comma-separated subset of stream,rr;
- * --peers: of esock,plain,gen_sctp (default: esock, plain, and gen_sctp
- * when --erl names the folder of sctppeer.beam). --where: how the output
+ * --peers: of esock,plain,gen_sctp,iperf3 (default: esock, plain, and
+ * gen_sctp when --erl names the folder of sctppeer.beam). --where: how the output
  * names the machine ("in the test VM"). --schedulers, --io-buf-size,
  * --epoll: the runtime's options (rt_opts).
  *
@@ -193,13 +198,15 @@ struct point {
     size_t size;
 };
 
-enum { ES, PL, GS, NPEER };
-static const char *peer_names[NPEER] = {"esock", "plain", "gen_sctp"};
+enum { ES, PL, GS, IP, NPEER };
+static const char *peer_names[NPEER] = {"esock", "plain", "gen_sctp", "iperf3"};
 
-/* Does peer k do this workload? */
+/* Does peer k do this workload? iperf3 is the bulk peer: 64 KiB messages
+ * over one association. */
 static bool peer_does(int k, const struct point *p)
 {
-    (void)k, (void)p;
+    if (k == IP)
+        return p->kind == STREAM && p->assocs == 1 && p->size == 65536;
     return true;
 }
 
@@ -210,8 +217,10 @@ static struct result measure(int k, const struct point *p, double dur)
         return p->kind == RR ? es_rr(dur) : es_stream(p->assocs, p->size, dur);
     case PL:
         return p->kind == RR ? pl_rr(dur) : pl_stream(p->assocs, p->size, dur);
-    default:
+    case GS:
         return p->kind == RR ? gs_rr(dur) : gs_stream(p->assocs, p->size, dur);
+    default:
+        return ip_stream(p->size, dur);
     }
 }
 
@@ -443,7 +452,7 @@ int main(int argc, char **argv)
         runs = quick ? 1 : 3;
     bool use[NPEER];
     for (int k = 0; k < NPEER; k++)
-        use[k] = peers ? in_list(peers, peer_names[k]) : k != GS || erl_dir != NULL;
+        use[k] = peers ? in_list(peers, peer_names[k]) : k == ES || k == PL || (k == GS && erl_dir);
     if (use[GS] && erl_dir == NULL) {
         fprintf(stderr, "esock_sctp: the gen_sctp peer needs --erl BEAM_DIR (sctppeer.beam)\n");
         return 2;
@@ -501,16 +510,18 @@ int main(int argc, char **argv)
     }
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     printf("esock %s over SCTP on 127.0.0.1, %s: kernel %s, %ld CPU(s).\n"
-           "esock: rt with %u schedulers, a sender process (esock_send, waits for SEND_READY) "
-           "and a\nreceiver process (owner, ESOCK_MSG_DATA) per association. plain: a "
-           "blocking thread per\none-to-one socket (sctp_sendmsg / recvmsg). gen_sctp: "
-           "Erlang/OTP, a process per association\n(sctppeer.erl, {active,N}, peeled off on "
-           "the server). All: SCTP_NODELAY, 1 MiB SO_SNDBUF/\nSO_RCVBUF asked, stream 0. "
-           "%.2f s per run, median of %d run(s); ratios: esock / peer\n(> 1: esock better). "
-           "Every message is counted and checked at the receiver.\n\n",
+           "esock: rt with %u schedulers, a sender process (esock_send, waits for SEND_READY)\n"
+           "  and a receiver process (owner, ESOCK_MSG_DATA) per association.\n"
+           "plain: a blocking thread per one-to-one socket (sctp_sendmsg / recvmsg).\n"
+           "gen_sctp: Erlang/OTP, a process per association (sctppeer.erl, {active,N},\n"
+           "  the server peels associations off).\n"
+           "iperf3: --sctp, 64 KiB messages over one association (counts bytes only).\n"
+           "All: SCTP_NODELAY, 1 MiB SO_SNDBUF/SO_RCVBUF asked, stream 0. %.2f s per run,\n"
+           "median of %d run(s); ratios: esock / peer (> 1: esock better). Every message\n"
+           "is counted and checked at the receiver, but iperf3's.\n\n",
            esock_version(), where, kern, ncpu, st.schedulers, dur, runs);
-    printf("%-6s %6s %6s %-7s | %10s %10s %10s | %8s %8s\n", "case", "assocs", "size", "unit",
-           "esock", "plain", "gen_sctp", "/plain", "/gen_sctp");
+    printf("%-6s %6s %6s %-7s | %10s %10s %10s %10s | %8s %9s %8s\n", "case", "assocs", "size",
+           "unit", "esock", "plain", "gen_sctp", "iperf3", "/plain", "/gen_sctp", "/iperf3");
 
     FILE *csv = open_out(csv_path);
     fprintf(csv, "case,assocs,size,peer,rate,unit,mb_per_s,p50_us,p99_us,msgs,bytes,secs,ok,"
@@ -551,8 +562,9 @@ int main(int argc, char **argv)
             cell(c[k], sizeof c[k], &s[k], mb);
             ratio(r[k], sizeof r[k], &s[ES], &s[k]);
         }
-        printf("%-6s %6d %6zu %-7s | %10s %10s %10s | %8s %8s\n", kind_names[p->kind], p->assocs,
-               p->size, mb ? "MB/s" : kind_units[p->kind], c[ES], c[PL], c[GS], r[PL], r[GS]);
+        printf("%-6s %6d %6zu %-7s | %10s %10s %10s %10s | %8s %9s %8s\n", kind_names[p->kind],
+               p->assocs, p->size, mb ? "MB/s" : kind_units[p->kind], c[ES], c[PL], c[GS], c[IP],
+               r[PL], r[GS], r[IP]);
         if (p->kind == RR) {
             printf("%-6s %6s %6s %-7s |", "", "", "", "p50/p99");
             for (int k = 0; k < NPEER; k++)

@@ -89,4 +89,9 @@ void gs_stop(void);
 struct result gs_stream(int n, size_t size, double dur);
 struct result gs_rr(double dur);
 
+/* iperf3 --sctp (sctp_ext.c): one association of `size`-byte messages for
+ * dur seconds (rounded to whole seconds, iperf3's unit), as its server
+ * counted them. */
+struct result ip_stream(size_t size, double dur);
+
 #endif

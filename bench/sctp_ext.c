@@ -4,6 +4,10 @@
  *   gen_sctp: Erlang/OTP's gen_sctp, bench/peers/erlang/sctppeer.erl, one
  *             erl started once and given one workload at a time over a pipe
  *             (an erl takes seconds to boot under software emulation).
+ *   iperf3:   iperf3 --sctp, the bulk peer: one association streaming
+ *             SIZE-byte messages for the run's time, an iperf3 server and
+ *             client started for each run; its figure is what the server
+ *             received (iperf3 counts bytes; it does not check messages).
  *
  * A child that does not answer in time is killed, and what it was doing is
  * a failure, never a hang.
@@ -35,6 +39,32 @@ static void reap(pid_t pid, double secs)
         }
         usleep(20000);
     }
+}
+
+/* Spawn argv with stdin from /dev/null and stdout into a pipe whose read
+ * end goes to *out (or to /dev/null when out is NULL); 0 or -errno. */
+static int spawn(char *const argv[], pid_t *pid, int *out)
+{
+    int p[2] = {-1, -1};
+    if (out && pipe2(p, O_CLOEXEC) < 0)
+        return -errno;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    if (out)
+        posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+    else
+        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    int rc = posix_spawnp(pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (out) {
+        close(p[1]);
+        if (rc != 0)
+            close(p[0]);
+        else
+            *out = p[0];
+    }
+    return -rc;
 }
 
 /* ============================== gen_sctp =============================== */
@@ -205,4 +235,114 @@ struct result gs_rr(double dur)
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rr 64 %.3f\n", dur);
     return gs_cmd(cmd, dur + 120);
+}
+
+/* =============================== iperf3 ================================ */
+
+/* All of fd until its end, into buf (NUL-terminated); -ETIMEDOUT after
+ * `secs`. */
+static int read_all(int fd, char *buf, size_t cap, double secs)
+{
+    double end = now_s() + secs;
+    size_t len = 0;
+    for (;;) {
+        double left = end - now_s();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int rc = poll(&p, 1, (int)(left * 1000) + 1);
+        if (rc < 0 && errno != EINTR)
+            return -errno;
+        if (rc <= 0)
+            continue;
+        char scratch[4096];
+        char *to = len < cap - 1 ? buf + len : scratch;
+        size_t room = len < cap - 1 ? cap - 1 - len : sizeof scratch;
+        ssize_t got = read(fd, to, room);
+        if (got == 0)
+            break;
+        if (got < 0 && errno != EINTR)
+            return -errno;
+        if (got > 0 && to != scratch)
+            len += (size_t)got;
+    }
+    buf[len] = '\0';
+    return 0;
+}
+
+/* The number after "key": inside the object that follows "section". */
+static bool json_num(const char *json, const char *section, const char *key, double *v)
+{
+    const char *s = strstr(json, section);
+    if (s == NULL)
+        return false;
+    const char *end = strchr(s, '}');
+    const char *k = strstr(s, key);
+    if (k == NULL || (end && k > end))
+        return false;
+    k = strchr(k + strlen(key), ':');
+    return k && sscanf(k + 1, "%lf", v) == 1;
+}
+
+struct result ip_stream(size_t size, double dur)
+{
+    struct result r = {0};
+    static char out[1 << 20];
+    char port[16], len[32], secs[16];
+    snprintf(port, sizeof port, "%d", 5201 + (int)(getpid() % 4000));
+    snprintf(len, sizeof len, "%zu", size);
+    snprintf(secs, sizeof secs, "%d", dur < 1.5 ? 1 : (int)(dur + 0.5)); /* whole seconds */
+    char *server[] = {"iperf3", "--server", "--one-off", "--port", port, NULL};
+    char *client[] = {"iperf3",   "--client", "127.0.0.1",  "--port",   port,
+                      "--sctp",   "--time",   secs,         "--length", len,
+                      "--window", "1M",       "--no-delay", "--json",   NULL};
+    pid_t sp, cp;
+    int rc = spawn(server, &sp, NULL);
+    if (rc < 0) {
+        snprintf(r.why, sizeof r.why, "cannot run iperf3: %s", strerror(-rc));
+        return r;
+    }
+    /* the server needs a moment to listen: try the client until it connects */
+    int status = 0;
+    for (int attempt = 0; attempt < 50; attempt++) {
+        int fd = -1;
+        rc = spawn(client, &cp, &fd);
+        if (rc < 0) {
+            snprintf(r.why, sizeof r.why, "cannot run iperf3: %s", strerror(-rc));
+            break;
+        }
+        rc = read_all(fd, out, sizeof out, atof(secs) + 60);
+        close(fd);
+        if (rc < 0)
+            kill(cp, SIGKILL);
+        waitpid(cp, &status, 0);
+        if (rc < 0) {
+            snprintf(r.why, sizeof r.why, "iperf3 --client did not end in time (killed)");
+            break;
+        }
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+            break;
+        if (strstr(out, "unable to connect") == NULL) {
+            const char *e = strstr(out, "\"error\"");
+            snprintf(r.why, sizeof r.why, "iperf3 --client failed: %.150s", e ? e : "(no error)");
+            break;
+        }
+        usleep(100000);
+    }
+    reap(sp, 10);
+    if (r.why[0])
+        return r;
+    double bytes, s;
+    if (!json_num(out, "\"sum_received\"", "\"bytes\"", &bytes) ||
+        !json_num(out, "\"sum_received\"", "\"seconds\"", &s) || s <= 0) {
+        snprintf(r.why, sizeof r.why, "no end.sum_received in iperf3's JSON");
+        return r;
+    }
+    r.ok = true;
+    r.bytes = (uint64_t)bytes;
+    r.msgs = r.bytes / size;
+    r.secs = s;
+    r.rate = (double)r.msgs / s;
+    r.mbs = bytes / s / 1e6;
+    return r;
 }
