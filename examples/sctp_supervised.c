@@ -300,8 +300,8 @@ static void director(void *arg)
     rt_sup_count_children(sup, &counts);
     printf("supervisor: %lu restart%s\n", counts.restarts, counts.restarts == 1 ? "" : "s");
     bool same = nups == 2 && ups[0].assoc.id == ups[1].assoc.id;
-    printf("summary: %u of %d requests answered, %u sent again after the crash\n", r.answered,
-           REQUESTS, r.retries);
+    /* at least the one the crash lost; on a slow machine an answer may be late too */
+    printf("summary: %u of %d requests answered, %u sent again\n", r.answered, REQUESTS, r.retries);
     if (nups == 2)
         printf("summary: owner #%d took the association when it came up; owner #%d got %s, "
                "handed over\n",
@@ -323,7 +323,7 @@ static void director(void *arg)
         }
     }
     esock_ep_close(s.ep);
-    *ok = done && r.ok && r.answered == REQUESTS && r.retries == 1 && r.downs == 0 && same &&
+    *ok = done && r.ok && r.answered == REQUESTS && r.retries >= 1 && r.downs == 0 && same &&
           !ups[0].handed_over && ups[1].handed_over && ups[1].number == 2 && owner_ok &&
           counts.restarts == 1 && sup_reason == RT_EXIT_SHUTDOWN;
 }

@@ -985,7 +985,10 @@ static void many_body(void *arg)
         rl.rlim_cur = rl.rlim_max < (rlim_t)(2 * n + 200) ? rl.rlim_max : (rlim_t)(2 * n + 200);
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    esock_ep sep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_LEN32);
+    /* a backlog for them all: SYNs beyond it wait for the client's retry (1 s, 3 s, ...) */
+    esock_ep_opts so = {.proto = ESOCK_TCP, .framing = ESOCK_FRAME_LEN32, .backlog = 2 * n};
+    esock_ep sep;
+    CHECK_RC(esock_ep_create(&so, &sep), 0);
     esock_ep cep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_LEN32); /* many from one endpoint */
     CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
     esock_assoc *cs = calloc((size_t)n, sizeof *cs);
