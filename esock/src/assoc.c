@@ -192,7 +192,8 @@ static void arm_recv(struct as_st *st)
     /* readiness, then recvmsg(2) from here until the socket is empty: see
      * the top of "receiving" below for why not a multishot recvmsg into
      * the runtime's provided buffers */
-    int rc = rt_io_poll(st->fd, POLLIN, RT_IO_MULTISHOT, &st->rreq);
+    unsigned ev = st->proto == ESOCK_TCP ? POLLIN | POLLRDHUP : POLLIN;
+    int rc = rt_io_poll(st->fd, ev, RT_IO_MULTISHOT, &st->rreq);
     if (rc < 0)
         es__as_stop(st, ESOCK_DOWN_CRASH, rc, true);
     else
@@ -436,7 +437,7 @@ static void read_some(struct as_st *st)
         if (st->fd < 0 || st->down_sent || st->orphaned || !credit_ok(st))
             return;
         int rc = st->proto == ESOCK_TCP ? es__tcp_read_one(st) : es__sctp_read_one(st);
-        if (rc < 0)
+        if (rc < 0 || (rc == ES_READ_DRAINED && !st->rdhup))
             return;
         if (rc == 0) {
             /* empty: an association that has ended has said all */
@@ -463,6 +464,8 @@ static void on_ready(struct as_st *st, const rt_io_result *r)
         es__as_stop(st, ESOCK_DOWN_COMM_LOST, r->res, true);
         return;
     }
+    /* the peer's end (or an error) is in: read to it, not to a short read */
+    st->rdhup = r->res > 0 && (r->res & (POLLRDHUP | POLLHUP | POLLERR));
     read_some(st);
     if (!st->reading && st->fd >= 0 && !st->down_sent)
         arm_recv(st);

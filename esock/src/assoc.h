@@ -47,6 +47,7 @@ struct as_st {
     bool aborting;         /* its ABORT is on its way: COMM_LOST will say so */
     bool ending;           /* ended: reading what is left, then stop */
     bool read_pending;     /* an ES_AS_READ to itself is on its way */
+    bool rdhup;            /* TCP: the last readiness said the peer's end is in */
     bool orphaned;         /* its owner ended: waiting for one (handover_wait_ms) */
     unsigned handover_wait_ms;
     rt_timer orphan_timer;
@@ -100,7 +101,10 @@ void es__as_deliver_msg(struct as_st *st, rt_msg *m, size_t payload);
 int es__map_send_err(int e);
 
 /* assoc_sctp.c. Each read_one returns 1 (something read), 0 (the socket is
- * empty), -1 (the association ended meanwhile). */
+ * empty), -1 (the association ended meanwhile), or ES_READ_DRAINED
+ * (something read, and that emptied the socket: TCP's short read; what
+ * comes later wakes the poll again, which fires on each arrival). */
+#define ES_READ_DRAINED 2
 int es__sctp_read_one(struct as_st *st);
 int es__sctp_send_locked(struct as_ent *a, const struct sq_item *q, const void *data);
 int es__sctp_out_item(struct as_ent *a, struct sq_item *q); /* 1 sent, 0 full, < 0 error */

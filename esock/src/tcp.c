@@ -349,7 +349,9 @@ static int read_raw(struct as_st *st)
         dm = m;
     }
     deliver(st, dm, (size_t)n);
-    return 1;
+    /* less than there was room for: that was all (saves the read that
+     * would say EAGAIN, one system call in two in request/response) */
+    return (size_t)n < cap ? ES_READ_DRAINED : 1;
 }
 
 /* Framing: take the bytes at p as they continue the stream. Returns 0, or
@@ -407,13 +409,14 @@ static int read_framed(struct as_st *st)
                 return peer_ended(st);
             return e == EAGAIN || e == EWOULDBLOCK || e == EINTR ? 0 : read_failed(st, e);
         }
+        size_t want = st->fneed - st->fhave;
         st->fhave += (size_t)n;
         if (st->fhave == st->fneed) {
             rt_msg *m = st->fm;
             st->fm = NULL;
             deliver(st, m, st->fneed);
         }
-        return 1;
+        return (size_t)n < want ? ES_READ_DRAINED : 1;
     }
     unsigned char *buf = es__as_scratch();
     if (buf == NULL) {
@@ -427,7 +430,9 @@ static int read_framed(struct as_st *st)
             return peer_ended(st);
         return e == EAGAIN || e == EWOULDBLOCK || e == EINTR ? 0 : read_failed(st, e);
     }
-    return unframe(st, buf, (size_t)n) < 0 ? -1 : 1;
+    if (unframe(st, buf, (size_t)n) < 0)
+        return -1;
+    return (size_t)n < ES_SCRATCH ? ES_READ_DRAINED : 1;
 }
 
 int es__tcp_read_one(struct as_st *st)
