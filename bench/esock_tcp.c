@@ -50,10 +50,13 @@
  *
  *   esock_tcp [--quick] [--runs N] [--dur SECONDS] [--csv FILE] [--json FILE] [--go PROGRAM]
  *             [--case stream|bulk|rr|setup] [--conns N] [--size BYTES] [--peers LIST]
+ *             [--schedulers N]
  *
  * --quick: one run of 0.3 s per point (about half a minute); default: the
  * median of 3 runs of 2 s (min and max beside it; 5-6 minutes on 2 CPUs).
- * --peers: a comma-separated subset of esock,plain,go. The CSV goes to
+ * --peers: a comma-separated subset of esock,plain,go. --case, --conns,
+ * --size: only those points (--conns N: each case and size once, over N
+ * connections). --schedulers: the runtime's (rt_opts; 0: one per CPU). The CSV goes to
  * build/bench/esock_tcp.csv under the current directory unless --csv names
  * a file; the JSON (every run) only with --json.
  */
@@ -1489,6 +1492,7 @@ int main(int argc, char **argv)
     int runs = 0, only_conns = 0, only_case = -1;
     double dur = 0;
     size_t only_size = 0;
+    rt_opts ro = {0};
     const char *csv_path = "build/bench/esock_tcp.csv", *json_path = NULL, *peers = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
@@ -1507,6 +1511,8 @@ int main(int argc, char **argv)
             dur = atof(argv[++i]);
         else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc)
             only_size = (size_t)atol(argv[++i]);
+        else if (strcmp(argv[i], "--schedulers") == 0 && i + 1 < argc)
+            ro.schedulers = (unsigned)atoi(argv[++i]);
         else if (strcmp(argv[i], "--conns") == 0 && i + 1 < argc)
             only_conns = atoi(argv[++i]);
         else if (strcmp(argv[i], "--case") == 0 && i + 1 < argc) {
@@ -1523,7 +1529,8 @@ int main(int argc, char **argv)
                     "usage: esock_tcp [--quick] [--runs N] [--dur SECONDS] [--csv FILE] "
                     "[--json FILE] [--go PROGRAM]\n"
                     "                 [--case stream|bulk|rr|setup] [--conns N] [--size BYTES] "
-                    "[--peers esock,plain,go]\n");
+                    "[--peers esock,plain,go]\n"
+                    "                 [--schedulers N]\n");
             return 2;
         }
     }
@@ -1546,7 +1553,7 @@ int main(int argc, char **argv)
     setrlimit(RLIMIT_NOFILE, &rl);
     patterns_init();
     FILE *csv = open_out(csv_path), *json = json_path ? open_out(json_path) : NULL;
-    int rc = rt_start(NULL);
+    int rc = rt_start(&ro);
     if (rc == 0)
         rc = esock_start();
     if (rc < 0)
@@ -1591,8 +1598,14 @@ int main(int argc, char **argv)
         struct point pt = points[pi];
         if ((only_case >= 0 && pt.cas != only_case) || (only_size && pt.size != only_size))
             continue;
-        if (only_conns)
+        if (only_conns) { /* each case and size once, with that many */
+            bool dup = false;
+            for (size_t j = 0; j < pi; j++)
+                dup = dup || (points[j].cas == pt.cas && points[j].size == pt.size);
+            if (dup)
+                continue;
             pt.conns = only_conns;
+        }
         struct result all[NPEER][MAX_RUNS], med[NPEER] = {0};
         double rates[NPEER][MAX_RUNS], lo[NPEER] = {0}, hi[NPEER] = {0};
         bool failed[NPEER] = {false};
