@@ -143,18 +143,22 @@ static esock_data data_head(struct as_st *st, const struct sctp_rcvinfo *ri)
 }
 
 /* A complete message of n bytes at p, copied into the owner's message. */
-static void deliver(struct as_st *st, const struct sctp_rcvinfo *ri, const void *p, size_t n)
+static bool deliver(struct as_st *st, const struct sctp_rcvinfo *ri, const void *p, size_t n)
 {
     esock_data d = data_head(st, ri);
     rt_msg *m = rt_msg_alloc(ESOCK_MSG_DATA, sizeof d + n + ES_TAG_ROOM);
-    if (m == NULL)
-        return;
+    if (m == NULL) {
+        /* not dropped in silence: the association ends, and says why */
+        es__as_stop(st, ESOCK_DOWN_CRASH, -ENOMEM, true);
+        return false;
+    }
     m->size = (uint32_t)(sizeof d + n);
     d.len = n;
     d.data = (char *)m->data + sizeof d;
     memcpy(m->data, &d, sizeof d);
     memcpy((char *)m->data + sizeof d, p, n);
     es__as_deliver_msg(st, m, n);
+    return true;
 }
 
 /* One recvmsg. Returns 1 (something read), 0 (the socket is empty), -1
@@ -234,8 +238,8 @@ int es__sctp_read_one(struct as_st *st)
             memcpy(dm->data, &d, sizeof d);
             dm->size = (uint32_t)(sizeof d + (size_t)n);
             es__as_deliver_msg(st, dm, (size_t)n);
-        } else {
-            deliver(st, &ri, buf, (size_t)n);
+        } else if (!deliver(st, &ri, buf, (size_t)n)) {
+            return -1;
         }
         return 1;
     }
@@ -251,13 +255,15 @@ int es__sctp_read_one(struct as_st *st)
     }
     if (eor) {
         st->guess = st->rlen <= ES_SCRATCH ? st->rlen : ES_SCRATCH;
-        deliver(st, &st->rinfo, st->rbuf, st->rlen);
+        bool delivered = deliver(st, &st->rinfo, st->rbuf, st->rlen);
         st->rlen = 0;
         if (st->rcap > (1u << 20)) { /* keep a big one only for a while */
             free(st->rbuf);
             st->rbuf = NULL;
             st->rcap = 0;
         }
+        if (!delivered)
+            return -1;
     }
     return 1;
 }

@@ -275,7 +275,10 @@ typedef bool (*esock_accept_fn)(void *arg, esock_assoc assoc, const esock_peer *
  * then new associations wait, and their data waits in the kernel under
  * SCTP flow control. The endpoint monitors the owner and forgets it when it
  * ends. Returns 0, -EEXIST (already an owner), -ESRCH (owner not alive),
- * ESOCK_ESTALE. Waits. */
+ * ESOCK_ESTALE. Waits, so not from a callback actor: an owner that is a
+ * supervised callback actor is registered by its child's start function
+ * (which runs in the supervisor, a stackful process), so that each restart
+ * registers it again (see examples/sctp_supervised.c). */
 ESOCK_API int esock_owner_register(esock_ep ep, rt_pid owner, esock_accept_fn accept, void *arg);
 /* esock_owner_unregister: returns 0, ESOCK_ENOOWNER, ESOCK_ESTALE. Waits. */
 ESOCK_API int esock_owner_unregister(esock_ep ep, rt_pid owner);
@@ -287,10 +290,13 @@ ESOCK_API int esock_owner_unregister(esock_ep ep, rt_pid owner);
  * peer's ABORT or SHUTDOWN), esock tries again after a delay: the k-th
  * retry waits a random time between half of and the whole of
  * min(min_ms * 2^(k-1), max_ms), so a refusing peer is never hammered.
- * The handle and the owner stay the same; the owner gets ESOCK_MSG_ASSOC_DOWN
- * with `reconnecting` set, then ESOCK_MSG_RECONNECT for each attempt, then
- * ESOCK_MSG_ASSOC_UP again, or, after max_attempts failed retries, an
- * ESOCK_MSG_RECONNECT with `gave_up` and a last ESOCK_MSG_ASSOC_DOWN. The
+ * The handle and the owner stay the same; the owner gets, for the end and
+ * then for every attempt that fails, an ESOCK_MSG_ASSOC_DOWN with
+ * `reconnecting` set (the first with the reason it ended, the others
+ * ESOCK_DOWN_CANT_START) followed by an ESOCK_MSG_RECONNECT announcing the
+ * next attempt and its delay; then ESOCK_MSG_ASSOC_UP again, or, after
+ * max_attempts failed retries, an ESOCK_MSG_RECONNECT with `gave_up` and a
+ * last ESOCK_MSG_ASSOC_DOWN without `reconnecting`. The
  * counter starts again each time the association comes up. Its own
  * esock_assoc_shutdown/abort, the owner's end and the endpoint's close end
  * it for good. */
