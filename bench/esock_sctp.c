@@ -6,7 +6,13 @@
  *     aggregate), messages of 64 B, 1 KiB, 16 KiB, 64 KiB on stream 0 with
  *     a payload protocol id; messages/s and MB/s at the receiver;
  *   - rr: request/response of 64 B over one association (ping-pong):
- *     round trips/s, p50 and p99 latency.
+ *     round trips/s, p50 and p99 latency;
+ *   - setup: associations set up and shut down, one after the other, by
+ *     one client against one server: associations/s. A cycle ends when
+ *     the client has seen its association up and then gone (esock: UP,
+ *     esock_assoc_shutdown, DOWN; plain: connect(2), close(2), the server
+ *     thread reading it to its end; gen_sctp: connect, eof, the
+ *     shutdown_comp event); the server side counts them all.
  *
  * esock (sctp_esock.c): the sending side of each association is a stackful
  * process that made it (esock_assoc_create, so it is its owner) and calls
@@ -49,7 +55,8 @@
  *
  * --size B, --assocs N: only the workloads of that message size or that
  * many associations (N > 1: streaming over N at once, each with its own
- * sender and receiver). --cases: a comma-separated subset of stream,rr;
+ * sender and receiver). --cases: a comma-separated subset of
+ * stream,rr,setup;
  * --peers: of esock,plain,gen_sctp,iperf3 (default: esock, plain, and
  * gen_sctp when --erl names the folder of sctppeer.beam). --where: how the output
  * names the machine ("in the test VM"). --schedulers, --io-buf-size,
@@ -145,6 +152,36 @@ struct result total(const char *peer, struct flow *f, struct flow *rf, int n)
     return r;
 }
 
+void kernel_diag(const char *who)
+{
+    FILE *f = fopen("/proc/net/sctp/snmp", "r");
+    if (f == NULL)
+        return;
+    char line[256], out[1024] = "";
+    size_t len = 0;
+    while (fgets(line, sizeof line, f)) {
+        char name[64];
+        unsigned long long v;
+        if (sscanf(line, "%63s %llu", name, &v) != 2 || v == 0)
+            continue;
+        if (strstr(name, "Expired") || strstr(name, "Discard") || strstr(name, "OutOfBlue") ||
+            strstr(name, "Abort") || strstr(name, "CurrEstab"))
+            len += (size_t)snprintf(out + len, len < sizeof out ? sizeof out - len : 0, " %s %llu",
+                                    name, v);
+        if (len >= sizeof out)
+            break;
+    }
+    fclose(f);
+    int assocs = -1;
+    f = fopen("/proc/net/sctp/assocs", "r");
+    if (f) {
+        while (fgets(line, sizeof line, f))
+            assocs++;
+        fclose(f);
+    }
+    fprintf(stderr, "esock_sctp:   %s: kernel: %d associations;%s\n", who, assocs, out);
+}
+
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -187,9 +224,9 @@ unsigned char *pattern(size_t size)
 
 /* ================================ main ================================ */
 
-enum kind { STREAM, RR };
-static const char *kind_names[] = {"stream", "rr"};
-static const char *kind_units[] = {"msgs/s", "trips/s"};
+enum kind { STREAM, RR, SETUP };
+static const char *kind_names[] = {"stream", "rr", "setup"};
+static const char *kind_units[] = {"msgs/s", "trips/s", "assocs/s"};
 
 /* One workload: a row of the table. */
 struct point {
@@ -214,11 +251,17 @@ static struct result measure(int k, const struct point *p, double dur)
 {
     switch (k) {
     case ES:
-        return p->kind == RR ? es_rr(dur) : es_stream(p->assocs, p->size, dur);
+        return p->kind == RR      ? es_rr(dur)
+               : p->kind == SETUP ? es_setup(dur)
+                                  : es_stream(p->assocs, p->size, dur);
     case PL:
-        return p->kind == RR ? pl_rr(dur) : pl_stream(p->assocs, p->size, dur);
+        return p->kind == RR      ? pl_rr(dur)
+               : p->kind == SETUP ? pl_setup(dur)
+                                  : pl_stream(p->assocs, p->size, dur);
     case GS:
-        return p->kind == RR ? gs_rr(dur) : gs_stream(p->assocs, p->size, dur);
+        return p->kind == RR      ? gs_rr(dur)
+               : p->kind == SETUP ? gs_setup(dur)
+                                  : gs_stream(p->assocs, p->size, dur);
     default:
         return ip_stream(p->size, dur);
     }
@@ -407,7 +450,7 @@ int main(int argc, char **argv)
     size_t only_size = 0;
     rt_opts ro = {0};
     const char *csv_path = "build/bench/esock_sctp.csv", *json_path = NULL;
-    const char *cases = "stream,rr", *peers = NULL, *erl_dir = NULL;
+    const char *cases = "stream,rr,setup", *peers = NULL, *erl_dir = NULL;
     const char *where = "natively";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -484,6 +527,8 @@ int main(int argc, char **argv)
                 pts[npts++] = (struct point){STREAM, nassocs[a], sizes[si]};
         if (a == 0 && in_list(cases, "rr") && (!only_size || only_size == 64))
             pts[npts++] = (struct point){RR, 1, 64};
+        if (a == 0 && in_list(cases, "setup") && !only_size)
+            pts[npts++] = (struct point){SETUP, 1, 0};
     }
 
     /* the Erlang peer first: a child process, before rt has threads */

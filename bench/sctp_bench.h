@@ -14,7 +14,9 @@
 #define PPID_DATA  51u
 #define PPID_END   52u
 #define PPID_PING  53u
-#define TAG_DONE   7u        /* receiver -> esock sender: your end marker arrived */
+#define TAG_DONE   7u        /* your end marker arrived (setup: how many I made) */
+#define TAG_UP     8u        /* setup, server owner -> client: I have it up */
+#define TAG_GONE   9u        /* setup, server owner -> client: it went down */
 #define BUFSZ      (1 << 20) /* SO_SNDBUF / SO_RCVBUF of the plain program: esock's default */
 #define MAX_ASSOCS 1000
 
@@ -65,6 +67,10 @@ _Noreturn void die(const char *what, int err);
 /* The totals of n flows, f[i] the senders' and rf[i] the receivers';
  * `peer` names them in what it prints of a failure (on stderr). */
 struct result total(const char *peer, struct flow *f, struct flow *rf, int n);
+/* What the kernel says of SCTP (the non-zero timer, discard and abort
+ * counters of /proc/net/sctp/snmp, the association count), on stderr, to
+ * explain a stall. */
+void kernel_diag(const char *who);
 void lat_add(struct lat *l, double us);
 /* p50 and p99 into r; frees the samples. */
 void lat_done(struct lat *l, struct result *r);
@@ -74,10 +80,12 @@ unsigned char *pattern(size_t size);
 /* esock (sctp_esock.c): rt and esock started. */
 struct result es_stream(int n, size_t size, double dur);
 struct result es_rr(double dur);
+struct result es_setup(double dur);
 
 /* plain libsctp, a blocking thread per socket (sctp_plain.c). */
 struct result pl_stream(int n, size_t size, double dur);
 struct result pl_rr(double dur);
+struct result pl_setup(double dur);
 
 /* Erlang/OTP gen_sctp (sctp_ext.c): one erl running sctppeer from
  * beam_dir, started before rt (it is a child process) and stopped at the
@@ -88,6 +96,7 @@ int gs_start(const char *beam_dir);
 void gs_stop(void);
 struct result gs_stream(int n, size_t size, double dur);
 struct result gs_rr(double dur);
+struct result gs_setup(double dur);
 
 /* iperf3 --sctp (sctp_ext.c): one association of `size`-byte messages for
  * dur seconds (rounded to whole seconds, iperf3's unit), as its server

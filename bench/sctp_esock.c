@@ -346,3 +346,160 @@ struct result es_rr(double dur)
     esock_ep_close(sep);
     return r;
 }
+
+/* Association set-up rate: one client process makes an association and
+ * waits until both ends have it up (its own ESOCK_MSG_ASSOC_UP, and the
+ * server endpoint's owner telling it of its UP), shuts it down
+ * (esock_assoc_shutdown) and waits until both ends have seen it go (its
+ * ESOCK_MSG_ASSOC_DOWN, the server owner's word of its DOWN), again and
+ * again; the server owner counts every UP and DOWN. */
+struct es_setup {
+    esock_ep cep;
+    uint16_t port;
+    double dur;
+    rt_pid server, client;
+    uint64_t n; /* the client's: associations made and shut down */
+    double secs;
+    int err;
+    const char *what;
+    uint64_t ups, downs; /* the server owner's */
+    int serr;
+    const char *swhat;
+};
+
+/* One association's cycle, as the client has seen it so far. */
+struct es_cycle {
+    esock_assoc as;
+    bool up, down, srv_up, srv_down;
+};
+
+/* Take messages until *flag is set; 0, -ETIMEDOUT, or ESOCK_ECLOSED when
+ * the association went down otherwise than by a graceful shutdown. */
+static int es_cycle_wait(struct es_cycle *c, const bool *flag, int ms)
+{
+    while (!*flag) {
+        rt_msg *m;
+        if (rt_receive(ms, &m) < 0)
+            return -ETIMEDOUT;
+        int rc = 0;
+        if (m->tag == ESOCK_MSG_ASSOC_UP && esock_up_of(m)->assoc.id == c->as.id)
+            c->up = true;
+        else if (m->tag == ESOCK_MSG_ASSOC_DOWN && esock_down_of(m)->assoc.id == c->as.id) {
+            c->down = true;
+            if (esock_down_of(m)->reason != ESOCK_DOWN_SHUTDOWN)
+                rc = ESOCK_ECLOSED;
+        } else if (m->tag == TAG_UP)
+            c->srv_up = true;
+        else if (m->tag == TAG_GONE)
+            c->srv_down = true;
+        rt_msg_free(m);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void es_setup_client(void *arg)
+{
+    struct es_setup *x = arg;
+    x->client = rt_self();
+    esock_addr ra;
+    esock_addr_parse("127.0.0.1", 0, &ra);
+    double t0 = now_s(), end = t0 + x->dur, t = t0;
+    while (t < end) {
+        struct es_cycle c = {0};
+        int rc = esock_assoc_create(x->cep, &ra, 1, x->port, NULL, &c.as);
+        if (rc < 0) {
+            x->err = rc, x->what = "esock_assoc_create";
+            break;
+        }
+        if ((rc = es_cycle_wait(&c, &c.up, 10000)) < 0) {
+            x->err = rc, x->what = "no ESOCK_MSG_ASSOC_UP within 10 s";
+            break;
+        }
+        if ((rc = es_cycle_wait(&c, &c.srv_up, 10000)) < 0) {
+            x->err = rc, x->what = "the server's owner had no ESOCK_MSG_ASSOC_UP within 10 s";
+            break;
+        }
+        if ((rc = esock_assoc_shutdown(c.as)) < 0) {
+            x->err = rc, x->what = "esock_assoc_shutdown";
+            break;
+        }
+        if ((rc = es_cycle_wait(&c, &c.down, 10000)) < 0) {
+            x->err = rc, x->what = "no ESOCK_MSG_ASSOC_DOWN (shutdown) within 10 s";
+            break;
+        }
+        if ((rc = es_cycle_wait(&c, &c.srv_down, 10000)) < 0) {
+            x->err = rc, x->what = "the server's owner had no ESOCK_MSG_ASSOC_DOWN within 10 s";
+            break;
+        }
+        x->n++;
+        t = now_s();
+    }
+    x->secs = t - t0;
+    rt_send(x->server, TAG_DONE, &x->n, sizeof x->n);
+}
+
+static void es_setup_server(void *arg)
+{
+    struct es_setup *x = arg;
+    uint64_t expect = UINT64_MAX;
+    while (x->downs < expect || x->ups != x->downs) {
+        rt_msg *m;
+        if (rt_receive(15000, &m) < 0) {
+            x->serr = -ETIMEDOUT, x->swhat = "the server's owner got nothing for 15 s";
+            fprintf(stderr,
+                    "esock_sctp: esock setup: the server saw %llu up, %llu down; "
+                    "the client says %llu\n",
+                    (unsigned long long)x->ups, (unsigned long long)x->downs,
+                    (unsigned long long)expect);
+            kernel_diag("setup");
+            return;
+        }
+        /* x->client was set before the client made its first association */
+        if (m->tag == ESOCK_MSG_ASSOC_UP) {
+            x->ups++;
+            rt_send(x->client, TAG_UP, NULL, 0);
+        } else if (m->tag == ESOCK_MSG_ASSOC_DOWN) {
+            x->downs++;
+            rt_send(x->client, TAG_GONE, NULL, 0);
+        } else if (m->tag == TAG_DONE && m->size == sizeof expect) {
+            memcpy(&expect, m->data, sizeof expect);
+        }
+        rt_msg_free(m);
+    }
+}
+
+struct result es_setup(double dur)
+{
+    struct es_setup x = {.dur = dur};
+    esock_ep sep = es_ep();
+    x.cep = es_ep();
+    x.port = (uint16_t)esock_ep_port(sep);
+    rt_spawn_opts jo = {.joinable = true};
+    rt_pid cp;
+    int rc = rt_spawn(es_setup_server, &x, &jo, &x.server);
+    if (rc == 0)
+        rc = esock_owner_register(sep, x.server, NULL, NULL);
+    if (rc == 0)
+        rc = rt_spawn(es_setup_client, &x, &jo, &cp);
+    if (rc < 0)
+        die("setup set-up", rc);
+    es_join(cp, (int)(dur * 1000) + 60000);
+    es_join(x.server, 60000);
+    struct result r = {.ok = x.err == 0 && x.serr == 0, .msgs = x.n, .secs = x.secs};
+    if (x.err || x.serr) {
+        snprintf(r.why, sizeof r.why, "%s: %s", x.err ? x.what : x.swhat,
+                 esock_strerror(x.err ? x.err : x.serr));
+        fprintf(stderr, "esock_sctp: esock setup: %s\n", r.why);
+    } else if (x.ups != x.n || x.downs != x.n) {
+        r.ok = false;
+        snprintf(r.why, sizeof r.why, "the client made %llu, the server saw %llu up, %llu down",
+                 (unsigned long long)x.n, (unsigned long long)x.ups, (unsigned long long)x.downs);
+        fprintf(stderr, "esock_sctp: esock setup: %s\n", r.why);
+    }
+    r.rate = r.ok && x.secs > 0 ? (double)x.n / x.secs : 0;
+    esock_ep_close(x.cep);
+    esock_ep_close(sep);
+    return r;
+}

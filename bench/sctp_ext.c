@@ -230,6 +230,13 @@ struct result gs_stream(int n, size_t size, double dur)
     return gs_cmd(cmd, dur + 180);
 }
 
+struct result gs_setup(double dur)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "setup %.3f\n", dur);
+    return gs_cmd(cmd, dur + 120);
+}
+
 struct result gs_rr(double dur)
 {
     char cmd[128];

@@ -5,11 +5,15 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/sctp.h>
+#include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sctp_bench.h"
@@ -301,5 +305,124 @@ struct result pl_rr(double dur)
     close(x.fd);
     close(s);
     close(l);
+    return r;
+}
+
+/* Association set-up rate: the client connects a new socket (connect(2)
+ * returns once the association is up) and waits until the server thread
+ * has accepted it, closes it (a graceful SHUTDOWN) and waits until the
+ * server thread, reading it to its end, has closed its side, again and
+ * again. */
+struct pl_setup {
+    int l;
+    atomic_bool stop;
+    sem_t up, ended; /* posted by the server for each association it accepted, saw end */
+    uint64_t accepted;
+    int err;
+    const char *what;
+};
+
+static void *pl_setup_server(void *arg)
+{
+    struct pl_setup *x = arg;
+    unsigned char buf[256];
+    /* relaxed: a flag to stop polling; the counts are read after the join */
+    while (!atomic_load_explicit(&x->stop, memory_order_relaxed)) {
+        struct pollfd p = {.fd = x->l, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        int s = accept4(x->l, NULL, NULL, SOCK_CLOEXEC);
+        if (s < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            x->err = -errno, x->what = "accept";
+            break;
+        }
+        x->accepted++;
+        sem_post(&x->up);
+        uint32_t ppid;
+        ssize_t n;
+        while ((n = pl_recv_msg(s, buf, sizeof buf, &ppid)) > 0) {
+        }
+        close(s);
+        /* an association that ended before accept(2) reads as ENOTCONN */
+        if (n < 0 && n != -ECONNRESET && n != -ENOTCONN) {
+            x->err = (int)n, x->what = "recvmsg on an accepted socket";
+            break;
+        }
+        sem_post(&x->ended);
+    }
+    return NULL;
+}
+
+static int sem_wait_10s(sem_t *s)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += 10;
+    int rc;
+    while ((rc = sem_timedwait(s, &t)) < 0 && errno == EINTR) {
+    }
+    return rc < 0 ? -errno : 0;
+}
+
+struct result pl_setup(double dur)
+{
+    struct pl_setup x = {0};
+    uint16_t port;
+    x.l = pl_listener(&port, 16);
+    atomic_init(&x.stop, false);
+    sem_init(&x.up, 0, 0);
+    sem_init(&x.ended, 0, 0);
+    pthread_t ts = pl_thread(pl_setup_server, &x);
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK), .sin_port = htons(port)};
+    uint64_t n = 0;
+    int err = 0;
+    const char *what = NULL;
+    double t0 = now_s(), end = t0 + dur, t = t0;
+    while (t < end) {
+        int fd = pl_socket();
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+            err = -errno, what = "connect";
+            close(fd);
+            break;
+        }
+        int rc = sem_wait_10s(&x.up);
+        close(fd);
+        if (rc < 0)
+            what = "the server did not accept the association within 10 s";
+        else if ((rc = sem_wait_10s(&x.ended)) < 0)
+            what = "the server did not see the association end within 10 s";
+        if (rc < 0) {
+            err = rc;
+            fprintf(stderr,
+                    "esock_sctp: plain setup: after %llu associations, the server "
+                    "accepted %llu%s%s%s%s\n",
+                    (unsigned long long)n, (unsigned long long)x.accepted,
+                    x.err ? "; the server stopped: " : "", x.err ? x.what : "", x.err ? ": " : "",
+                    x.err ? esock_strerror(x.err) : "");
+            kernel_diag("setup");
+            break;
+        }
+        n++;
+        t = now_s();
+    }
+    atomic_store_explicit(&x.stop, true, memory_order_relaxed);
+    pthread_join(ts, NULL);
+    close(x.l);
+    sem_destroy(&x.up);
+    sem_destroy(&x.ended);
+    struct result r = {.ok = err == 0 && x.err == 0, .msgs = n, .secs = t - t0};
+    if (!r.ok) {
+        snprintf(r.why, sizeof r.why, "%s: %s", err ? what : x.what,
+                 esock_strerror(err ? err : x.err));
+        fprintf(stderr, "esock_sctp: plain setup: %s\n", r.why);
+    } else if (x.accepted != n) {
+        r.ok = false;
+        snprintf(r.why, sizeof r.why, "the client made %llu, the server accepted %llu",
+                 (unsigned long long)n, (unsigned long long)x.accepted);
+    }
+    r.rate = r.ok && r.secs > 0 ? (double)n / r.secs : 0;
     return r;
 }

@@ -306,8 +306,10 @@ echo_loop(S, Coord) ->
 %% ----------------------------------------------------------------- setup
 
 %% One client socket makes an association (gen_sctp:connect returns once it
-%% is up), shuts it down (gen_sctp:eof) and waits for SHUTDOWN COMPLETE,
-%% again and again; the server's socket takes the events.
+%% is up) and waits for the server's word that it has it up too, shuts it
+%% down (gen_sctp:eof), waits for SHUTDOWN COMPLETE and for the server's
+%% word that it saw it end, again and again; the server's socket counts the
+%% associations' comm_up and shutdown_comp events.
 setup(Dur) ->
     Self = self(),
     Srv = spawn_link(fun() -> setup_server(Self) end),
@@ -316,8 +318,12 @@ setup(Dur) ->
     T0 = now_us(),
     {N, T} = setup_loop(S, Port, T0, T0 + Dur, 0),
     gen_sctp:close(S),
-    Srv ! stop,
-    {ok, N, 0, T - T0, 0, 0}.
+    Srv ! {made, self(), N},
+    receive
+        {seen, Srv, N, N} -> {ok, N, 0, T - T0, 0, 0};
+        {seen, Srv, Ups, Downs} -> {fail, {made, N, server_saw_up, Ups, down, Downs}}
+    after 20000 -> {fail, {made, N, server_did_not_see_them_end}}
+    end.
 
 setup_loop(_, _, T, End, N) when T >= End -> {N, T};
 setup_loop(S, Port, _, End, N) ->
@@ -325,8 +331,10 @@ setup_loop(S, Port, _, End, N) ->
             {ok, #sctp_assoc_change{state = comm_up} = Up} -> Up;
             Other -> exit({connect, N, Other})
         end,
+    server_word(srv_up),
     ok = gen_sctp:eof(S, A),
     shutdown_wait(S, A#sctp_assoc_change.assoc_id),
+    server_word(srv_down),
     setup_loop(S, Port, now_us(), End, N + 1).
 
 shutdown_wait(S, Id) ->
@@ -339,16 +347,36 @@ shutdown_wait(S, Id) ->
     after 10000 -> exit(no_shutdown_complete_within_10_s)
     end.
 
+server_word(W) ->
+    receive {W, _} -> ok after 10000 -> exit({no_word_from_the_server_within_10_s, W}) end.
+
 setup_server(Coord) ->
     {ok, S} = gen_sctp:open(0, opts()),
     ok = gen_sctp:listen(S, true),
     {ok, Port} = inet:port(S),
     Coord ! {port, self(), Port},
-    setup_server_loop(S).
+    put(client, Coord),
+    setup_server_loop(S, 0, 0, none).
 
-setup_server_loop(S) ->
+setup_server_loop(S, Ups, Downs, {made, From, N}) when Downs >= N, Ups =:= Downs ->
+    From ! {seen, self(), Ups, Downs},
+    gen_sctp:close(S);
+setup_server_loop(S, Ups, Downs, Made) ->
     receive
-        stop -> gen_sctp:close(S);
-        {sctp_passive, S} -> ok = inet:setopts(S, [{active, ?ACTIVE}]), setup_server_loop(S);
-        {sctp, S, _, _, _} -> setup_server_loop(S)
+        {made, From, N} -> setup_server_loop(S, Ups, Downs, {made, From, N});
+        {sctp_passive, S} ->
+            ok = inet:setopts(S, [{active, ?ACTIVE}]),
+            setup_server_loop(S, Ups, Downs, Made);
+        {sctp, S, _, _, {_, #sctp_assoc_change{state = comm_up}}} ->
+            get(client) ! {srv_up, self()},
+            setup_server_loop(S, Ups + 1, Downs, Made);
+        {sctp, S, _, _, {_, #sctp_assoc_change{state = shutdown_comp}}} ->
+            get(client) ! {srv_down, self()},
+            setup_server_loop(S, Ups, Downs + 1, Made);
+        {sctp, S, _, _, _} -> setup_server_loop(S, Ups, Downs, Made)
+    after 15000 ->
+        case Made of
+            {made, From, _} -> From ! {seen, self(), Ups, Downs};
+            none -> ok
+        end
     end.
