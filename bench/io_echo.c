@@ -11,9 +11,21 @@
  *
  * Workloads: request/response (each connection sends `size` bytes and
  * waits for their echo, again and again: round trips/s, MB/s, p50/p99
- * latency) and streaming (each connection keeps writing and reading: MB/s),
- * for 1, 10, 100 and 1000 connections and 64 B, 1 KiB, 16 KiB, 64 KiB
- * messages.
+ * latency) and streaming (each connection keeps writing and reading, with
+ * at most a window of bytes sent and not yet echoed: MB/s), for 1, 10, 100
+ * and 1000 connections and 64 B, 1 KiB, 16 KiB, 64 KiB messages.
+ *
+ * The window keeps the kernel out of TCP memory pressure. Without one, the
+ * client fills every socket buffer on the way (up to tcp_wmem's maximum to
+ * send and tcp_rmem's to receive, each way): 1,000 connections x 64 KiB
+ * put 1.7 to 2.3 GB in sockets, past tcp_mem's pressure mark (1.5 GB on
+ * the 24 GB test machine), and the kernel then shrank windows, pruned and
+ * dropped (TcpExt TCPMemoryPressures, PruneCalled, TCPRcvQDrop), so the
+ * figure was its recovery (0.3 to 80 MB/s for any of the three servers, or
+ * about 1 GB/s when a run escaped), not the server. The window is 256 MiB over all connections, at
+ * most 4 MiB and at least two messages per connection (--window sets it; 0: none). The kernel's
+ * counters are read around every run anyway, and a point whose runs saw memory pressure or drops
+ * says so: they are the whole machine's, so another program can cause them too.
  *
  * System calls per message are the server's, counted by the kernel: a perf
  * counter on the tracepoint raw_syscalls:sys_enter, opened by the thread
@@ -24,9 +36,11 @@
  * (rt_stats.io_syscalls; the blocking server's recv/send) and the output
  * says so.
  *
- *   io_echo [--quick] [--runs N] [--dur SECONDS] [--csv FILE] [--conns N] [--size BYTES]
+ *   io_echo [--quick] [--runs N] [--dur SECONDS] [--csv FILE] [--mode rr|stream]
+ *           [--conns N] [--size BYTES] [--window BYTES]
  *
  * --quick: one run of 0.2 s per point (about half a minute on 2 CPUs).
+ * --mode, --conns, --size: only the points of that workload, count, size.
  * Without --csv the CSV is printed to stdout after the table.
  */
 #include <arpa/inet.h>
@@ -73,8 +87,14 @@ static int listener(uint16_t *port)
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof a;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &len) ||
-        listen(fd, 4096))
+    /* any port; or, when other programs' TIME_WAIT sockets hold the whole
+     * ephemeral range, one below it */
+    int rc = bind(fd, (struct sockaddr *)&a, sizeof a);
+    for (int i = 0; rc < 0 && errno == EADDRINUSE && i < 100; i++) {
+        a.sin_port = htons((uint16_t)(10000 + (getpid() * 7919u + (unsigned)i * 211u) % 20000));
+        rc = bind(fd, (struct sockaddr *)&a, sizeof a);
+    }
+    if (rc || getsockname(fd, (struct sockaddr *)&a, &len) || listen(fd, 4096))
         die("listen");
     *port = ntohs(a.sin_port);
     return fd;
@@ -135,6 +155,46 @@ static uint64_t read_counter(int fd)
     return v;
 }
 
+/* ---- the kernel's TCP memory ----------------------------------------------------------- */
+
+/* Of /proc/net/netstat's TcpExt: entries into TCP memory pressure, the ms
+ * spent in it (added when it ends), segments dropped for want of receive
+ * memory. The whole network namespace's, not only ours. */
+static const char *const tcp_mem_names[] = {"TCPMemoryPressures", "TCPMemoryPressuresChrono",
+                                            "TCPRcvQDrop"};
+#define NTCPMEM 3
+
+static void tcp_mem_read(long long v[NTCPMEM])
+{
+    for (int i = 0; i < NTCPMEM; i++)
+        v[i] = 0;
+    FILE *f = fopen("/proc/net/netstat", "r");
+    if (f == NULL)
+        return;
+    /* pairs of lines: "TcpExt: name name ...", "TcpExt: value value ..." */
+    static char names[8192], vals[8192];
+    while (fgets(names, sizeof names, f) && fgets(vals, sizeof vals, f)) {
+        if (strncmp(names, "TcpExt:", 7) != 0)
+            continue;
+        char *sn, *sv;
+        char *n = strtok_r(names, " \n", &sn), *x = strtok_r(vals, " \n", &sv);
+        for (; n && x; n = strtok_r(NULL, " \n", &sn), x = strtok_r(NULL, " \n", &sv))
+            for (int i = 0; i < NTCPMEM; i++)
+                if (strcmp(n, tcp_mem_names[i]) == 0)
+                    v[i] = atoll(x);
+    }
+    fclose(f);
+}
+
+/* Whether the kernel was short of TCP memory between two readings. */
+static long long tcp_mem_events(const long long a[NTCPMEM], const long long b[NTCPMEM])
+{
+    long long n = 0;
+    for (int i = 0; i < NTCPMEM; i++)
+        n += b[i] - a[i];
+    return n;
+}
+
 /* ---- the client (a child process) ---------------------------------------------------- */
 
 struct result {
@@ -147,7 +207,8 @@ struct result {
 
 struct conn {
     int fd;
-    size_t out, in; /* bytes of the current request written / echo read */
+    /* bytes written / echo read: of the current request (rr), in all (stream) */
+    size_t out, in;
     double t0;
 };
 
@@ -155,6 +216,20 @@ static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
+}
+
+/* The streaming window per connection (see the top of the file); 0 from
+ * --window: none. */
+static size_t window_opt = SIZE_MAX;
+
+static size_t stream_window(int nconns, size_t size)
+{
+    if (window_opt != SIZE_MAX)
+        return window_opt ? window_opt : SIZE_MAX / 2;
+    size_t w = ((size_t)256 << 20) / (size_t)nconns;
+    if (w > (size_t)4 << 20)
+        w = (size_t)4 << 20;
+    return w < 2 * size ? 2 * size : w;
 }
 
 /* Connects, writes one byte to `out_fd` when it starts measuring, then
@@ -168,7 +243,7 @@ static void client(uint16_t port, int nconns, size_t size, bool stream, double d
     memset(buf, 'x', size);
     size_t maxlat = 1 << 20;
     double *lat = malloc(maxlat * sizeof *lat);
-    size_t nlat = 0;
+    size_t nlat = 0, window = stream_window(nconns, size);
     for (int i = 0; i < nconns; i++) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in a = {.sin_family = AF_INET,
@@ -195,9 +270,12 @@ static void client(uint16_t port, int nconns, size_t size, bool stream, double d
             struct conn *c = &cs[evs[k].data.u32];
             for (int spins = 0; spins < 64; spins++) { /* edge-triggered: until it would block */
                 bool progress = false;
-                if (stream || c->out < size) {
-                    size_t want = stream ? size : size - c->out;
-                    ssize_t w = send(c->fd, buf, want, MSG_DONTWAIT | MSG_NOSIGNAL);
+                /* what may be sent: the rest of the request, or what the
+                 * window leaves (a read below opens it again) */
+                size_t room = stream ? window - (c->out - c->in) : size - c->out;
+                if (room > 0) {
+                    ssize_t w =
+                        send(c->fd, buf, room < size ? room : size, MSG_DONTWAIT | MSG_NOSIGNAL);
                     if (w > 0) {
                         c->out += (size_t)w;
                         progress = true;
@@ -207,8 +285,8 @@ static void client(uint16_t port, int nconns, size_t size, bool stream, double d
                 if (rd > 0) {
                     r.bytes += rd;
                     progress = true;
+                    c->in += (size_t)rd;
                     if (!stream) {
-                        c->in += (size_t)rd;
                         if (c->in == size) {
                             double t = now_s();
                             if (nlat < maxlat)
@@ -238,8 +316,14 @@ static void client(uint16_t port, int nconns, size_t size, bool stream, double d
     r.ok = 1;
     if (write(out_fd, &r, sizeof r) != sizeof r)
         _exit(1);
-    for (int i = 0; i < nconns; i++)
+    /* with a reset, not a FIN: the active closer's TIME_WAIT would hold the
+     * port for a minute, and a full grid makes ~100,000 connections, more
+     * than the ephemeral range (the servers' listen() then fails) */
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    for (int i = 0; i < nconns; i++) {
+        setsockopt(cs[i].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
         close(cs[i].fd);
+    }
     _exit(0);
 }
 
@@ -444,6 +528,7 @@ struct point {
     double mbs;     /* MB/s either way (bytes echoed back to the client) */
     double sys_per; /* server system calls per message */
     bool perf;      /* sys_per from the kernel's count (else the server's own) */
+    long long kmem; /* TCP memory pressure (entries, ms) and drops meanwhile */
 };
 
 static struct point measure(int kind, int nconns, size_t size, bool stream, double dur)
@@ -452,11 +537,15 @@ static struct point measure(int kind, int nconns, size_t size, bool stream, doub
     pthread_mutex_init(&s.lock, NULL);
     pthread_cond_init(&s.cond, NULL);
     pthread_t t;
+    long long k0[NTCPMEM], k1[NTCPMEM];
+    tcp_mem_read(k0);
     pthread_create(&t, NULL, server_main, &s);
     wait_state(&s, 1);
     struct count d;
     struct point p = {0};
     p.r = run_client(&s, s.port, nconns, size, stream, dur, &d);
+    tcp_mem_read(k1);
+    p.kmem = tcp_mem_events(k0, k1);
     if (!p.r.ok)
         die("a client failed");
     p.perf = s.perf_fd >= 0;
@@ -496,11 +585,21 @@ int main(int argc, char **argv)
     int runs = 0;
     double dur = 0;
     const char *csv_path = NULL;
-    int only_conns = 0;
+    int only_conns = 0, only_mode = -1; /* mode: 0 rr, 1 stream */
     size_t only_size = 0;
+    static const char usage[] = "usage: io_echo [--quick] [--runs N] [--dur SECONDS] [--csv FILE] "
+                                "[--mode rr|stream] [--conns N] [--size BYTES] [--window BYTES]\n";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
             quick = true;
+        else if (strcmp(argv[i], "--help") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
+                   (strcmp(argv[i + 1], "rr") == 0 || strcmp(argv[i + 1], "stream") == 0))
+            only_mode = strcmp(argv[++i], "stream") == 0;
+        else if (strcmp(argv[i], "--window") == 0 && i + 1 < argc)
+            window_opt = (size_t)atoll(argv[++i]);
         else if (strcmp(argv[i], "--csv") == 0 && i + 1 < argc)
             csv_path = argv[++i];
         else if (strcmp(argv[i], "--conns") == 0 && i + 1 < argc)
@@ -512,8 +611,7 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--dur") == 0 && i + 1 < argc)
             dur = atof(argv[++i]);
         else {
-            fprintf(stderr, "usage: io_echo [--quick] [--runs N] [--dur SECONDS] [--csv FILE] "
-                            "[--conns N] [--size BYTES]\n");
+            fputs(usage, stderr);
             return 2;
         }
     }
@@ -544,22 +642,33 @@ int main(int argc, char **argv)
     int conns[] = {1, 10, 100, 1000};
     size_t sizes[] = {64, 1024, 16384, 65536};
     fprintf(csv, "mode,conns,size,server,rate,unit,mb_per_s,p50_us,p99_us,syscalls_per_msg,"
-                 "syscall_source\n");
+                 "syscall_source,tcp_mem_runs\n");
     printf(
         "servers: rt (1 scheduler; a stackful process per connection) on io_uring and on epoll,\n"
         "and blocking C (a thread per connection), pinned to CPU %d. client: a separate\n"
         "process, one epoll thread, non-blocking sockets, pinned to CPU %d; the same for all.\n"
         "%.2f s per run, median of %d run(s) per point. ratios: io_uring / epoll and\n"
         "io_uring / blocking (>1: io_uring better). sys/msg: the server's system calls per\n"
-        "message (rr: per round trip; stream: per `size` bytes), %s.\n\n",
+        "message (rr: per round trip; stream: per `size` bytes), %s.\n",
         server_cpu, client_cpu, dur, runs,
         syscall_tp_id >= 0 ? "counted by the kernel (perf, raw_syscalls:sys_enter)"
                            : "perf unavailable: the servers' own counts");
+    if (window_opt == SIZE_MAX)
+        printf("stream window: 256 MiB / conns bytes sent and not yet echoed per connection,\n"
+               "at most 4 MiB, at least 2 messages.\n");
+    else if (window_opt == 0)
+        printf("stream window: none (the kernel's buffers are the only limit).\n");
+    else
+        printf("stream window: %zu bytes per connection.\n", window_opt);
+    printf("\"! tcp mem u/e/b\": runs of each server in which the kernel was short of TCP\n"
+           "memory (TcpExt TCPMemoryPressures, TCPRcvQDrop: the whole machine's).\n\n");
     printf("%-6s %5s %6s | %10s %10s %10s | %6s %6s | %6s %6s %6s | %s\n", "mode", "conns", "size",
            "io_uring", "epoll", "blocking", "/epoll", "/block", "sys/msg", "", "",
            "p50/p99 us: io_uring  epoll  blocking");
     double t_start = now_s();
     for (int mode = 0; mode < 2; mode++) {
+        if (only_mode >= 0 && mode != only_mode)
+            continue;
         bool stream = mode == 1;
         const char *unit = stream ? "MB/s" : "msg/s";
         for (unsigned ci = 0; ci < 4; ci++) {
@@ -581,24 +690,32 @@ int main(int argc, char **argv)
                         rates[k][run] = all[k][run].rate;
                     }
                 }
-                for (int k = 0; k < NSRV; k++)
+                int short_runs[NSRV] = {0};
+                for (int k = 0; k < NSRV; k++) {
                     p[k] = all[k][median_index(rates[k], runs)];
+                    for (int run = 0; run < runs; run++)
+                        short_runs[k] += all[k][run].kmem > 0;
+                }
                 double v[NSRV] = {p[0].rate, p[1].rate, p[2].rate};
                 printf("%-6s %5d %6zu | %10.0f %10.0f %10.0f | %6.2f %6.2f | %6.2f %6.2f %6.2f | ",
                        stream ? "stream" : "rr", conns[ci], sizes[si], v[0], v[1], v[2],
                        v[1] > 0 ? v[0] / v[1] : 0, v[2] > 0 ? v[0] / v[2] : 0, p[0].sys_per,
                        p[1].sys_per, p[2].sys_per);
                 if (stream)
-                    printf("-  (%s)\n", unit);
+                    printf("-  (%s)", unit);
                 else
-                    printf("%.0f/%.0f %.0f/%.0f %.0f/%.0f  (%s)\n", p[0].r.p50_us, p[0].r.p99_us,
+                    printf("%.0f/%.0f %.0f/%.0f %.0f/%.0f  (%s)", p[0].r.p50_us, p[0].r.p99_us,
                            p[1].r.p50_us, p[1].r.p99_us, p[2].r.p50_us, p[2].r.p99_us, unit);
+                if (short_runs[0] + short_runs[1] + short_runs[2])
+                    printf("  ! tcp mem %d/%d/%d of %d", short_runs[0], short_runs[1],
+                           short_runs[2], runs);
+                printf("\n");
                 fflush(stdout);
                 for (int k = 0; k < NSRV; k++)
-                    fprintf(csv, "%s,%d,%zu,%s,%.1f,%s,%.2f,%.1f,%.1f,%.2f,%s\n",
+                    fprintf(csv, "%s,%d,%zu,%s,%.1f,%s,%.2f,%.1f,%.1f,%.2f,%s,%d\n",
                             stream ? "stream" : "rr", conns[ci], sizes[si], srv_names[k], v[k],
                             unit, p[k].mbs, stream ? 0 : p[k].r.p50_us, stream ? 0 : p[k].r.p99_us,
-                            p[k].sys_per, p[k].perf ? "perf" : "self");
+                            p[k].sys_per, p[k].perf ? "perf" : "self", short_runs[k]);
             }
         }
     }
