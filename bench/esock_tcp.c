@@ -33,9 +33,12 @@
  * ESOCK_MSG_DATA and freeing it. The rr echo side is a callback actor per
  * connection (esock_send back from its handler; what would block waits in
  * its own queue until ESOCK_MSG_SEND_READY, never dropped); the setup
- * server one callback actor for all. Endpoints use esock's defaults
- * (TCP_NODELAY, the kernel's buffer autotuning) but a 256 KiB send queue
- * (send_hiwat), so that esock holds about what a socket buffer holds
+ * server one callback actor for all, its clients' endpoint on the wildcard
+ * address (an endpoint on 127.0.0.1 binds each connection's socket before
+ * connecting, and set-up then collapses as TIME_WAIT fills the ports: the
+ * client's side closes first, as in plain and Go). Endpoints use esock's
+ * defaults (TCP_NODELAY, the kernel's buffer autotuning) but a 256 KiB send
+ * queue (send_hiwat), so that esock holds about what a socket buffer holds
  * beyond the kernel's. The runtime has one scheduler per CPU; nothing is
  * pinned.
  *
@@ -53,7 +56,8 @@
  *             [--schedulers N]
  *
  * --quick: one run of 0.3 s per point (about half a minute); default: the
- * median of 3 runs of 2 s (min and max beside it; 5-6 minutes on 2 CPUs).
+ * median of 3 runs of 2 s (min and max beside it; about 5 minutes on 2
+ * CPUs).
  * --peers: a comma-separated subset of esock,plain,go. --case, --conns,
  * --size: only those points (--conns N: each case and size once, over N
  * connections). --schedulers: the runtime's (rt_opts; 0: one per CPU). The CSV goes to
@@ -824,7 +828,7 @@ static struct result es_setup(int n, double dur)
         die("calloc", -ENOMEM);
     struct echo_shared sh = {0};
     /* the client endpoint on the wildcard: its connections' sockets are not
-     * bound before connect (see the report on esock's bind) */
+     * bound before connect (see the comment at the top) */
     esock_ep sep = es_ep(ESOCK_FRAME_LEN32, "127.0.0.1"), cep = es_ep(ESOCK_FRAME_LEN32, "0.0.0.0");
     uint16_t port = (uint16_t)esock_ep_port(sep);
     rt_spawn_opts jo = {.joinable = true};
