@@ -34,7 +34,11 @@
  * measuring. io_uring_enter counts as one call, whatever it submits. Where
  * perf is not available the servers' own counts are used instead
  * (rt_stats.io_syscalls; the blocking server's recv/send) and the output
- * says so.
+ * says so. CPU time per message is the server's too (this process's threads:
+ * the main thread only waits); the client's CPU use says where it was the
+ * limit, as it is when streaming small messages over few connections: there
+ * a server that echoes sooner, in smaller pieces, costs the client more
+ * receives and so measures slower.
  *
  *   io_echo [--quick] [--runs N] [--dur SECONDS] [--csv FILE] [--mode rr|stream]
  *           [--conns N] [--size BYTES] [--window BYTES]
@@ -202,8 +206,17 @@ struct result {
     long trips;
     long long bytes;
     double p50_us, p99_us;
+    double cpu; /* the client's CPU time over `secs` */
     int ok;
 };
+
+static double cpu_self(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
 
 struct conn {
     int fd;
@@ -260,7 +273,7 @@ static void client(uint16_t port, int nconns, size_t size, bool stream, double d
     }
     if (write(out_fd, "s", 1) != 1)
         _exit(1);
-    double start = now_s(), end = start + dur;
+    double start = now_s(), end = start + dur, cpu0 = cpu_self();
     for (int i = 0; i < nconns; i++)
         cs[i].t0 = start;
     struct epoll_event evs[256];
@@ -308,6 +321,7 @@ static void client(uint16_t port, int nconns, size_t size, bool stream, double d
         }
     }
     r.secs = now_s() - start;
+    r.cpu = cpu_self() - cpu0;
     if (nlat) {
         qsort(lat, nlat, sizeof *lat, cmp_d);
         r.p50_us = lat[nlat / 2];
@@ -331,6 +345,7 @@ static void client(uint16_t port, int nconns, size_t size, bool stream, double d
 struct count {
     uint64_t perf; /* kernel-counted system calls of the server's threads */
     uint64_t self; /* the server's own count */
+    double cpu;    /* CPU time of this process: the server's threads (main waits) */
 };
 
 struct server;
@@ -365,6 +380,7 @@ static struct result run_client(struct server *s, uint16_t port, int nconns, siz
     waitpid(pid, &st, 0);
     d->perf = c1.perf - c0.perf;
     d->self = c1.self - c0.self;
+    d->cpu = c1.cpu - c0.cpu;
     return r;
 }
 
@@ -391,6 +407,9 @@ static _Atomic long blk_syscalls;
 
 static void server_counts(struct server *s, struct count *c)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    c->cpu = (double)ts.tv_sec + ts.tv_nsec / 1e9;
     c->perf = read_counter(s->perf_fd);
     if (s->kind == SRV_BLOCKING) {
         c->self = (uint64_t)atomic_load(&blk_syscalls);
@@ -527,6 +546,8 @@ struct point {
     double rate;    /* round trips/s (rr) or MB/s (stream) */
     double mbs;     /* MB/s either way (bytes echoed back to the client) */
     double sys_per; /* server system calls per message */
+    double cpu_per; /* server CPU time per message, µs */
+    double cli_pct; /* the client's CPU use, % of the run */
     bool perf;      /* sys_per from the kernel's count (else the server's own) */
     long long kmem; /* TCP memory pressure (entries, ms) and drops meanwhile */
 };
@@ -558,6 +579,8 @@ static struct point measure(int kind, int nconns, size_t size, bool stream, doub
     p.mbs = (double)p.r.bytes / p.r.secs / 1e6;
     p.rate = stream ? p.mbs : msgs / p.r.secs;
     p.sys_per = msgs > 0 ? (double)(p.perf ? d.perf : d.self) / msgs : 0;
+    p.cpu_per = msgs > 0 ? d.cpu * 1e6 / msgs : 0;
+    p.cli_pct = 100 * p.r.cpu / p.r.secs;
     return p;
 }
 
@@ -642,7 +665,7 @@ int main(int argc, char **argv)
     int conns[] = {1, 10, 100, 1000};
     size_t sizes[] = {64, 1024, 16384, 65536};
     fprintf(csv, "mode,conns,size,server,rate,unit,mb_per_s,p50_us,p99_us,syscalls_per_msg,"
-                 "syscall_source,tcp_mem_runs\n");
+                 "syscall_source,tcp_mem_runs,server_cpu_us_per_msg,client_cpu_pct\n");
     printf(
         "servers: rt (1 scheduler; a stackful process per connection) on io_uring and on epoll,\n"
         "and blocking C (a thread per connection), pinned to CPU %d. client: a separate\n"
@@ -660,11 +683,14 @@ int main(int argc, char **argv)
         printf("stream window: none (the kernel's buffers are the only limit).\n");
     else
         printf("stream window: %zu bytes per connection.\n", window_opt);
-    printf("\"! tcp mem u/e/b\": runs of each server in which the kernel was short of TCP\n"
-           "memory (TcpExt TCPMemoryPressures, TCPRcvQDrop: the whole machine's).\n\n");
-    printf("%-6s %5s %6s | %10s %10s %10s | %6s %6s | %6s %6s %6s | %s\n", "mode", "conns", "size",
-           "io_uring", "epoll", "blocking", "/epoll", "/block", "sys/msg", "", "",
-           "p50/p99 us: io_uring  epoll  blocking");
+    printf("cpu us/msg: the server's CPU time per message. client cpu%%: the client's CPU use\n"
+           "(near 100: the client is the limit, and a server that answers sooner, in smaller\n"
+           "pieces, makes it slower). \"! tcp mem u/e/b\": runs of each server in which the\n"
+           "kernel was short of TCP memory (TcpExt TCPMemoryPressures, TCPRcvQDrop: the whole\n"
+           "machine's).\n\n");
+    printf("%-6s %5s %6s | %10s %10s %10s | %6s %6s | %6s %6s %6s | %6s %6s %6s | %11s | %s\n",
+           "mode", "conns", "size", "io_uring", "epoll", "blocking", "/epoll", "/block", "sys/msg",
+           "", "", "cpu us", "/msg", "", "client cpu%", "p50/p99 us: io_uring  epoll  blocking");
     double t_start = now_s();
     for (int mode = 0; mode < 2; mode++) {
         if (only_mode >= 0 && mode != only_mode)
@@ -697,10 +723,12 @@ int main(int argc, char **argv)
                         short_runs[k] += all[k][run].kmem > 0;
                 }
                 double v[NSRV] = {p[0].rate, p[1].rate, p[2].rate};
-                printf("%-6s %5d %6zu | %10.0f %10.0f %10.0f | %6.2f %6.2f | %6.2f %6.2f %6.2f | ",
+                printf("%-6s %5d %6zu | %10.0f %10.0f %10.0f | %6.2f %6.2f | %6.2f %6.2f %6.2f | "
+                       "%6.2f %6.2f %6.2f | %3.0f %3.0f %3.0f | ",
                        stream ? "stream" : "rr", conns[ci], sizes[si], v[0], v[1], v[2],
                        v[1] > 0 ? v[0] / v[1] : 0, v[2] > 0 ? v[0] / v[2] : 0, p[0].sys_per,
-                       p[1].sys_per, p[2].sys_per);
+                       p[1].sys_per, p[2].sys_per, p[0].cpu_per, p[1].cpu_per, p[2].cpu_per,
+                       p[0].cli_pct, p[1].cli_pct, p[2].cli_pct);
                 if (stream)
                     printf("-  (%s)", unit);
                 else
@@ -712,10 +740,11 @@ int main(int argc, char **argv)
                 printf("\n");
                 fflush(stdout);
                 for (int k = 0; k < NSRV; k++)
-                    fprintf(csv, "%s,%d,%zu,%s,%.1f,%s,%.2f,%.1f,%.1f,%.2f,%s,%d\n",
+                    fprintf(csv, "%s,%d,%zu,%s,%.1f,%s,%.2f,%.1f,%.1f,%.2f,%s,%d,%.3f,%.0f\n",
                             stream ? "stream" : "rr", conns[ci], sizes[si], srv_names[k], v[k],
                             unit, p[k].mbs, stream ? 0 : p[k].r.p50_us, stream ? 0 : p[k].r.p99_us,
-                            p[k].sys_per, p[k].perf ? "perf" : "self", short_runs[k]);
+                            p[k].sys_per, p[k].perf ? "perf" : "self", short_runs[k], p[k].cpu_per,
+                            p[k].cli_pct);
             }
         }
     }
