@@ -22,10 +22,12 @@
  * the 24 GB test machine), and the kernel then shrank windows, pruned and
  * dropped (TcpExt TCPMemoryPressures, PruneCalled, TCPRcvQDrop), so the
  * figure was its recovery (0.3 to 80 MB/s for any of the three servers, or
- * about 1 GB/s when a run escaped), not the server. The window is 256 MiB over all connections, at
- * most 4 MiB and at least two messages per connection (--window sets it; 0: none). The kernel's
- * counters are read around every run anyway, and a point whose runs saw memory pressure or drops
- * says so: they are the whole machine's, so another program can cause them too.
+ * about 1 GB/s when a run escaped), not the server. The window shares
+ * 256 MiB (or a quarter of tcp_mem's low mark, if less) among the
+ * connections, at most 4 MiB and at least two messages each (--window
+ * sets it; 0: none). The kernel's counters are read around every run
+ * anyway, and a point whose runs saw memory pressure or drops says so:
+ * they are the whole machine's, so another program can cause them too.
  *
  * System calls per message are the server's, counted by the kernel: a perf
  * counter on the tracepoint raw_syscalls:sys_enter, opened by the thread
@@ -239,7 +241,15 @@ static size_t stream_window(int nconns, size_t size)
 {
     if (window_opt != SIZE_MAX)
         return window_opt ? window_opt : SIZE_MAX / 2;
-    size_t w = ((size_t)256 << 20) / (size_t)nconns;
+    size_t all = (size_t)256 << 20;
+    unsigned long long low = 0; /* pages */
+    FILE *f = fopen("/proc/sys/net/ipv4/tcp_mem", "r");
+    if (f) {
+        if (fscanf(f, "%llu", &low) == 1 && low * 4096 / 4 < all)
+            all = (size_t)(low * 4096 / 4);
+        fclose(f);
+    }
+    size_t w = all / (size_t)nconns;
     if (w > (size_t)4 << 20)
         w = (size_t)4 << 20;
     return w < 2 * size ? 2 * size : w;
@@ -677,8 +687,8 @@ int main(int argc, char **argv)
         syscall_tp_id >= 0 ? "counted by the kernel (perf, raw_syscalls:sys_enter)"
                            : "perf unavailable: the servers' own counts");
     if (window_opt == SIZE_MAX)
-        printf("stream window: 256 MiB / conns bytes sent and not yet echoed per connection,\n"
-               "at most 4 MiB, at least 2 messages.\n");
+        printf("stream window: 256 MiB (or tcp_mem's low mark / 4) / conns bytes sent and not\n"
+               "yet echoed per connection, at most 4 MiB, at least 2 messages.\n");
     else if (window_opt == 0)
         printf("stream window: none (the kernel's buffers are the only limit).\n");
     else
