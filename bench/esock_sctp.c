@@ -451,7 +451,7 @@ int main(int argc, char **argv)
     rt_opts ro = {0};
     const char *csv_path = "build/bench/esock_sctp.csv", *json_path = NULL;
     const char *cases = "stream,rr,setup", *peers = NULL, *erl_dir = NULL;
-    const char *where = "natively";
+    const char *where = "where: not said (--where)";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--quick") == 0)
@@ -590,9 +590,19 @@ int main(int argc, char **argv)
                 /* a failure is not run again: its timeouts cost tens of seconds */
                 if (!s[k].on || (s[k].n && !s[k].run[s[k].n - 1].ok))
                     continue;
-                fprintf(stderr, "[%s %d assoc%s %zu B] %s, run %d/%d\n", kind_names[p->kind],
-                        p->assocs, p->assocs > 1 ? "s" : "", p->size, peer_names[k], run + 1, runs);
-                s[k].run[s[k].n++] = measure(k, p, dur);
+                char what[96];
+                snprintf(what, sizeof what, "[%d/%d %s %d assoc%s %zu B] %s, run %d/%d", i + 1,
+                         npts, kind_names[p->kind], p->assocs, p->assocs > 1 ? "s" : "", p->size,
+                         peer_names[k], run + 1, runs);
+                fprintf(stderr, "%s ...\n", what);
+                double t = now_s();
+                struct result *r = &s[k].run[s[k].n++];
+                *r = measure(k, p, dur);
+                if (r->ok)
+                    fprintf(stderr, "%s: %.0f %s, took %.1f s\n", what, r->rate,
+                            kind_units[p->kind], now_s() - t);
+                else
+                    fprintf(stderr, "%s: FAILED after %.1f s\n", what, now_s() - t);
             }
         }
         for (int k = 0; k < NPEER; k++)
@@ -643,6 +653,36 @@ int main(int argc, char **argv)
             write_json(json_path, head, pts, ser, i + 1);
     }
     fclose(csv);
+    /* issue 8's goals: esock >= the plain program, >= 3x gen_sctp */
+    static const struct {
+        int peer;
+        double goal;
+    } goals[] = {{PL, 1.0}, {GS, 3.0}, {IP, 1.0}};
+    printf("\n");
+    for (size_t g = 0; g < sizeof goals / sizeof goals[0]; g++) {
+        int k = goals[g].peer, met = 0, of = 0, failed = 0;
+        char missed[1024] = "";
+        size_t len = 0;
+        for (int i = 0; i < npts; i++) {
+            const struct series *e = &ser[i][ES], *o = &ser[i][k];
+            if (!e->on || !o->on)
+                continue;
+            of++;
+            if (!e->ok || !o->ok) {
+                failed++;
+                continue;
+            }
+            if (med(o)->rate > 0 && med(e)->rate / med(o)->rate >= goals[g].goal)
+                met++;
+            else if (len < sizeof missed)
+                len += (size_t)snprintf(missed + len, sizeof missed - len, " %s/%d/%zu",
+                                        kind_names[pts[i].kind], pts[i].assocs, pts[i].size);
+        }
+        if (of)
+            printf("goal esock >= %gx %s: met in %d of %d workloads%s%s%s\n", goals[g].goal,
+                   peer_names[k], met, of, failed ? " (some FAILED)" : "",
+                   missed[0] ? "; not in:" : "", missed);
+    }
     printf("\n%.1f s in all; CSV in %s%s%s\n", now_s() - t_start, csv_path,
            json_path ? ", JSON in " : "", json_path ? json_path : "");
     rc = esock_stop();

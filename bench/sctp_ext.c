@@ -311,7 +311,8 @@ struct result ip_stream(size_t size, double dur)
     }
     /* the server needs a moment to listen: try the client until it connects */
     int status = 0;
-    for (int attempt = 0; attempt < 50; attempt++) {
+    bool done = false;
+    for (double give_up = now_s() + 30; !done && now_s() < give_up;) {
         int fd = -1;
         rc = spawn(client, &cp, &fd);
         if (rc < 0) {
@@ -327,9 +328,13 @@ struct result ip_stream(size_t size, double dur)
             snprintf(r.why, sizeof r.why, "iperf3 --client did not end in time (killed)");
             break;
         }
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        /* (iperf3 --json may exit 0 even then) */
+        bool refused = strstr(out, "unable to connect") != NULL;
+        if (!refused && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+            done = true;
             break;
-        if (strstr(out, "unable to connect") == NULL) {
+        }
+        if (!refused) {
             const char *e = strstr(out, "\"error\"");
             snprintf(r.why, sizeof r.why, "iperf3 --client failed: %.150s", e ? e : "(no error)");
             break;
@@ -337,12 +342,17 @@ struct result ip_stream(size_t size, double dur)
         usleep(100000);
     }
     reap(sp, 10);
-    if (r.why[0])
+    if (!done && !r.why[0])
+        snprintf(r.why, sizeof r.why, "iperf3 --client could not reach its server in 30 s");
+    if (r.why[0]) {
+        fprintf(stderr, "esock_sctp: iperf3: %s\n", r.why);
         return r;
+    }
     double bytes, s;
     if (!json_num(out, "\"sum_received\"", "\"bytes\"", &bytes) ||
         !json_num(out, "\"sum_received\"", "\"seconds\"", &s) || s <= 0) {
         snprintf(r.why, sizeof r.why, "no end.sum_received in iperf3's JSON");
+        fprintf(stderr, "esock_sctp: iperf3: %s; it said: %.400s\n", r.why, out);
         return r;
     }
     r.ok = true;
