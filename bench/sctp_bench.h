@@ -80,7 +80,10 @@ unsigned char *pattern(size_t size);
 /* esock (sctp_esock.c): rt and esock started. */
 struct result es_stream(int n, size_t size, double dur);
 struct result es_rr(double dur);
-struct result es_setup(double dur);
+/* client_only: the client does not wait for the server owner's UP and
+ * DOWN (--setup-client-only: shows associations that come and go before
+ * the server endpoint reports them never reaching its owner). */
+struct result es_setup(double dur, bool client_only);
 
 /* plain libsctp, a blocking thread per socket (sctp_plain.c). */
 struct result pl_stream(int n, size_t size, double dur);
