@@ -460,16 +460,23 @@ int main(int argc, char **argv)
     const char *cases = "stream,rr,setup", *peers = NULL, *erl_dir = NULL;
     const char *where = "where: not said (--where)";
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--quick") == 0)
+        const char *a = argv[i];
+        if (strcmp(a, "--quick") == 0) {
             quick = true;
-        else if (strcmp(a, "--epoll") == 0)
+            continue;
+        }
+        if (strcmp(a, "--epoll") == 0) {
             ro.io = RT_IO_EPOLL;
-        else if (strcmp(a, "--setup-client-only") == 0)
+            continue;
+        }
+        if (strcmp(a, "--setup-client-only") == 0) {
             setup_client_only = true;
-        else if (v == NULL)
+            continue;
+        }
+        if (i + 1 >= argc) /* the rest take a value */
             usage();
-        else if (i++, strcmp(a, "--csv") == 0)
+        const char *v = argv[++i];
+        if (strcmp(a, "--csv") == 0)
             csv_path = v;
         else if (strcmp(a, "--json") == 0)
             json_path = v;
