@@ -86,24 +86,31 @@ static void die(const char *what)
     exit(1);
 }
 
+/* The servers' address (host order): 127.0.0.1, or another loopback
+ * address when TIME_WAIT sockets of other programs hold every port of it. */
+static uint32_t server_ip = INADDR_LOOPBACK;
+
 static int listener(uint16_t *port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int on = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    /* any port; or, when other programs' TIME_WAIT sockets hold the whole
-     * ephemeral range, one below it */
-    int rc = bind(fd, (struct sockaddr *)&a, sizeof a);
-    for (int i = 0; rc < 0 && errno == EADDRINUSE && i < 100; i++) {
-        a.sin_port = htons((uint16_t)(10000 + (getpid() * 7919u + (unsigned)i * 211u) % 20000));
-        rc = bind(fd, (struct sockaddr *)&a, sizeof a);
+    for (uint32_t i = 0; i < 16; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int on = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK + i)};
+        socklen_t len = sizeof a;
+        if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+            getsockname(fd, (struct sockaddr *)&a, &len) == 0 && listen(fd, 4096) == 0) {
+            server_ip = INADDR_LOOPBACK + i;
+            *port = ntohs(a.sin_port);
+            return fd;
+        }
+        if (errno != EADDRINUSE)
+            break;
+        close(fd);
     }
-    if (rc || getsockname(fd, (struct sockaddr *)&a, &len) || listen(fd, 4096))
-        die("listen");
-    *port = ntohs(a.sin_port);
-    return fd;
+    die("listen");
+    return -1;
 }
 
 /* The client and the server each get a CPU of their own where there are
@@ -269,9 +276,8 @@ static void client(uint16_t port, int nconns, size_t size, bool stream, double d
     size_t nlat = 0, window = stream_window(nconns, size);
     for (int i = 0; i < nconns; i++) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET,
-                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                                .sin_port = htons(port)};
+        struct sockaddr_in a = {
+            .sin_family = AF_INET, .sin_addr.s_addr = htonl(server_ip), .sin_port = htons(port)};
         if (connect(fd, (struct sockaddr *)&a, sizeof a))
             die("client connect");
         int on = 1;
