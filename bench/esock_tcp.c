@@ -53,14 +53,16 @@
  *
  *   esock_tcp [--quick] [--runs N] [--dur SECONDS] [--csv FILE] [--json FILE] [--go PROGRAM]
  *             [--case stream|bulk|rr|setup] [--conns N] [--size BYTES] [--peers LIST]
- *             [--schedulers N]
+ *             [--schedulers N] [--client-addr ADDR]
  *
  * --quick: one run of 0.3 s per point (about half a minute); default: the
  * median of 3 runs of 2 s (min and max beside it; about 5 minutes on 2
  * CPUs).
  * --peers: a comma-separated subset of esock,plain,go. --case, --conns,
  * --size: only those points (--conns N: each case and size once, over N
- * connections). --schedulers: the runtime's (rt_opts; 0: one per CPU). The CSV goes to
+ * connections). --schedulers: the runtime's (rt_opts; 0: one per CPU).
+ * --client-addr: the address of esock's set-up clients' endpoint (default
+ * 0.0.0.0; 127.0.0.1 shows the bind described above). The CSV goes to
  * build/bench/esock_tcp.csv under the current directory unless --csv names
  * a file; the JSON (every run) only with --json.
  */
@@ -287,14 +289,14 @@ struct rr_flow {
     const char *what;
 };
 
-static struct result rr_total(const char *peer, struct rr_flow *c, int n)
+static struct result rr_total(const char *peer, const char *cas, struct rr_flow *c, int n)
 {
     struct result r = {.ok = true};
     double t0 = 1e300, t1 = 0;
     struct lat all = {0};
     for (int i = 0; i < n; i++) {
         if (c[i].err) {
-            fprintf(stderr, "esock_tcp: %s rr, client %d of %d: %s: %s (%llu round trips)\n", peer,
+            fprintf(stderr, "esock_tcp: %s %s, client %d of %d: %s: %s (%llu done)\n", peer, cas,
                     i + 1, n, c[i].what, esock_strerror(c[i].err), (unsigned long long)c[i].trips);
             r.ok = false;
         }
@@ -776,7 +778,7 @@ static struct result es_rr(int n, double dur)
         rt_send(ep[i], TAG_STOP, NULL, 0);
         es_join(ep[i], 10000);
     }
-    struct result r = rr_total("esock", c, n);
+    struct result r = rr_total("esock", "rr", c, n);
     unsigned long errs = atomic_load(&sh.errors);
     if (errs) {
         fprintf(stderr, "esock_tcp: esock rr: %lu echoes could not be sent\n", errs);
@@ -819,6 +821,9 @@ static void es_setup_client(void *arg)
     }
 }
 
+/* --client-addr: the set-up clients' endpoint address */
+static const char *setup_client_addr = "0.0.0.0";
+
 static struct result es_setup(int n, double dur)
 {
     struct rr_flow *c = calloc((size_t)n, sizeof *c);
@@ -829,7 +834,8 @@ static struct result es_setup(int n, double dur)
     struct echo_shared sh = {0};
     /* the client endpoint on the wildcard: its connections' sockets are not
      * bound before connect (see the comment at the top) */
-    esock_ep sep = es_ep(ESOCK_FRAME_LEN32, "127.0.0.1"), cep = es_ep(ESOCK_FRAME_LEN32, "0.0.0.0");
+    esock_ep sep = es_ep(ESOCK_FRAME_LEN32, "127.0.0.1"),
+             cep = es_ep(ESOCK_FRAME_LEN32, setup_client_addr);
     uint16_t port = (uint16_t)esock_ep_port(sep);
     rt_spawn_opts jo = {.joinable = true};
     rt_pid srv;
@@ -846,7 +852,7 @@ static struct result es_setup(int n, double dur)
     }
     for (int i = 0; i < n; i++)
         es_join(cp[i], (int)(dur * 1000) + 60000);
-    struct result r = rr_total("esock", c, n);
+    struct result r = rr_total("esock", "setup", c, n);
     r.bytes = 0, r.mbs = 0;
     /* the server's side: every connection up and down once */
     unsigned long want = (unsigned long)r.msgs;
@@ -1229,7 +1235,7 @@ static struct result pl_rr(int n, double dur)
         close(sfd[i]);
     }
     close(l);
-    struct result r = rr_total("plain", c, n);
+    struct result r = rr_total("plain", "rr", c, n);
     free(c), free(x), free(sfd), free(ct), free(stt);
     return r;
 }
@@ -1327,7 +1333,7 @@ static struct result pl_setup(int n, double dur)
     }
     for (int i = 0; i < n; i++)
         pthread_join(ct[i], NULL);
-    struct result r = rr_total("plain", c, n);
+    struct result r = rr_total("plain", "setup", c, n);
     r.bytes = 0, r.mbs = 0;
     shutdown(s.l, SHUT_RDWR); /* wakes the acceptor */
     pthread_join(at, NULL);
@@ -1515,6 +1521,8 @@ int main(int argc, char **argv)
             dur = atof(argv[++i]);
         else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc)
             only_size = (size_t)atol(argv[++i]);
+        else if (strcmp(argv[i], "--client-addr") == 0 && i + 1 < argc)
+            setup_client_addr = argv[++i];
         else if (strcmp(argv[i], "--schedulers") == 0 && i + 1 < argc)
             ro.schedulers = (unsigned)atoi(argv[++i]);
         else if (strcmp(argv[i], "--conns") == 0 && i + 1 < argc)
@@ -1534,7 +1542,7 @@ int main(int argc, char **argv)
                     "[--json FILE] [--go PROGRAM]\n"
                     "                 [--case stream|bulk|rr|setup] [--conns N] [--size BYTES] "
                     "[--peers esock,plain,go]\n"
-                    "                 [--schedulers N]\n");
+                    "                 [--schedulers N] [--client-addr ADDR]\n");
             return 2;
         }
     }
