@@ -38,6 +38,18 @@ static void send_down(struct as_st *st, int reason, int error)
     es__send_owner(st->owner, ESOCK_MSG_ASSOC_DOWN, &d, sizeof d);
 }
 
+/* Close an fd the process owns through its ring: after any operation on
+ * it queued this turn (a plain close could free the number before the
+ * ring hands such an operation to the kernel, which would then run it on
+ * the next socket to get that number). */
+void es__close_fd(int fd)
+{
+    if (rt_io_close(fd, NULL) < 0) {
+        rt_io_disown(fd);
+        close(fd);
+    }
+}
+
 /* Close the socket (an ABORT when `abort`) and hand queued messages back to
  * the owner; the association is then closed for good (`final`), or
  * connecting again. */
@@ -66,13 +78,17 @@ static void close_socket(struct as_st *st, bool abort, bool final)
     a->head = a->tail = NULL;
     a->queued = 0;
     a->kicked = a->want_ready = false;
+    a->broken = 0;
+    /* TCP with framing: a message written in part leaves the peer inside
+     * it; a quiet end would have it take what comes next as the rest */
+    if (a->proto == ESOCK_TCP && a->framed && q != NULL && q->off > 0)
+        abort = true;
     if (fd >= 0) {
         if (abort) {
             struct linger l = {1, 0};
             setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
         }
-        rt_io_disown(fd);
-        close(fd);
+        es__close_fd(fd);
     }
     pthread_mutex_unlock(&a->lock);
     st->fd = -1;
@@ -192,7 +208,8 @@ static void arm_recv(struct as_st *st)
     /* readiness, then recvmsg(2) from here until the socket is empty: see
      * the top of "receiving" below for why not a multishot recvmsg into
      * the runtime's provided buffers */
-    unsigned ev = st->proto == ESOCK_TCP ? POLLIN | POLLRDHUP : POLLIN;
+    /* TCP: the peer's end, and urgent data (a read stops at its mark) */
+    unsigned ev = st->proto == ESOCK_TCP ? POLLIN | POLLRDHUP | POLLPRI : POLLIN;
     int rc = rt_io_poll(st->fd, ev, RT_IO_MULTISHOT, &st->rreq);
     if (rc < 0)
         es__as_stop(st, ESOCK_DOWN_CRASH, rc, true);
@@ -220,6 +237,10 @@ void es__as_go_up(struct as_st *st, int fd, uint16_t os, uint16_t is)
     if (is)
         a->istreams = is;
     if (st->proto == ESOCK_TCP) {
+        esock_addr me;
+        socklen_t ml = sizeof me;
+        if (getsockname(fd, &me.sa, &ml) == 0)
+            es__sockaddr_port(&me, &a->lport); /* made: the kernel's pick */
         es__tcp_fill_peer(fd, &a->peer);
         if (a->peer.naddrs == 0 && st->conn.nremote > 0) {
             /* reset already: the address it connected to */
@@ -236,8 +257,8 @@ void es__as_go_up(struct as_st *st, int fd, uint16_t os, uint16_t is)
     pthread_mutex_unlock(&a->lock);
     st->fd = fd;
     st->attempts = 0;
-    arm_recv(st);
     es__send_owner(st->owner, ESOCK_MSG_ASSOC_UP, &up, sizeof up);
+    arm_recv(st); /* a failure here comes as a DOWN after the UP */
 }
 
 static int as_init(void *state, void *arg)
@@ -259,6 +280,7 @@ static int as_init(void *state, void *arg)
     st->ep = st->a->ep;
     pthread_mutex_unlock(&st->a->lock);
     st->ep_pid = s->ep;
+    st->owner_seq = s->owner_seq;
     st->credit = calloc(1, sizeof *st->credit);
     if (st->credit == NULL) {
         rt_demonitor(st->mon);
@@ -290,8 +312,11 @@ static int as_init(void *state, void *arg)
     if (s->fd >= 0) {
         /* accepted: up already; start once running (a message to self) */
         rc = rt_io_own(s->fd);
-        if (rc < 0)
-            return rc;
+        if (rc < 0) {
+            free(st->credit);
+            rt_demonitor(st->mon);
+            return rc; /* terminate does not run: nothing else to give back */
+        }
         struct {
             int fd, err;
             uint16_t os, is;
@@ -308,7 +333,10 @@ static void as_terminate(void *state, int reason)
 {
     struct as_st *st = state;
     end_locally(st);
-    if (st->a->state != ESOCK_ASSOC_CLOSED || st->a->head)
+    pthread_mutex_lock(&st->a->lock);
+    bool open = st->a->state != ESOCK_ASSOC_CLOSED || st->a->head != NULL;
+    pthread_mutex_unlock(&st->a->lock);
+    if (open)
         finish(st, true);
     if (!st->down_sent) {
         /* its endpoint went (the link), or it crashed */
@@ -465,7 +493,7 @@ static void on_ready(struct as_st *st, const rt_io_result *r)
         return;
     }
     /* the peer's end (or an error) is in: read to it, not to a short read */
-    st->rdhup = r->res > 0 && (r->res & (POLLRDHUP | POLLHUP | POLLERR));
+    st->rdhup = r->res > 0 && (r->res & (POLLRDHUP | POLLHUP | POLLERR | POLLPRI));
     read_some(st);
     if (!st->reading && st->fd >= 0 && !st->down_sent)
         arm_recv(st);
@@ -516,8 +544,11 @@ int es__send_locked(struct as_ent *a, uint16_t stream, uint32_t ppid, unsigned f
     if (q == NULL) {
         /* TCP: a message written in part cannot be taken back, and what
          * follows it would be read as its rest: the connection ends */
-        if (it.off > 0)
-            shutdown(a->fd, SHUT_RDWR);
+        if (it.off > 0 && !a->broken) {
+            a->broken = -ENOMEM;
+            if (!a->kicked && rt_send(a->pid, ES_AS_KICK, NULL, 0) == 0)
+                a->kicked = true;
+        }
         return -ENOMEM;
     }
     *q = it;
@@ -529,8 +560,8 @@ int es__send_locked(struct as_ent *a, uint16_t stream, uint32_t ppid, unsigned f
     a->tail = q;
     a->queued += len;
     if (!a->kicked) {
-        a->kicked = true;
-        rt_send(a->pid, ES_AS_KICK, NULL, 0);
+        /* if that cannot be sent, the next send tries again */
+        a->kicked = rt_send(a->pid, ES_AS_KICK, NULL, 0) == 0;
     }
     return 0;
 }
@@ -555,6 +586,14 @@ static void flush(struct as_st *st)
     bool ready = false, again = false;
     int err = 0;
     pthread_mutex_lock(&a->lock);
+    if (a->broken) {
+        /* TCP: a sender could not queue the rest of a message it had
+         * written in part: the stream cannot go on */
+        err = a->broken;
+        pthread_mutex_unlock(&a->lock);
+        es__as_stop(st, ESOCK_DOWN_CRASH, err, true);
+        return;
+    }
     while (a->head && a->fd >= 0) {
         struct sq_item *q = a->head;
         int rc = a->proto == ESOCK_TCP ? es__tcp_out_item(a, q) : es__sctp_out_item(a, q);
@@ -578,12 +617,18 @@ static void flush(struct as_st *st)
     }
     pthread_mutex_unlock(&a->lock);
     if (err) {
-        es__as_stop(st, ESOCK_DOWN_COMM_LOST, err, true); /* hands the queue back */
+        /* the kernel's -errno: the peer's reset is an abort (hands the queue back) */
+        int why = err == -ECONNRESET || err == -EPIPE ? ESOCK_DOWN_ABORT : ESOCK_DOWN_COMM_LOST;
+        es__as_stop(st, why, err, true);
         return;
     }
     if (again && !st->polling && st->fd >= 0) {
-        if (rt_io_poll(st->fd, POLLOUT, 0, &st->preq) == 0)
-            st->polling = true;
+        int prc = rt_io_poll(st->fd, POLLOUT, 0, &st->preq);
+        if (prc < 0) {
+            es__as_stop(st, ESOCK_DOWN_CRASH, prc, true);
+            return;
+        }
+        st->polling = true;
     }
     if (ready) {
         esock_send_ready r = {st->h};
@@ -639,7 +684,8 @@ static bool orphan(struct as_st *st)
     if (rt_send_after(rt_self(), (int)st->handover_wait_ms, ES_AS_ORPHAN_TIMEOUT, NULL, 0,
                       &st->orphan_timer) < 0)
         return false;
-    if (rt_send(st->ep_pid, ES_EP_ORPHAN, &st->h, sizeof st->h) < 0) {
+    struct es_owner_ref ref = {st->owner, st->h, st->owner_seq};
+    if (rt_send(st->ep_pid, ES_EP_ORPHAN, &ref, sizeof ref) < 0) {
         rt_cancel_timer(st->orphan_timer);
         st->orphan_timer = 0;
         return false; /* no endpoint to find one */
@@ -658,7 +704,7 @@ static bool orphan(struct as_st *st)
 }
 
 /* The endpoint found it an owner. */
-static void adopt(struct as_st *st, rt_pid owner)
+static void adopt(struct as_st *st, rt_pid owner, uint64_t seq)
 {
     rt_ref mon;
     if (!st->orphaned)
@@ -667,7 +713,8 @@ static void adopt(struct as_st *st, rt_pid owner)
         /* that one has ended too: the endpoint hears of it first (its
          * monitor fired before this reached it), so asking again finds the
          * next, or waits for one */
-        (void)rt_send(st->ep_pid, ES_EP_ORPHAN, &st->h, sizeof st->h);
+        struct es_owner_ref ref = {st->owner, st->h, st->owner_seq};
+        (void)rt_send(st->ep_pid, ES_EP_ORPHAN, &ref, sizeof ref);
         return;
     }
     st->orphaned = false;
@@ -676,6 +723,7 @@ static void adopt(struct as_st *st, rt_pid owner)
         st->orphan_timer = 0;
     }
     st->owner = owner;
+    st->owner_seq = seq;
     st->mon = mon;
     esock_up up = {.assoc = st->h, .ep = st->ep, .handed_over = true};
     pthread_mutex_lock(&st->a->lock);
@@ -756,6 +804,14 @@ static void as_handle(void *state, rt_msg *m)
             es__as_stop(st, ESOCK_DOWN_SHUTDOWN, 0, true);
             break;
         }
+        /* TCP: the queue written and the peer's end in by then, or it is
+         * reset (what is still queued comes back) */
+        if (st->proto == ESOCK_TCP && st->shut_timer == 0 &&
+            rt_send_after(rt_self(), ES_TCP_SHUTDOWN_MS, ES_AS_SHUT_TIMEOUT, NULL, 0,
+                          &st->shut_timer) < 0) {
+            es__as_stop(st, ESOCK_DOWN_SHUTDOWN, -ENOMEM, true);
+            break;
+        }
         pthread_mutex_lock(&st->a->lock);
         st->a->state = ESOCK_ASSOC_SHUTTING_DOWN;
         bool queued = st->a->head != NULL;
@@ -796,9 +852,9 @@ static void as_handle(void *state, rt_msg *m)
         break;
     }
     case ES_AS_ADOPT: {
-        rt_pid owner;
-        memcpy(&owner, m->data, sizeof owner);
-        adopt(st, owner);
+        struct es_owner_ref ref;
+        memcpy(&ref, m->data, sizeof ref);
+        adopt(st, ref.pid, ref.seq);
         break;
     }
     case ES_AS_ORPHAN_TIMEOUT:

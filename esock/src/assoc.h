@@ -50,6 +50,7 @@ struct as_st {
     bool rdhup;            /* TCP: the last readiness said the peer's end is in */
     bool orphaned;         /* its owner ended: waiting for one (handover_wait_ms) */
     unsigned handover_wait_ms;
+    uint64_t owner_seq; /* its owner's registration on the endpoint (es_owner_ref) */
     rt_timer orphan_timer;
     size_t guess; /* the size of the last message read */
     struct rx_credit *credit;
@@ -78,6 +79,7 @@ struct as_st {
     unsigned char fhdr[4]; /* framing: the length being read */
     unsigned fhlen;
     rt_msg *fm; /* the message being filled */
+    bool fbig;  /* a large one, gathered in rbuf instead */
     size_t fneed, fhave;
 };
 
@@ -89,7 +91,11 @@ struct as_st {
  * message (no copy: bulk flows). */
 #define ES_COPY_MAX 2048u
 
+/* TCP: how long esock_assoc_shutdown gives the queue and the peer's end. */
+#define ES_TCP_SHUTDOWN_MS 10000
+
 /* assoc.c: the protocol-independent part */
+void es__close_fd(int fd);
 void es__as_stop(struct as_st *st, int reason, int error, bool abort);
 void es__as_ending(struct as_st *st, int reason, int error);
 void es__as_go_up(struct as_st *st, int fd, uint16_t os, uint16_t is);

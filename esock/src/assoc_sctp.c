@@ -318,5 +318,9 @@ int es__sctp_send_locked(struct as_ent *a, const struct sq_item *q, const void *
 
 int es__sctp_out_item(struct as_ent *a, struct sq_item *q)
 {
-    return es__sctp_send_locked(a, q, q->data);
+    ssize_t n =
+        sctp_out(a->fd, q->stream, q->ppid, q->flags, q->context, q->lifetime, q->data, q->len);
+    if (n >= 0)
+        return 1;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno; /* the kernel's */
 }

@@ -25,6 +25,7 @@ struct owner {
     esock_accept_fn fn;
     void *arg;
     rt_ref mon;
+    uint64_t seq; /* its registration: the endpoint's count of them */
 };
 
 struct conn {
@@ -44,7 +45,8 @@ struct ep_st {
     unsigned nconns, capconns;
     struct conn *pend; /* incoming, up, waiting for a first owner */
     unsigned npend, cappend;
-    rt_pid *orphans; /* associations whose owner ended, waiting for one */
+    struct es_owner_ref *orphans; /* associations whose owner ended, waiting for one */
+    uint64_t nregs;               /* registrations so far */
     unsigned norphans, caporphans;
     bool reading;
     rt_io_req rreq;
@@ -54,7 +56,8 @@ struct ep_st {
     unsigned nlfds;
     rt_io_req areq[ESOCK_MAX_ADDRS]; /* their multishot accepts (0: none) */
     bool accept_wait;                /* out of fds: accepting again after a pause */
-    struct msghdr mh;                /* the read in flight */
+    rt_timer accept_timer;
+    struct msghdr mh; /* the read in flight */
     struct iovec iov;
     union {
         union sctp_notification n;
@@ -317,17 +320,13 @@ static void offer(struct ep_st *st, struct as_ent *a, int fd)
         struct owner *o = &st->owners[i];
         if (o->fn && !o->fn(o->arg, h, &peer))
             continue;
-        struct as_start s = {.ent = a, .fd = fd, .owner = o->pid, .ep = rt_self()};
+        struct as_start s = {
+            .ent = a, .fd = fd, .owner = o->pid, .ep = rt_self(), .owner_seq = o->seq};
         rt_pid pid;
-        int src = es__as_spawn(&s, &pid);
-        if (src == 0)
+        if (es__as_spawn(&s, &pid) == 0)
             return;
-        if (getenv("ESDBG"))
-            fprintf(stderr, "DBG offer: spawn failed %d\n", src);
-        break;
+        break; /* no process for it (out of memory): the others would fare no better */
     }
-    if (getenv("ESDBG"))
-        fprintf(stderr, "DBG offer: nobody took it (%u owners)\n", st->nowners);
     /* nobody took it: an ABORT, not an association left up */
     abort_fd(fd);
     es__as_release(a);
@@ -388,8 +387,10 @@ static void incoming(struct ep_st *st, int fd, sctp_assoc_t kid, uint16_t os, ui
     a->peer.istreams = a->istreams;
     pthread_mutex_unlock(&a->lock);
     if (st->nowners == 0) {
-        /* nobody to give it to yet: it waits, unread, for the first owner */
-        if (grow((void **)&st->pend, &st->cappend, st->npend, sizeof *st->pend) < 0) {
+        /* nobody to give it to yet: it waits, unread, for the first owner
+         * (at most a backlog of them: TCP stops accepting meanwhile) */
+        if (st->npend >= (unsigned)o->backlog ||
+            grow((void **)&st->pend, &st->cappend, st->npend, sizeof *st->pend) < 0) {
             abort_fd(fd);
             es__as_release(a);
             return;
@@ -433,17 +434,17 @@ static void tcp_accepted(struct ep_st *st, rt_msg *m, const rt_io_result *r)
     if (r->flags & RT_IO_F_MORE)
         return;
     st->areq[i] = 0;
-    if (r->res == -ECANCELED)
-        return;
-    if (r->res == -EMFILE || r->res == -ENFILE || r->res == -ENOBUFS || r->res == -ENOMEM) {
-        /* out of descriptors or memory: the connection waits in the backlog;
-         * try again in a while rather than spin */
+    bool transient = r->res >= 0 || r->res == -ECANCELED || r->res == -EINTR ||
+                     r->res == -ECONNABORTED || r->res == -EAGAIN || r->res == -EPROTO;
+    if (!transient) {
+        /* out of descriptors or memory, or worse: the connections wait in
+         * the backlog; try again in a while rather than spin */
         if (!st->accept_wait &&
-            rt_send_after(rt_self(), 100, ES_EP_ACCEPT_AGAIN, NULL, 0, NULL) == 0)
+            rt_send_after(rt_self(), 100, ES_EP_ACCEPT_AGAIN, NULL, 0, &st->accept_timer) == 0)
             st->accept_wait = true;
         return;
     }
-    ep_read(st);
+    ep_read(st); /* again, while it has an owner (cancelled: one may be back) */
 }
 
 static void ep_io(struct ep_st *st, rt_msg *m)
@@ -514,24 +515,50 @@ static void publish_owners(struct ep_st *st)
     free(old);
 }
 
-/* Hand every waiting orphan to the newest owner (esock_ep_opts.handover_wait_ms).
- * One that has ended meanwhile is not there to answer: nothing lost. */
+/* Hand the waiting orphans to the newest owner (esock_ep_opts.handover_wait_ms):
+ * with handover, any; without, those whose owner registered before it
+ * (a new owner, such as one restarted by its supervisor, not one that was
+ * there all along). Its accept callback decides, as for a new association.
+ * One whose wait ran out has closed: it is dropped. */
 static void adopt_orphans(struct ep_st *st)
 {
     if (st->nowners == 0)
         return;
-    rt_pid owner = st->owners[st->nowners - 1].pid;
-    for (unsigned i = 0; i < st->norphans; i++)
-        (void)rt_send(st->orphans[i], ES_AS_ADOPT, &owner, sizeof owner);
-    st->norphans = 0;
+    const struct owner *o = &st->owners[st->nowners - 1];
+    unsigned keep = 0;
+    for (unsigned i = 0; i < st->norphans; i++) {
+        struct es_owner_ref *w = &st->orphans[i];
+        esock_peer peer;
+        bool alive = false;
+        pthread_rwlock_rdlock(&es__g.lock);
+        struct as_ent *a = es__as_get(w->h);
+        if (a != NULL) {
+            pthread_mutex_lock(&a->lock);
+            alive = rt_pid_eq(a->pid, w->pid) && a->state != ESOCK_ASSOC_CLOSED;
+            peer = a->peer;
+            pthread_mutex_unlock(&a->lock);
+        }
+        pthread_rwlock_unlock(&es__g.lock);
+        if (!alive)
+            continue;
+        struct es_owner_ref to = {o->pid, w->h, o->seq};
+        bool eligible = st->ent->opts.handover || o->seq > w->seq;
+        if (!eligible || (o->fn && !o->fn(o->arg, w->h, &peer)) ||
+            rt_send(w->pid, ES_AS_ADOPT, &to, sizeof to) < 0)
+            st->orphans[keep++] = *w;
+    }
+    st->norphans = keep;
 }
 
 static void orphan(struct ep_st *st, const rt_msg *m)
 {
     if (grow((void **)&st->orphans, &st->caporphans, st->norphans, sizeof *st->orphans) < 0)
         return; /* its wait runs out, and it closes */
-    st->orphans[st->norphans++] = m->from;
-    adopt_orphans(st); /* an owner may have registered since it looked */
+    struct es_owner_ref w;
+    memcpy(&w, m->data, sizeof w);
+    w.pid = m->from; /* the association's process */
+    st->orphans[st->norphans++] = w;
+    adopt_orphans(st); /* one may have registered before this came */
 }
 
 static void reg_owner(struct ep_st *st, const rt_msg *m)
@@ -553,17 +580,17 @@ static void reg_owner(struct ep_st *st, const rt_msg *m)
         reply_int(m, rc);
         return;
     }
-    st->owners[st->nowners++] = (struct owner){r->owner, r->accept, r->arg, mon};
+    st->owners[st->nowners++] = (struct owner){r->owner, r->accept, r->arg, mon, ++st->nregs};
     publish_owners(st);
     reply_int(m, 0);
     /* associations whose owner ended go to the newest owner */
     adopt_orphans(st);
     /* what waited for a first owner */
-    while (st->npend) {
-        struct conn c = st->pend[--st->npend];
-        rt_io_disown(c.kid);
-        offer(st, c.a, c.kid);
+    for (unsigned i = 0; i < st->npend; i++) { /* in the order they came */
+        rt_io_disown(st->pend[i].kid);
+        offer(st, st->pend[i].a, st->pend[i].kid);
     }
+    st->npend = 0;
     ep_read(st);
 }
 
@@ -572,6 +599,11 @@ static void remove_owner(struct ep_st *st, unsigned i)
     memmove(&st->owners[i], &st->owners[i + 1], (st->nowners - i - 1) * sizeof *st->owners);
     st->nowners--;
     publish_owners(st);
+    /* TCP: nobody to accept for: connections wait in the backlog again */
+    if (st->proto == ESOCK_TCP && st->nowners == 0)
+        for (unsigned k = 0; k < st->nlfds; k++)
+            if (st->areq[k] != 0)
+                rt_io_cancel(st->areq[k]); /* its last completion clears areq[k] */
 }
 
 static void unreg_owner(struct ep_st *st, const rt_msg *m)
@@ -650,7 +682,12 @@ static void connect_call(struct ep_st *st, const rt_msg *m)
 
     if (o->proto == ESOCK_TCP) {
         /* it connects by itself */
-        struct as_start s = {.ent = a, .fd = -1, .owner = r.owner, .ep = rt_self(), .made = &r};
+        struct as_start s = {.ent = a,
+                             .fd = -1,
+                             .owner = r.owner,
+                             .ep = rt_self(),
+                             .made = &r,
+                             .owner_seq = st->nregs};
         rt_pid pid;
         int rc = es__as_spawn(&s, &pid);
         if (rc < 0)
@@ -672,7 +709,8 @@ static void connect_call(struct ep_st *st, const rt_msg *m)
     pthread_mutex_lock(&a->lock);
     a->kid = kid;
     pthread_mutex_unlock(&a->lock);
-    struct as_start s = {.ent = a, .fd = -1, .owner = r.owner, .ep = rt_self(), .made = &r};
+    struct as_start s = {
+        .ent = a, .fd = -1, .owner = r.owner, .ep = rt_self(), .made = &r, .owner_seq = st->nregs};
     rt_pid pid;
     rc = es__as_spawn(&s, &pid);
     if (rc < 0) {
@@ -750,6 +788,7 @@ static void ep_handle(void *state, rt_msg *m)
         break;
     case ES_EP_ACCEPT_AGAIN:
         st->accept_wait = false;
+        st->accept_timer = 0;
         ep_read(st);
         break;
     case RT_MSG_DOWN: {
@@ -793,6 +832,8 @@ static void ep_terminate(void *state, int reason)
     free(st->conns);
     free(st->pend);
     free(st->orphans);
+    if (st->accept_timer)
+        rt_cancel_timer(st->accept_timer);
     pthread_rwlock_wrlock(&es__g.lock);
     st->ent->used = false;
     st->ent->ready = false;

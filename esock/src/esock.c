@@ -178,6 +178,9 @@ struct as_ent *es__as_new(void)
             a->head = a->tail = NULL;
             a->queued = 0;
             a->want_ready = a->kicked = false;
+            a->broken = 0;
+            a->proto = ESOCK_SCTP;
+            a->framed = false;
             pthread_mutex_unlock(&a->lock);
             return a;
         }
@@ -637,7 +640,7 @@ ESOCK_API int esock_assoc_create(esock_ep ep, const esock_addr *remote, unsigned
 ESOCK_API int esock_send(esock_assoc assoc, uint16_t stream, uint32_t ppid, unsigned flags,
                          const void *data, size_t len, const esock_send_opts *opts)
 {
-    if (data == NULL || (flags & ~ESOCK_UNORDERED))
+    if ((data == NULL && len > 0) || (flags & ~ESOCK_UNORDERED))
         return -EINVAL;
     if (len > RT_MSG_MAX_SIZE)
         return -EMSGSIZE;
@@ -786,29 +789,30 @@ ESOCK_API int esock_ep_assocs(esock_ep ep, esock_assoc *out, size_t cap)
     return n;
 }
 
+/* Does the endpoint's binding take `local` (one of its addresses, or its wildcard)? */
+static bool ep_binds(const struct ep_ent *e, const esock_addr *local)
+{
+    for (unsigned k = 0; k < e->opts.naddrs; k++) {
+        const esock_addr *b = &e->opts.addrs[k];
+        if (addr_same_ip(b, local) || (addr_wild(b) && (b->sa.sa_family == local->sa.sa_family ||
+                                                        b->sa.sa_family == AF_INET6)))
+            return true;
+    }
+    return false;
+}
+
 ESOCK_API int esock_assoc_find(const esock_addr *local, uint16_t lport, const esock_addr *remote,
                                uint16_t rport, esock_assoc *out)
 {
     if (local == NULL || remote == NULL || out == NULL || !addr_valid(local) || !addr_valid(remote))
         return -EINVAL;
-    esock_ep eps[2];
-    int neps = 0;
-    for (int proto = ESOCK_SCTP; proto <= ESOCK_TCP; proto++) {
-        int rc = esock_ep_find(proto, local, lport, &eps[neps]);
-        if (rc == 0)
-            neps++;
-        else if (rc != -ENOENT)
-            return rc;
-    }
     pthread_rwlock_rdlock(&es__g.lock);
-    int rc = -ENOENT;
+    int rc = es__g.started ? -ENOENT : ESOCK_ENOTSTARTED;
     for (uint32_t i = 0; es__g.started && i < es__g.nas && rc == -ENOENT; i++) {
         struct as_ent *a = es__g.as[i];
         pthread_mutex_lock(&a->lock);
-        bool mine = false;
-        for (int k = 0; k < neps; k++)
-            mine = mine || a->ep.id == eps[k].id;
-        if (a->used && mine && a->peer.port == rport) {
+        struct ep_ent *e = a->used ? es__ep_get(a->ep) : NULL;
+        if (e != NULL && a->lport == lport && a->peer.port == rport && ep_binds(e, local)) {
             for (unsigned k = 0; k < a->peer.naddrs; k++) {
                 if (addr_same_ip(&a->peer.addrs[k], remote)) {
                     *out = es__as_handle(a);
@@ -852,6 +856,7 @@ ESOCK_API int esock_assoc_status(esock_assoc assoc, esock_assoc_info *out)
     out->istreams = a->istreams;
     out->queued = a->queued;
     out->peer = a->peer;
+    out->local_port = a->lport;
     if (a->fd >= 0 && a->proto == ESOCK_TCP) {
         out->primary = a->peer.addrs[0];
         (void)es__tcp_status(a->fd, out);

@@ -22,11 +22,21 @@
 #define ES_AS_RETRY          (ESOCK_MSG_BASE + 0x115) /* its own backoff timer */
 #define ES_AS_READ           (ESOCK_MSG_BASE + 0x116) /* go on reading (its budget ran out) */
 #define ES_EP_ACCEPT_AGAIN   (ESOCK_MSG_BASE + 0x105) /* TCP: out of fds a while ago */
-#define ES_EP_ORPHAN         (ESOCK_MSG_BASE + 0x104) /* assoc -> ep: my owner ended, find me one */
-#define ES_AS_ADOPT          (ESOCK_MSG_BASE + 0x117) /* ep -> assoc: your new owner (rt_pid) */
+#define ES_EP_ORPHAN         (ESOCK_MSG_BASE + 0x104) /* assoc -> ep: struct es_owner_ref */
+#define ES_AS_ADOPT          (ESOCK_MSG_BASE + 0x117) /* ep -> assoc: struct es_owner_ref */
 #define ES_AS_CONNECT        (ESOCK_MSG_BASE + 0x119) /* TCP: connect (again) */
 #define ES_AS_SHUT_TIMEOUT   (ESOCK_MSG_BASE + 0x11a) /* TCP: the peer did not end its side */
 #define ES_AS_ORPHAN_TIMEOUT (ESOCK_MSG_BASE + 0x118) /* nobody came within handover_wait_ms */
+
+/* An owner and when it registered (the endpoint's count of registrations):
+ * ES_AS_ADOPT names the new owner; ES_EP_ORPHAN the association (h) and
+ * the registration of the owner it lost (an association waiting for an
+ * owner goes to one registered after that, or to any with handover). */
+struct es_owner_ref {
+    rt_pid pid;
+    esock_assoc h;
+    uint64_t seq;
+};
 
 /* Where and how an association connects (kept for reconnection). */
 struct es_connect {
@@ -87,6 +97,8 @@ struct as_ent {
     struct sq_item *head, *tail;
     size_t queued, hiwat;
     bool want_ready; /* a sender was refused: tell the owner when it drains */
+    int broken;      /* TCP: the rest of a message written in part could not be
+                        queued (-ENOMEM): the process ends the association */
     bool kicked;     /* the process has been asked to watch for POLLOUT */
 };
 
@@ -141,6 +153,7 @@ struct as_start {
     int fd; /* >= 0: already up (accepted) */
     rt_pid owner;
     rt_pid ep;                      /* its endpoint's process */
+    uint64_t owner_seq;             /* the owner's registration (es_owner_ref) */
     const struct connect_req *made; /* esock_assoc_create's, else NULL */
 };
 int es__as_spawn(struct as_start *st, rt_pid *out);

@@ -17,10 +17,11 @@
 
 #include "assoc.h"
 
-/* How long the peer has to end its side after esock_assoc_shutdown. */
-#define ES_TCP_SHUTDOWN_MS 10000
 /* Unframed, bulk: a read straight into a message of this size. */
 #define ES_TCP_CHUNK (64u << 10)
+/* Framed: a message up to this size gets its memory when its length comes;
+ * a larger one as its bytes come. */
+#define ES_FRAME_EAGER (1u << 20)
 
 /* ---- sockets --------------------------------------------------------------------------------- */
 
@@ -178,8 +179,7 @@ static void drop_connect(struct as_st *st)
         st->creq = 0; /* its last completion is not looked at */
     }
     if (st->cfd >= 0) {
-        rt_io_disown(st->cfd);
-        close(st->cfd);
+        es__close_fd(st->cfd); /* after the connect, if it is still queued */
         st->cfd = -1;
     }
 }
@@ -209,6 +209,10 @@ void es__tcp_connect(struct as_st *st)
         int rc = fd < 0 ? -errno : es__tcp_set_opts(fd, &st->opts);
         const esock_addr *la = local_for(st, ra->sa.sa_family);
         if (rc == 0 && la != NULL) {
+            /* the endpoint's address; the port at connect time, so that
+             * many connections do not each hold one from the bind on */
+            int one = 1;
+            setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
             esock_addr l = *la;
             set_port(&l, 0);
             if (bind(fd, &l.sa, (socklen_t)es__addr_len(&l)) < 0)
@@ -254,6 +258,7 @@ void es__tcp_cleanup(struct as_st *st)
     }
     rt_msg_free(st->fm); /* a message half read */
     st->fm = NULL;
+    st->fbig = false;
     st->fhlen = 0;
     st->fneed = st->fhave = 0;
 }
@@ -262,16 +267,12 @@ void es__tcp_cleanup(struct as_st *st)
  */
 
 /* esock_assoc_shutdown, with the queue written: a FIN; the end comes with
- * the peer's (read_one), or after ES_TCP_SHUTDOWN_MS. */
+ * the peer's (read_one), or when the timer the request armed runs out
+ * (ES_TCP_SHUTDOWN_MS). */
 void es__tcp_shutdown(struct as_st *st)
 {
-    if (shutdown(st->fd, SHUT_WR) < 0) {
+    if (shutdown(st->fd, SHUT_WR) < 0)
         es__as_stop(st, ESOCK_DOWN_SHUTDOWN, -errno, true);
-        return;
-    }
-    if (rt_send_after(rt_self(), ES_TCP_SHUTDOWN_MS, ES_AS_SHUT_TIMEOUT, NULL, 0, &st->shut_timer) <
-        0)
-        es__as_stop(st, ESOCK_DOWN_SHUTDOWN, -ENOMEM, true);
 }
 
 /* A read failed with `e` (not EAGAIN): the association is over. */
@@ -285,7 +286,7 @@ static int read_failed(struct as_st *st, int e)
 /* The peer ended its stream: everything before it has been delivered. */
 static int peer_ended(struct as_st *st)
 {
-    int err = st->fm != NULL || st->fhlen ? -EPROTO : 0; /* it stopped inside a message */
+    int err = st->fm != NULL || st->fbig || st->fhlen ? -EPROTO : 0; /* inside a message */
     es__as_stop(st, ESOCK_DOWN_SHUTDOWN, err, false);
     return -1;
 }
@@ -359,7 +360,7 @@ static int read_raw(struct as_st *st)
 static int unframe(struct as_st *st, const unsigned char *p, size_t left)
 {
     while (left > 0) {
-        if (st->fm == NULL) {
+        if (st->fm == NULL && !st->fbig) { /* a length, or the rest of one */
             size_t take = 4 - st->fhlen < left ? 4 - st->fhlen : left;
             memcpy(st->fhdr + st->fhlen, p, take);
             st->fhlen += (unsigned)take;
@@ -375,21 +376,44 @@ static int unframe(struct as_st *st, const unsigned char *p, size_t left)
                 es__as_stop(st, ESOCK_DOWN_PROTOCOL, -EMSGSIZE, true);
                 return -1;
             }
-            if ((st->fm = data_alloc(len)) == NULL) {
+            st->fneed = len;
+            st->fhave = 0;
+            /* a large one is gathered as it comes: a length alone does not
+             * get a peer max_msg bytes of our memory */
+            st->fbig = len > ES_FRAME_EAGER;
+            if (!st->fbig && (st->fm = data_alloc(len)) == NULL) {
                 es__as_stop(st, ESOCK_DOWN_CRASH, -ENOMEM, true);
                 return -1;
             }
-            st->fneed = len;
-            st->fhave = 0;
         }
         size_t take = st->fneed - st->fhave < left ? st->fneed - st->fhave : left;
-        memcpy(body(st->fm) + st->fhave, p, take);
+        if (st->fbig) {
+            if (!es__as_gather(st, p, take)) {
+                es__as_stop(st, ESOCK_DOWN_CRASH, -ENOMEM, true);
+                return -1;
+            }
+        } else {
+            memcpy(body(st->fm) + st->fhave, p, take);
+        }
         st->fhave += take;
         p += take;
         left -= take;
-        if (st->fhave == st->fneed) {
+        if (st->fhave == st->fneed && !st->fbig) {
             rt_msg *m = st->fm;
             st->fm = NULL;
+            deliver(st, m, st->fneed);
+        } else if (st->fhave == st->fneed) {
+            rt_msg *m = data_alloc(st->fneed);
+            if (m == NULL) {
+                es__as_stop(st, ESOCK_DOWN_CRASH, -ENOMEM, true);
+                return -1;
+            }
+            memcpy(body(m), st->rbuf, st->fneed);
+            st->fbig = false;
+            st->rlen = 0;
+            free(st->rbuf); /* not kept: large ones are rare */
+            st->rbuf = NULL;
+            st->rcap = 0;
             deliver(st, m, st->fneed);
         }
     }
@@ -479,7 +503,7 @@ int es__tcp_out_item(struct as_ent *a, struct sq_item *q)
     if (w == -EAGAIN || w == -EWOULDBLOCK)
         return 0;
     if (w < 0)
-        return es__map_send_err((int)-w);
+        return (int)w; /* the kernel's: the process says why it ended */
     q->off += (size_t)w;
     return q->off == q->len + (a->framed ? 4u : 0u) ? 1 : 0;
 }

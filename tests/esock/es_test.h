@@ -49,16 +49,17 @@ static inline void run(void (*body)(void *), void *arg)
         }                                                                                          \
     } while (0)
 
-static inline rt_msg *wait_tag(uint32_t tag)
+static inline rt_msg *wait_tag_at(uint32_t tag, int line)
 {
     rt_msg *m = NULL;
     int rc = rt_receive_tag(tag, 10000, &m);
     if (rc != 0) {
-        fprintf(stderr, "no message with tag 0x%x within 10 s\n", tag);
+        fprintf(stderr, "line %d: no message with tag 0x%x within 10 s\n", line, tag);
         rt_exit_self(rc);
     }
     return m;
 }
+#define wait_tag(tag) wait_tag_at(tag, __LINE__)
 
 struct want {
     uint32_t tag;
@@ -85,18 +86,19 @@ static inline bool match_assoc(const rt_msg *m, void *arg)
 }
 
 /* The next message with `tag` about association `a`. */
-static inline rt_msg *wait_for(uint32_t tag, esock_assoc a)
+static inline rt_msg *wait_for_at(uint32_t tag, esock_assoc a, int line)
 {
     struct want w = {tag, a.id};
     rt_msg *m = NULL;
     int rc = rt_receive_match(match_assoc, &w, 10000, &m);
     if (rc != 0) {
-        fprintf(stderr, "no message 0x%x for association %llx within 10 s\n", tag,
+        fprintf(stderr, "line %d: no message 0x%x for association %llx within 10 s\n", line, tag,
                 (unsigned long long)a.id);
         rt_exit_self(rc);
     }
     return m;
 }
+#define wait_for(tag, a) wait_for_at(tag, a, __LINE__)
 
 extern char **environ;
 

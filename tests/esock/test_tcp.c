@@ -127,8 +127,15 @@ static void echo_body(void *arg)
     esock_addr_parse(addr, 0, &la);
     ra = info.peer.addrs[0];
     esock_assoc found;
-    CHECK_RC(esock_assoc_find(&la, (uint16_t)esock_ep_port(p.cep), &ra, info.peer.port, &found), 0);
+    CHECK(info.local_port != 0 && info.local_port != esock_ep_port(p.cep)); /* the kernel's pick */
+    CHECK_RC(esock_assoc_find(&la, info.local_port, &ra, info.peer.port, &found), 0);
     CHECK(found.id == p.c.id);
+    esock_assoc_info sinfo;
+    CHECK_RC(esock_assoc_status(p.s, &sinfo), 0);
+    CHECK(sinfo.local_port == esock_ep_port(p.sep) && sinfo.peer.port == info.local_port);
+    CHECK_RC(esock_assoc_find(&la, sinfo.local_port, &sinfo.peer.addrs[0], sinfo.peer.port, &found),
+             0);
+    CHECK(found.id == p.s.id);
     esock_ep fe;
     CHECK_RC(esock_ep_find(ESOCK_TCP, &la, (uint16_t)esock_ep_port(p.sep), &fe), 0);
     CHECK(fe.id == p.sep.id);
@@ -1158,7 +1165,14 @@ static void bad_input_body(void *arg)
     esock_addr_parse("127.0.0.1", 0, &o.addrs[0]);
     CHECK_RC(esock_ep_create(&o, &ep), -EADDRINUSE);
     close(fd);
-    uint16_t closed = o.port; /* nobody listens there now */
+    /* a port bound but not listening: kept, so nobody else can listen there */
+    esock_addr b;
+    esock_addr_parse("127.0.0.1", 0, &b);
+    int bound = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    socklen_t bl = sizeof b.in4;
+    CHECK(bound >= 0 && bind(bound, &b.sa, sizeof b.in4) == 0 &&
+          getsockname(bound, &b.sa, &bl) == 0);
+    uint16_t closed = ntohs(b.in4.sin_port);
     /* the same binding twice: the same endpoint; an overlapping one: refused */
     o.port = 0;
     CHECK_RC(esock_ep_create(&o, &ep), 0);
@@ -1202,6 +1216,7 @@ static void bad_input_body(void *arg)
     connect_to(ep, "127.0.0.1", (uint16_t)esock_ep_port(ep), &c, &s);
     CHECK_RC(esock_send(c, 0, 0, 0, "fine", 4, NULL), 0);
     read_bytes(s, (const unsigned char *)"fine", 4);
+    close(bound);
     CHECK_RC(esock_ep_close(ep), 0);
     CHECK_RC(esock_ep_close(ep), ESOCK_ESTALE);
     CHECK_RC(esock_ep_port(ep), ESOCK_ESTALE);
@@ -1271,5 +1286,230 @@ Test(esock_tcp, several_local_addresses_and_the_wildcard)
 {
     es_start();
     run(addrs_body, NULL);
+    es_stop();
+}
+
+/* ---- found in review: each of these once went wrong
+ * ---------------------------------------------- */
+
+/* A connection ended while its connect was still queued in the ring must
+ * not leave that connect to run on the next socket to get its number. */
+static void fd_reuse_body(void *arg)
+{
+    uint16_t pa, pb;
+    int la = raw_listener(&pa), lb = raw_listener(&pb);
+    fcntl(la, F_SETFL, O_NONBLOCK);
+    fcntl(lb, F_SETFL, O_NONBLOCK);
+    esock_ep cep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_NONE);
+    esock_addr ra;
+    esock_addr_parse("127.0.0.1", 0, &ra);
+    for (int i = 0; i < 200; i++) {
+        esock_assoc a, b;
+        CHECK_RC(esock_assoc_create(cep, &ra, 1, pa, NULL, &a), 0);
+        CHECK_RC(esock_assoc_abort(a), 0);
+        CHECK_RC(esock_assoc_create(cep, &ra, 1, pb, NULL, &b), 0);
+        rt_msg *m = wait_for(ESOCK_MSG_ASSOC_UP, b);
+        CHECK(esock_up_of(m)->peer.port == pb);
+        rt_msg_free(m);
+        esock_assoc_info info;
+        CHECK_RC(esock_assoc_status(b, &info), 0);
+        CHECK(info.peer.port == pb);
+        CHECK_RC(esock_assoc_abort(b), 0);
+        rt_msg_free(wait_for(ESOCK_MSG_ASSOC_DOWN, b));
+        rt_msg_free(wait_for(ESOCK_MSG_ASSOC_DOWN, a));
+        /* what the listeners accepted: b's always at lb, never at la */
+        for (int fd; (fd = accept4(la, NULL, NULL, SOCK_NONBLOCK)) >= 0;)
+            close(fd);
+        for (int fd; (fd = accept4(lb, NULL, NULL, SOCK_NONBLOCK)) >= 0;)
+            close(fd);
+    }
+    close(la);
+    close(lb);
+    CHECK_RC(esock_ep_close(cep), 0);
+}
+
+Test(esock_tcp, a_connect_still_queued_never_lands_on_another_socket)
+{
+    es_start();
+    run(fd_reuse_body, NULL);
+    es_stop();
+}
+
+/* Urgent data: a read stops at its mark though more is there. */
+static void urgent_body(void *arg)
+{
+    esock_ep sep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_NONE);
+    CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
+    int fd = raw_connect("127.0.0.1", (uint16_t)esock_ep_port(sep));
+    rt_msg *m = wait_tag(ESOCK_MSG_ASSOC_UP);
+    esock_assoc r = esock_up_of(m)->assoc;
+    rt_msg_free(m);
+    int cork = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &cork, sizeof cork);
+    CHECK(send(fd, "hello", 5, 0) == 5 && send(fd, "!", 1, MSG_OOB) == 1 &&
+          send(fd, "world", 5, 0) == 5);
+    cork = 0;
+    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &cork, sizeof cork);
+    read_bytes(r, (const unsigned char *)"helloworld", 10); /* the urgent byte is not inline */
+    close(fd);
+    rt_msg_free(wait_for(ESOCK_MSG_ASSOC_DOWN, r));
+    CHECK_RC(esock_ep_close(sep), 0);
+    rt_msg_free(wait_tag(ESOCK_MSG_EP_DOWN));
+}
+
+Test(esock_tcp, urgent_data_does_not_hold_back_what_follows)
+{
+    es_start();
+    run(urgent_body, NULL);
+    es_stop();
+}
+
+/* A peer that takes nothing: fill esock's queue to the refusal. */
+static uint32_t fill_queue(esock_assoc a, size_t size)
+{
+    static unsigned char msg[8192];
+    uint32_t seq = 0;
+    int rc;
+    while ((rc = esock_send(a, 0, 0, 0, msg, size, &(esock_send_opts){.context = seq})) == 0)
+        seq++;
+    CHECK_RC(rc, ESOCK_EWOULDBLOCK);
+    return seq;
+}
+
+/* Count the SEND_FAILED before the association's DOWN; return the DOWN. */
+static rt_msg *failed_then_down(esock_assoc a, unsigned *nfailed)
+{
+    *nfailed = 0;
+    for (;;) {
+        rt_msg *m = NULL;
+        CHECK(rt_receive(15000, &m) == 0);
+        if (m->tag == ESOCK_MSG_ASSOC_DOWN && esock_down_of(m)->assoc.id == a.id)
+            return m;
+        if (m->tag == ESOCK_MSG_SEND_FAILED && esock_send_failed_of(m)->assoc.id == a.id)
+            (*nfailed)++;
+        rt_msg_free(m);
+    }
+}
+
+static void stuck_peer_body(void *arg)
+{
+    esock_ep_opts co = {.proto = ESOCK_TCP, .send_hiwat = 64 << 10, .sndbuf = 16 << 10};
+    esock_ep cep;
+    CHECK_RC(esock_ep_create(&co, &cep), 0);
+    uint16_t port;
+    int l = raw_listener(&port);
+    int small = 4096;
+    setsockopt(l, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    esock_assoc c;
+    connect_to(cep, "127.0.0.1", port, &c, NULL);
+    int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    CHECK(fd >= 0);
+    /* a shutdown whose queue cannot be written: it gives up after 10 s,
+     * and what never went out comes back first */
+    fill_queue(c, 4096);
+    int64_t t0 = rt_now_ms();
+    CHECK_RC(esock_assoc_shutdown(c), 0);
+    unsigned n;
+    rt_msg *m = failed_then_down(c, &n);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN && esock_down_of(m)->error == -ETIMEDOUT);
+    CHECK(rt_now_ms() - t0 >= 9900 && n > 0);
+    rt_msg_free(m);
+    close(fd);
+    /* a reset while esock has queued data: an abort, the kernel's reason */
+    connect_to(cep, "127.0.0.1", port, &c, NULL);
+    fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    CHECK(fd >= 0);
+    fill_queue(c, 4096);
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+    m = failed_then_down(c, &n);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_ABORT && esock_down_of(m)->error == -ECONNRESET &&
+          n > 0);
+    rt_msg_free(m);
+    close(l);
+    CHECK_RC(esock_ep_close(cep), 0);
+}
+
+Test(esock_tcp, a_peer_that_takes_nothing_then_resets, .timeout = 60)
+{
+    es_start();
+    run(stuck_peer_body, NULL);
+    es_stop();
+}
+
+/* Without an owner a TCP endpoint does not accept: the backlog holds them. */
+static void no_owner_body(void *arg)
+{
+    esock_ep sep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_NONE);
+    uint16_t port = (uint16_t)esock_ep_port(sep);
+    CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
+    CHECK_RC(esock_owner_unregister(sep, rt_self()), 0);
+    rt_sleep(50); /* the accepts are cancelled */
+    int fds[5];
+    for (int i = 0; i < 5; i++) {
+        fds[i] = raw_connect("127.0.0.1", port);
+        raw_write(fds[i], "x", 1);
+    }
+    rt_sleep(100);
+    CHECK_RC(esock_ep_assocs(sep, NULL, 0), 0);
+    CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
+    for (int i = 0; i < 5; i++) {
+        rt_msg *m = wait_tag(ESOCK_MSG_ASSOC_UP);
+        read_bytes(esock_up_of(m)->assoc, (const unsigned char *)"x", 1);
+        rt_msg_free(m);
+    }
+    for (int i = 0; i < 5; i++)
+        close(fds[i]);
+    for (int i = 0; i < 5; i++)
+        rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_DOWN));
+    CHECK_RC(esock_ep_close(sep), 0);
+    rt_msg_free(wait_tag(ESOCK_MSG_EP_DOWN));
+}
+
+Test(esock_tcp, without_an_owner_connections_wait_in_the_backlog)
+{
+    es_start();
+    run(no_owner_body, NULL);
+    es_stop();
+}
+
+/* handover_wait_ms without handover: an owner that was there all along
+ * does not take it; one that registers afterwards does. */
+static void wait_not_handover_body(void *arg)
+{
+    esock_ep_opts so = {.proto = ESOCK_TCP, .handover_wait_ms = 5000};
+    esock_ep sep, cep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_NONE);
+    CHECK_RC(esock_ep_create(&so, &sep), 0);
+    rt_pid me = rt_self(), o1, o2;
+    CHECK_RC(esock_owner_register(sep, me, NULL, NULL), 0); /* there all along, takes anything */
+    CHECK_RC(rt_spawn(other_owner, &me, NULL, &o1), 0);
+    CHECK_RC(esock_owner_register(sep, o1, NULL, NULL), 0); /* newer: asked first */
+    esock_assoc c, s;
+    connect_to(cep, "127.0.0.1", (uint16_t)esock_ep_port(sep), &c, &s); /* o1 forwards */
+    rt_send(o1, 1, NULL, 0); /* o1 ends: nobody registered after it */
+    rt_msg *m;
+    CHECK(rt_receive_tag(ESOCK_MSG_ASSOC_UP, 300, &m) == -ETIMEDOUT);
+    esock_assoc_info info;
+    CHECK_RC(esock_assoc_status(s, &info), 0);
+    CHECK(info.state == ESOCK_ASSOC_UP && rt_pid_is_none(info.owner));
+    CHECK_RC(rt_spawn(other_owner, &me, NULL, &o2), 0);
+    CHECK_RC(esock_owner_register(sep, o2, NULL, NULL), 0);
+    m = wait_for(ESOCK_MSG_ASSOC_UP, s);
+    CHECK(esock_up_of(m)->handed_over);
+    rt_msg_free(m);
+    CHECK_RC(esock_assoc_status(s, &info), 0);
+    CHECK(info.owner.id == o2.id);
+    rt_send(o2, 1, NULL, 0);
+    CHECK_RC(esock_ep_close(cep), 0);
+    CHECK_RC(esock_ep_close(sep), 0);
+    while (rt_receive(100, &m) == 0)
+        rt_msg_free(m);
+}
+
+Test(esock_tcp, handover_wait_goes_to_an_owner_that_registers_afterwards)
+{
+    es_start();
+    run(wait_not_handover_body, NULL);
     es_stop();
 }

@@ -332,13 +332,13 @@ typedef struct esock_send_opts {
 } esock_send_opts;
 
 /* esock_send: send one message of `len` bytes (a copy is made when it must
- * wait; the caller keeps its buffer). Returns 0; ESOCK_ECLOSED (the
+ * wait; the caller keeps its buffer; data may be NULL when len is 0). Returns 0; ESOCK_ECLOSED (the
  * association ended), ESOCK_ENOTUP (still connecting), ESOCK_EBADSTREAM
  * (stream >= the negotiated outbound streams), -EMSGSIZE (len 0, but for
  * framed TCP, where it is an empty message; or larger than the association
  * accepts), ESOCK_EWOULDBLOCK (the send queue is above
  * its high watermark: nothing was sent; the owner gets ESOCK_MSG_SEND_READY
- * once it drains), -EINVAL (data NULL, bad flags), ESOCK_ESTALE, another
+ * once it drains), -EINVAL (data NULL with len > 0, bad flags), ESOCK_ESTALE, another
  * -errno from the kernel. Never blocks; any thread. `opts` may be NULL.
  * Called from a stackful process, every 64th call yields (rt_yield), as a
  * send costs reductions in Erlang: a process sending in a loop cannot
@@ -350,7 +350,8 @@ ESOCK_API int esock_send(esock_assoc assoc, uint16_t stream, uint32_t ppid, unsi
  * first; from its return on, esock_send gets ESOCK_ECLOSED);
  * esock_assoc_abort: ABORT now. The owner gets ESOCK_MSG_ASSOC_DOWN
  * (ESOCK_DOWN_SHUTDOWN / ESOCK_DOWN_ABORT) when it is done. Returns 0,
- * ESOCK_ECLOSED, ESOCK_ESTALE. Never wait. */
+ * ESOCK_ECLOSED, ESOCK_ESTALE, -ENOMEM (the request could not be sent to
+ * the association's process: nothing was done). Never wait. */
 ESOCK_API int esock_assoc_shutdown(esock_assoc assoc);
 ESOCK_API int esock_assoc_abort(esock_assoc assoc);
 
@@ -413,7 +414,8 @@ typedef struct esock_down {
     esock_assoc assoc;
     esock_ep ep;
     int reason;        /* enum esock_down_reason */
-    int error;         /* the kernel's sac_error / cause code, or a -errno; 0 if none */
+    int error;         /* the kernel's sac_error / cause code, or a -errno; 0 if none;
+                          ESOCK_DOWN_CRASH: the process's exit reason (rt_strerror) */
     bool reconnecting; /* the handle lives on: esock tries again (esock_reconnect), or
                           the peer restarted (ESOCK_DOWN_RESTART) and it is up */
 } esock_down;
@@ -498,7 +500,10 @@ ESOCK_API int esock_ep_find(int proto, const esock_addr *addr, uint16_t port, es
  * esock_endpoints. */
 ESOCK_API int esock_ep_assocs(esock_ep ep, esock_assoc *out, size_t cap);
 /* esock_assoc_find: the association from local address/port to remote
- * address/port (the local address may be the wildcard). 0 or -ENOENT. */
+ * address/port (the local address may be one its endpoint binds through a
+ * wildcard). The local port is the endpoint's, except for a TCP connection
+ * esock made: its own, which the kernel picked. Returns 0, -ENOENT,
+ * -EINVAL, ESOCK_ENOTSTARTED. */
 ESOCK_API int esock_assoc_find(const esock_addr *local, uint16_t lport, const esock_addr *remote,
                                uint16_t rport, esock_assoc *out);
 
@@ -523,6 +528,7 @@ typedef struct esock_assoc_info {
     int kernel_state;          /* SCTP_STATUS sstat_state (enum sctp_sstat_state) */
     size_t queued;             /* bytes waiting in esock's send queue */
     esock_peer peer;
+    uint16_t local_port; /* the endpoint's; a TCP connection esock made: its own */
 } esock_assoc_info;
 
 /* esock_assoc_status: returns 0, ESOCK_ECLOSED, ESOCK_ESTALE. */
