@@ -8,7 +8,12 @@
  *   - bulk: the same bytes unframed (esock: ESOCK_FRAME_NONE, data as it
  *     was read), sends of 64 KiB: MB/s;
  *   - rr: request/response of 64 B (framed), on 1 connection and on 100
- *     at once: round trips/s, p50 and p99 latency;
+ *     at once: round trips/s, p50 and p99 latency; rr-local: over one
+ *     connection with esock's client and echo actor spawned on one
+ *     scheduler (rr: where rt_spawn from main puts them, round robin). For
+ *     one connection the table says in how many runs esock's two ends
+ *     ended up on two schedulers (stealing can move one), which decides its
+ *     figure;
  *   - setup: connections set up and closed, one after another by 1 client
  *     and by 10 at once: connect, up, a graceful close both ways.
  *
@@ -189,6 +194,8 @@ struct result {
     double rate, mbs; /* messages (round trips, connections)/s, MB/s */
     double p50_us, p99_us;
     bool ok;
+    int placed; /* esock rr over one connection: 1 its two ends' owners ran on one
+                   scheduler, 2 on two; 0 unknown */
 };
 
 static int cmp_u64(const void *a, const void *b)
@@ -287,6 +294,7 @@ struct rr_flow {
     struct lat lat;
     int err;
     const char *what;
+    int sched; /* esock: the scheduler the client ran on last */
 };
 
 static struct result rr_total(const char *peer, const char *cas, struct rr_flow *c, int n)
@@ -735,6 +743,7 @@ static void es_rr_client(void *arg)
         t = t2;
     }
     c->t1 = t;
+    c->sched = rt_sched_of(rt_self());
     if (c->err) {
         esock_assoc_abort(as);
         return;
@@ -744,8 +753,13 @@ static void es_rr_client(void *arg)
         c->err = rc;
 }
 
-static struct result es_rr(int n, double dur)
+/* local: each echo actor and client on scheduler i % schedulers (for one
+ * connection: both ends on one), instead of where rt_spawn from main puts
+ * them (round robin). */
+static struct result es_rr(int n, double dur, bool local)
 {
+    rt_stats st;
+    rt_stats_get(&st);
     struct rr_flow *c = calloc((size_t)n, sizeof *c);
     struct es_rr_arg *ca = calloc((size_t)n, sizeof *ca);
     atomic_bool *taken = calloc((size_t)n, sizeof *taken);
@@ -759,6 +773,8 @@ static struct result es_rr(int n, double dur)
     rt_spawn_opts jo = {.joinable = true};
     for (int i = 0; i < n; i++) {
         atomic_init(&taken[i], false);
+        if (local)
+            jo.sched = (int)((unsigned)i % st.schedulers) + 1;
         int rc = rt_spawn_actor(&echo_ops, &sh, &jo, &ep[i]);
         if (rc == 0)
             rc = esock_owner_register(sep, ep[i], take_one, &taken[i]);
@@ -767,18 +783,26 @@ static struct result es_rr(int n, double dur)
     }
     for (int i = 0; i < n; i++) {
         ca[i] = (struct es_rr_arg){&c[i], cep, port, dur};
+        if (local)
+            jo.sched = (int)((unsigned)i % st.schedulers) + 1;
         int rc = rt_spawn(es_rr_client, &ca[i], &jo, &cp[i]);
         if (rc < 0)
             die("rt_spawn", rc);
     }
     for (int i = 0; i < n; i++)
         es_join(cp[i], (int)(dur * 1000) + 60000);
+    /* which schedulers the two ends ran on (each end's association process
+     * runs beside its owner) */
+    int es0 = n == 1 ? rt_sched_of(ep[0]) : -1, placed = 0;
+    if (es0 >= 0 && c[0].sched >= 0)
+        placed = es0 == c[0].sched ? 1 : 2;
     /* every client's connection has ended both ways; the echo actors saw it */
     for (int i = 0; i < n; i++) {
         rt_send(ep[i], TAG_STOP, NULL, 0);
         es_join(ep[i], 10000);
     }
     struct result r = rr_total("esock", "rr", c, n);
+    r.placed = placed;
     unsigned long errs = atomic_load(&sh.errors);
     if (errs) {
         fprintf(stderr, "esock_tcp: esock rr: %lu echoes could not be sent\n", errs);
@@ -1425,24 +1449,24 @@ static struct result go_run(const char *cas, int n, size_t size, bool framed, do
 enum { ES, PL, GO, NPEER };
 static const char *peer_names[NPEER] = {"esock", "plain", "go"};
 
-enum { C_STREAM, C_BULK, C_RR, C_SETUP, NCASE };
-static const char *case_names[NCASE] = {"stream", "bulk", "rr", "setup"};
-static const char *case_units[NCASE] = {"msgs/s", "MB/s", "trips/s", "conns/s"};
+enum { C_STREAM, C_BULK, C_RR, C_RRL, C_SETUP, NCASE };
+static const char *case_names[NCASE] = {"stream", "bulk", "rr", "rr-local", "setup"};
+static const char *case_units[NCASE] = {"msgs/s", "MB/s", "trips/s", "trips/s", "conns/s"};
 
 static struct result run_one(int peer, int cas, int n, size_t size, double dur)
 {
     bool framed = cas != C_BULK;
     switch (peer) {
     case ES:
-        return cas == C_RR      ? es_rr(n, dur)
-               : cas == C_SETUP ? es_setup(n, dur)
-                                : es_stream(n, size, framed, dur);
+        return cas == C_RR || cas == C_RRL ? es_rr(n, dur, cas == C_RRL)
+               : cas == C_SETUP            ? es_setup(n, dur)
+                                           : es_stream(n, size, framed, dur);
     case PL:
-        return cas == C_RR      ? pl_rr(n, dur)
-               : cas == C_SETUP ? pl_setup(n, dur)
-                                : pl_stream(n, size, framed, dur);
+        return cas == C_RR || cas == C_RRL ? pl_rr(n, dur)
+               : cas == C_SETUP            ? pl_setup(n, dur)
+                                           : pl_stream(n, size, framed, dur);
     default:
-        return go_run(case_names[cas], n, size, framed, dur);
+        return go_run(cas == C_RRL ? "rr" : case_names[cas], n, size, framed, dur);
     }
 }
 
@@ -1591,7 +1615,7 @@ int main(int argc, char **argv)
     printf("%-6s %5s %6s | %10s %10s %6s | %10s %6s | %8s %8s %8s | %s\n", "case", "conns", "size",
            "esock", "plain", "ratio", "go", "ratio", "esock", "plain", "go", "unit; MB/s");
     fprintf(csv, "case,conns,size,peer,runs,rate,rate_min,rate_max,unit,mb_per_s,p50_us,p99_us,"
-                 "esock_ratio,ok\n");
+                 "esock_ratio,ok,esock_split_runs\n");
     if (json)
         fprintf(json,
                 "{\n  \"bench\": \"esock_tcp\",\n  \"esock\": \"%s\",\n  \"kernel\": \"%s\",\n"
@@ -1599,10 +1623,10 @@ int main(int argc, char **argv)
                 "  \"points\": [",
                 esock_version(), kern, sysconf(_SC_NPROCESSORS_ONLN), st.schedulers, dur, runs);
     static const struct point points[] = {
-        {C_STREAM, 1, 64},   {C_STREAM, 1, 1024},   {C_STREAM, 1, 16384},   {C_STREAM, 1, 65536},
-        {C_STREAM, 100, 64}, {C_STREAM, 100, 1024}, {C_STREAM, 100, 16384}, {C_STREAM, 100, 65536},
-        {C_BULK, 1, BULK},   {C_BULK, 100, BULK},   {C_RR, 1, RR_SIZE},     {C_RR, 100, RR_SIZE},
-        {C_SETUP, 1, 0},     {C_SETUP, 10, 0},
+        {C_STREAM, 1, 64},    {C_STREAM, 1, 1024},   {C_STREAM, 1, 16384},   {C_STREAM, 1, 65536},
+        {C_STREAM, 100, 64},  {C_STREAM, 100, 1024}, {C_STREAM, 100, 16384}, {C_STREAM, 100, 65536},
+        {C_BULK, 1, BULK},    {C_BULK, 100, BULK},   {C_RR, 1, RR_SIZE},     {C_RRL, 1, RR_SIZE},
+        {C_RR, 100, RR_SIZE}, {C_SETUP, 1, 0},       {C_SETUP, 10, 0},
     };
     bool all_ok = true, first_point = true;
     double t_start = now_s();
@@ -1668,7 +1692,12 @@ int main(int argc, char **argv)
             if (use[GO])
                 printf(" go %.0f-%.0f", lo[GO], hi[GO]);
         }
-        if (pt.cas == C_RR) {
+        int nsplit = 0, nplaced = 0;
+        for (int j = 0; use[ES] && !failed[ES] && j < runs; j++) {
+            nsplit += all[ES][j].placed == 2;
+            nplaced += all[ES][j].placed != 0;
+        }
+        if (pt.cas == C_RR || pt.cas == C_RRL) {
             printf(
                 "\n%-6s %5s %6s   p50/p99 us: esock %.0f/%.0f, plain %.0f/%.0f (ratio %.2f/%.2f)",
                 "", "", "", med[ES].p50_us, med[ES].p99_us, med[PL].p50_us, med[PL].p99_us,
@@ -1677,6 +1706,8 @@ int main(int argc, char **argv)
                 printf(", go %.0f/%.0f (ratio %.2f/%.2f)", med[GO].p50_us, med[GO].p99_us,
                        ratio(med[ES].p50_us, med[GO].p50_us),
                        ratio(med[ES].p99_us, med[GO].p99_us));
+            if (nplaced)
+                printf("; esock's two ends on two schedulers in %d of %d runs", nsplit, nplaced);
         }
         for (int k = 0; k < NPEER; k++)
             if (use[k] && !med[k].ok)
@@ -1686,10 +1717,13 @@ int main(int argc, char **argv)
         for (int k = 0; k < NPEER; k++) {
             if (!use[k])
                 continue;
-            fprintf(csv, "%s,%d,%zu,%s,%d,%.1f,%.1f,%.1f,%s,%.3f,%.1f,%.1f,%.4f,%d\n",
+            fprintf(csv, "%s,%d,%zu,%s,%d,%.1f,%.1f,%.1f,%s,%.3f,%.1f,%.1f,%.4f,%d,",
                     case_names[pt.cas], pt.conns, pt.size, peer_names[k], runs, med[k].rate, lo[k],
                     hi[k], unit, med[k].mbs, med[k].p50_us, med[k].p99_us,
                     ratio(med[ES].rate, med[k].rate), med[k].ok);
+            if (k == ES && nplaced)
+                fprintf(csv, "%d", nsplit);
+            fprintf(csv, "\n");
             if (!json)
                 continue;
             fprintf(json,
@@ -1706,10 +1740,13 @@ int main(int argc, char **argv)
                 fprintf(json,
                         "%s{\"rate\": %.1f, \"mb_per_s\": %.3f, \"p50_us\": %.1f, "
                         "\"p99_us\": %.1f, \"msgs\": %llu, \"bytes\": %llu, \"secs\": %.4f, "
-                        "\"ok\": %s}",
+                        "\"ok\": %s%s}",
                         j ? ", " : "", x->rate, x->mbs, x->p50_us, x->p99_us,
                         (unsigned long long)x->msgs, (unsigned long long)x->bytes, x->secs,
-                        x->ok ? "true" : "false");
+                        x->ok ? "true" : "false",
+                        x->placed == 1   ? ", \"esock_ends\": \"one scheduler\""
+                        : x->placed == 2 ? ", \"esock_ends\": \"two schedulers\""
+                                         : "");
             }
             fprintf(json, "]}");
         }
