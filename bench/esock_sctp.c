@@ -150,6 +150,8 @@ struct result total(const char *peer, struct flow *f, struct flow *rf, int n)
                  (unsigned long long)r.msgs);
         r.ok = false;
     }
+    if (!r.ok)
+        kernel_diag(peer);
     r.secs = t1 > t0 ? t1 - t0 : 0;
     r.rate = r.ok && r.secs > 0 ? (double)r.msgs / r.secs : 0;
     r.mbs = r.ok && r.secs > 0 ? (double)r.bytes / r.secs / 1e6 : 0;

@@ -162,6 +162,7 @@ static struct result gs_cmd(const char *cmd, double secs)
         if (strncmp(line, "fail ", 5) == 0) {
             snprintf(r.why, sizeof r.why, "%.190s", line + 5);
             fprintf(stderr, "esock_sctp: gen_sctp: %s\n", line + 5);
+            kernel_diag("gen_sctp");
             return r;
         }
         /* anything else is the Erlang runtime's own reporting */

@@ -214,7 +214,11 @@ receiver(S, Size) ->
     Parent ! {ended, self(), {self(), G, B, X, T1, Whole}},
     receive after 120000 -> ok end.
 
+%% Before the first message (the senders start once all associations are
+%% peeled off, which can take long with 100 under emulation) a receiver
+%% waits longer.
 recv_loop(S, Size, G, B, X) ->
+    Idle = case G of 0 -> 4 * ?IDLE_MS; _ -> ?IDLE_MS end,
     receive
         {forwarded, M} -> recv_msg(S, Size, G, B, X, M);
         {sctp, S, _, _, M} -> recv_msg(S, Size, G, B, X, M);
@@ -222,8 +226,8 @@ recv_loop(S, Size, G, B, X) ->
             ok = inet:setopts(S, [{active, ?ACTIVE}]),
             recv_loop(S, Size, G, B, X);
         {sctp_error, S, Why} -> exit({sctp_error, Why})
-    after ?IDLE_MS ->
-        exit({receiver_got_nothing_for_ms, ?IDLE_MS, {msgs, G, bytes, B}})
+    after Idle ->
+        exit({receiver_got_nothing_for_ms, Idle, {msgs, G, bytes, B}})
     end.
 
 recv_msg(S, Size, G, B, X, {[#sctp_sndrcvinfo{ppid = ?PPID_DATA, stream = St}], Data}) ->
@@ -278,6 +282,15 @@ send_one(S, Info, Bin, End, N) ->
 send(S, Info, Bin) ->
     case gen_sctp:send(S, Info, Bin) of
         {error, eagain} -> receive after 1 -> send(S, Info, Bin) end;
+        {error, Why} when Why =:= epipe; Why =:= econnreset ->
+            %% the association is gone: say how, if the socket said it (its
+            %% event is in this mailbox), and let the other end's reason
+            %% reach the coordinator first
+            receive
+                {sctp, S, _, _, {_, Ev}} when is_tuple(Ev), element(1, Ev) =/= sctp_sndrcvinfo ->
+                    receive after 2000 -> exit({send, Why, Ev}) end
+            after 2000 -> exit({send, Why, no_event})
+            end;
         Other -> Other
     end.
 
