@@ -227,6 +227,7 @@ void es__as_go_up(struct as_st *st, int fd, uint16_t os, uint16_t is)
     if (st->proto == ESOCK_SCTP) {
         int one = 1;
         setsockopt(fd, IPPROTO_SCTP, SCTP_RECVRCVINFO, &one, sizeof one);
+        st->nxtinfo = setsockopt(fd, IPPROTO_SCTP, SCTP_RECVNXTINFO, &one, sizeof one) == 0;
     }
     esock_up up = {.assoc = st->h, .ep = st->ep};
     pthread_mutex_lock(&a->lock);
@@ -465,9 +466,9 @@ static void read_some(struct as_st *st)
         if (st->fd < 0 || st->down_sent || st->orphaned || !credit_ok(st))
             return;
         int rc = st->proto == ESOCK_TCP ? es__tcp_read_one(st) : es__sctp_read_one(st);
-        if (rc < 0 || (rc == ES_READ_DRAINED && !st->rdhup))
+        if (rc < 0)
             return;
-        if (rc == 0) {
+        if (rc == 0 || (rc == ES_READ_DRAINED && !st->rdhup)) {
             /* empty: an association that has ended has said all */
             if (st->ending) {
                 st->ending = false;

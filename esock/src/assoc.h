@@ -48,6 +48,7 @@ struct as_st {
     bool ending;           /* ended: reading what is left, then stop */
     bool read_pending;     /* an ES_AS_READ to itself is on its way */
     bool rdhup;            /* TCP: the last readiness said the peer's end is in */
+    bool nxtinfo;          /* SCTP: SCTP_RECVNXTINFO is on (ES_READ_DRAINED works) */
     bool orphaned;         /* its owner ended: waiting for one (handover_wait_ms) */
     unsigned handover_wait_ms;
     uint64_t owner_seq; /* its owner's registration on the endpoint (es_owner_ref) */

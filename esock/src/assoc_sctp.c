@@ -180,7 +180,7 @@ int es__sctp_read_one(struct as_st *st)
             return -1;
         }
     }
-    char cbuf[CMSG_SPACE(sizeof(struct sctp_rcvinfo))];
+    char cbuf[CMSG_SPACE(sizeof(struct sctp_rcvinfo)) + CMSG_SPACE(sizeof(struct sctp_nxtinfo))];
     struct iovec iov = {buf, cap};
     struct msghdr mh = {
         .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
@@ -196,6 +196,19 @@ int es__sctp_read_one(struct as_st *st)
         return -1;
     }
     bool eor = (mh.msg_flags & MSG_EOR) != 0;
+    /* SCTP_NXTINFO comes when another message is already queued behind
+     * this one: without it the socket is empty now, and what comes later
+     * wakes the poll again (saves the read that would say EAGAIN) */
+    struct sctp_rcvinfo ri;
+    memset(&ri, 0, sizeof ri);
+    bool more = !st->nxtinfo || (mh.msg_flags & MSG_CTRUNC);
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level == IPPROTO_SCTP && c->cmsg_type == SCTP_RCVINFO)
+            memcpy(&ri, CMSG_DATA(c), sizeof ri);
+        else if (c->cmsg_level == IPPROTO_SCTP && c->cmsg_type == SCTP_NXTINFO)
+            more = true;
+    }
+    int done = more ? 1 : ES_READ_DRAINED; /* what a whole message read returns */
     if (mh.msg_flags & MSG_NOTIFICATION) {
         /* a notification can come in parts too (a SEND_FAILED carries the
          * payload it hands back) */
@@ -215,7 +228,7 @@ int es__sctp_read_one(struct as_st *st)
             notification(st, buf, (size_t)n);
         }
         rt_msg_free(dm);
-        return rc < 0 || st->fd < 0 ? -1 : 1;
+        return rc < 0 || st->fd < 0 ? -1 : eor ? done : 1;
     }
     if (n == 0 && !eor) {
         /* end of stream: the association is gone (its notification, when
@@ -224,11 +237,6 @@ int es__sctp_read_one(struct as_st *st)
         es__as_stop(st, ESOCK_DOWN_SHUTDOWN, 0, false);
         return -1;
     }
-    struct sctp_rcvinfo ri;
-    memset(&ri, 0, sizeof ri);
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-        if (c->cmsg_level == IPPROTO_SCTP && c->cmsg_type == SCTP_RCVINFO)
-            memcpy(&ri, CMSG_DATA(c), sizeof ri);
     if (eor && st->rlen == 0) {
         st->guess = (size_t)n;
         if (dm != NULL) {
@@ -241,7 +249,7 @@ int es__sctp_read_one(struct as_st *st)
         } else if (!deliver(st, &ri, buf, (size_t)n)) {
             return -1;
         }
-        return 1;
+        return done;
     }
     /* a message in parts (larger than the buffer, or than what the kernel
      * hands over at once: partial delivery) */
@@ -264,6 +272,7 @@ int es__sctp_read_one(struct as_st *st)
         }
         if (!delivered)
             return -1;
+        return done;
     }
     return 1;
 }

@@ -645,12 +645,15 @@ static void backpressure_body(void *arg)
     CHECK_RC(rt_spawn(slow_owner, &self, NULL, &slow), 0);
     /* the server's side stops reading once its owner holds 200 messages
      * of 1 KiB */
-    esock_ep_opts so = {.naddrs = 1, .rcv_hiwat = 200 * (1024 + ESOCK_RCV_MSG_COST)};
+    /* small kernel buffers both sides (the kernel doubles them): they hold
+     * far less than the sender's queue, which therefore cannot drain */
+    esock_ep_opts so = {
+        .naddrs = 1, .rcv_hiwat = 200 * (1024 + ESOCK_RCV_MSG_COST), .rcvbuf = 32768};
     esock_addr_parse("127.0.0.1", 0, &so.addrs[0]);
     esock_ep sep;
     CHECK_RC(esock_ep_create(&so, &sep), 0);
     CHECK_RC(esock_owner_register(sep, slow, NULL, NULL), 0);
-    esock_ep_opts co = {.naddrs = 1, .sndbuf = 65536, .send_hiwat = 256 * 1024};
+    esock_ep_opts co = {.naddrs = 1, .sndbuf = 32768, .send_hiwat = 256 * 1024};
     esock_addr_parse("127.0.0.1", 0, &co.addrs[0]);
     esock_ep cep;
     CHECK_RC(esock_ep_create(&co, &cep), 0);
