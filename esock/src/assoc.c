@@ -95,7 +95,12 @@ static void close_socket(struct as_st *st, bool abort, bool final)
     while (q) {
         struct sq_item *n = q->next;
         rt_msg *m = rt_msg_alloc(ESOCK_MSG_SEND_FAILED, sizeof(esock_send_failed) + q->len);
-        if (m) {
+        if (m == NULL) {
+            /* no memory for the payload: the owner still hears of it */
+            esock_send_failed f = {st->h,      -ENOMEM, q->stream, q->ppid,
+                                   q->context, q->len,  NULL,      q->off > 0};
+            es__send_owner(st->owner, ESOCK_MSG_SEND_FAILED, &f, sizeof f);
+        } else {
             esock_send_failed f = {st->h,
                                    ESOCK_ECLOSED,
                                    q->stream,

@@ -462,7 +462,7 @@ typedef struct esock_send_failed {
     uint32_t ppid;
     uint32_t context;
     size_t len;
-    const void *data;
+    const void *data; /* len bytes; NULL (error -ENOMEM) if there was no memory for them */
     bool on_wire;
 } esock_send_failed;
 
