@@ -2,17 +2,19 @@
  * measured in the same run, one workload at a time, each peer's runs
  * interleaved with the others' (run 1 of every peer, then run 2, ...):
  *
- *   - stream: one-way streaming over 1 association (or over N in parallel,
- *     aggregate), messages of 64 B, 1 KiB, 16 KiB, 64 KiB on stream 0 with
- *     a payload protocol id; messages/s and MB/s at the receiver;
+ *   - stream: one-way streaming over 1 association and over 100 in parallel
+ *     (aggregate), messages of 64 B, 1 KiB, 16 KiB, 64 KiB on stream 0 with
+ *     a payload protocol id; messages/s and MB/s at the receivers;
  *   - rr: request/response of 64 B over one association (ping-pong):
  *     round trips/s, p50 and p99 latency;
  *   - setup: associations set up and shut down, one after the other, by
- *     one client against one server: associations/s. A cycle ends when
- *     the client has seen its association up and then gone (esock: UP,
- *     esock_assoc_shutdown, DOWN; plain: connect(2), close(2), the server
- *     thread reading it to its end; gen_sctp: connect, eof, the
- *     shutdown_comp event); the server side counts them all.
+ *     one client against one server: associations/s. A cycle: the client
+ *     makes an association, waits until both ends have it up, shuts it
+ *     down and waits until both ends have seen it end (esock: UP, the
+ *     server owner's UP, esock_assoc_shutdown, DOWN, the server owner's
+ *     DOWN; plain: connect(2), accept(2), close(2), the server thread
+ *     reading it to its end; gen_sctp: connect, the server's comm_up, eof,
+ *     shutdown_comp on both); the server side counts them all.
  *
  * esock (sctp_esock.c): the sending side of each association is a stackful
  * process that made it (esock_assoc_create, so it is its owner) and calls
@@ -55,16 +57,16 @@
  *              [--setup-client-only]
  *
  * --size B, --assocs N: only the workloads of that message size or that
- * many associations (N > 1: streaming over N at once, each with its own
- * sender and receiver). --cases: a comma-separated subset of
- * stream,rr,setup;
- * --peers: of esock,plain,gen_sctp,iperf3 (default: esock, plain, and
- * gen_sctp when --erl names the folder of sctppeer.beam). --where: how the output
- * names the machine ("in the test VM"). --schedulers, --io-buf-size,
- * --epoll: the runtime's options (rt_opts). --setup-client-only: esock's
- * setup client does not wait for the server owner's UP and DOWN (the server
- * still has to have seen them all by the end): associations that end before
- * the server endpoint reports them never reach its owner.
+ * many associations (N > 1: streaming over N at once instead of 100, each
+ * with its own sender and receiver). --cases: a comma-separated subset of
+ * stream,rr,setup; --peers: of esock,plain,gen_sctp,iperf3 (default:
+ * esock, plain, and gen_sctp when --erl names the folder of sctppeer.beam).
+ * --where: how the output names the machine ("in the test VM").
+ * --schedulers, --io-buf-size, --epoll: the runtime's options (rt_opts).
+ * --setup-client-only: esock's setup client does not wait for the server
+ * owner's UP and DOWN (the server still has to have seen them all by the
+ * end): associations that end before the server endpoint reports them
+ * never reach its owner.
  *
  * --quick: one run of 1 s per workload; default: 3 runs of 2 s, and the
  * table shows the median (the CSV also min and max, the JSON every run).
