@@ -145,4 +145,48 @@ static inline char *slurp(int fd)
     return buf;
 }
 
+/* A supervised owner (its child spec's start function is sup_owner_start):
+ * registers on the endpoint, says so to the test (tag 7), and forwards
+ * everything to the test; a message with tag 2 makes it crash. */
+struct sup_owner_arg {
+    esock_ep ep;
+    rt_pid test;
+};
+
+static inline void sup_owner(void *arg)
+{
+    const struct sup_owner_arg *a = arg;
+    if (esock_owner_register(a->ep, rt_self(), NULL, NULL) != 0)
+        rt_exit_self(-1);
+    rt_send(a->test, 7, NULL, 0);
+    rt_msg *m;
+    while (rt_receive(RT_INFINITY, &m) == 0) {
+        if (m->tag == 2) {
+            rt_msg_free(m);
+            rt_exit_self(-42);
+        }
+        rt_forward(a->test, m);
+    }
+}
+
+static inline int sup_owner_start(void *arg, rt_pid *out)
+{
+    return rt_spawn(sup_owner, arg, &(rt_spawn_opts){.link = true}, out);
+}
+
+/* Stop a supervisor the caller started (and is linked to), and wait for it. */
+static inline int sup_stop(rt_pid sup)
+{
+    rt_ref mon;
+    int rc = rt_unlink(sup);
+    if (rc == 0)
+        rc = rt_monitor(sup, &mon);
+    if (rc == 0)
+        rc = rt_exit(sup, RT_EXIT_SHUTDOWN);
+    rt_msg *m;
+    if (rc == 0 && (rc = rt_receive_tag(RT_MSG_DOWN, 10000, &m)) == 0)
+        rt_msg_free(m);
+    return rc;
+}
+
 #endif

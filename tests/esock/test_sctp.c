@@ -1208,34 +1208,6 @@ Test(esock_sctp, handover_to_the_next_owner_and_ends_from_the_server_side)
 /* ---- an owner restarted by its supervisor gets its association back
  * ------------------------ */
 
-struct sup_owner_arg {
-    esock_ep ep;
-    rt_pid test;
-};
-
-/* The owner: registers on the endpoint and forwards everything to the
- * test; a message with tag 2 makes it crash. */
-static void sup_owner(void *arg)
-{
-    const struct sup_owner_arg *a = arg;
-    if (esock_owner_register(a->ep, rt_self(), NULL, NULL) != 0)
-        rt_exit_self(-1);
-    rt_send(a->test, 7, NULL, 0); /* "registered" */
-    rt_msg *m;
-    while (rt_receive(RT_INFINITY, &m) == 0) {
-        if (m->tag == 2) {
-            rt_msg_free(m);
-            rt_exit_self(-42); /* a crash */
-        }
-        rt_forward(a->test, m);
-    }
-}
-
-static int sup_owner_start(void *arg, rt_pid *out)
-{
-    return rt_spawn(sup_owner, arg, &(rt_spawn_opts){.link = true}, out);
-}
-
 static void handover_wait_body(void *arg)
 {
     esock_ep_opts so = {.naddrs = 1, .handover_wait_ms = 5000};
@@ -1288,11 +1260,7 @@ static void handover_wait_body(void *arg)
     CHECK(rt_now_ms() - t0 >= 4500);
     rt_msg_free(m);
     CHECK_RC(esock_assoc_status(s, &info), ESOCK_ECLOSED);
-    rt_ref mon;
-    CHECK_RC(rt_unlink(sup), 0);
-    CHECK_RC(rt_monitor(sup, &mon), 0);
-    CHECK_RC(rt_exit(sup, RT_EXIT_SHUTDOWN), 0);
-    rt_msg_free(wait_tag(RT_MSG_DOWN));
+    CHECK_RC(sup_stop(sup), 0);
     CHECK_RC(esock_ep_close(cep), 0);
     CHECK_RC(esock_ep_close(sep), 0);
     CHECK_RC(esock_ep_create(&(esock_ep_opts){.handover_wait_ms = 3600001}, &sep), -EINVAL);

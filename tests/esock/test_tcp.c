@@ -714,27 +714,40 @@ static void holder(void *arg)
         rt_msg_free(held[--nheld]);
 }
 
-static void backpressure_body(void *arg)
+/* A framed pair whose server stops reading once its owner, a holder,
+ * holds 64 KiB of messages; the client's queue takes send_hiwat. */
+struct stalled {
+    esock_ep sep, cep;
+    rt_pid holder;
+    esock_assoc c;
+};
+
+static void stalled_pair(struct holder *h, size_t send_hiwat, struct stalled *p)
 {
-    /* the server stops reading once its owner holds 64 KiB of messages */
     esock_ep_opts so = {.proto = ESOCK_TCP,
                         .framing = ESOCK_FRAME_LEN32,
                         .rcv_hiwat = 64 << 10,
                         .rcvbuf = 64 << 10};
-    esock_ep sep, cep;
-    CHECK_RC(esock_ep_create(&so, &sep), 0);
+    CHECK_RC(esock_ep_create(&so, &p->sep), 0);
     esock_ep_opts co = {.proto = ESOCK_TCP,
                         .framing = ESOCK_FRAME_LEN32,
-                        .send_hiwat = 256 << 10,
+                        .send_hiwat = send_hiwat,
                         .sndbuf = 64 << 10};
-    CHECK_RC(esock_ep_create(&co, &cep), 0);
-    struct holder h = {.test = rt_self()};
-    rt_pid hp;
-    CHECK_RC(rt_spawn(holder, &h, &(rt_spawn_opts){.joinable = false}, &hp), 0);
-    CHECK_RC(esock_owner_register(sep, hp, NULL, NULL), 0);
-    esock_assoc c;
-    connect_to(cep, "127.0.0.1", (uint16_t)esock_ep_port(sep), &c, NULL);
+    CHECK_RC(esock_ep_create(&co, &p->cep), 0);
+    CHECK_RC(rt_spawn(holder, h, NULL, &p->holder), 0);
+    CHECK_RC(esock_owner_register(p->sep, p->holder, NULL, NULL), 0);
+    connect_to(p->cep, "127.0.0.1", (uint16_t)esock_ep_port(p->sep), &p->c, NULL);
     rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_UP)); /* the server's, forwarded */
+}
+
+static void backpressure_body(void *arg)
+{
+    struct holder h = {.test = rt_self()};
+    struct stalled p;
+    stalled_pair(&h, 256 << 10, &p);
+    esock_ep sep = p.sep, cep = p.cep;
+    rt_pid hp = p.holder;
+    esock_assoc c = p.c;
     /* send until the queue is full: a clear refusal, nothing dropped */
     static unsigned char msg[1000];
     uint32_t seq = 0;
@@ -780,24 +793,12 @@ Test(esock_tcp, backpressure_would_block_then_send_ready)
 static void handback_body(void *arg)
 {
     /* a server whose owner holds everything: the client's queue fills */
-    esock_ep_opts so = {.proto = ESOCK_TCP,
-                        .framing = ESOCK_FRAME_LEN32,
-                        .rcv_hiwat = 64 << 10,
-                        .rcvbuf = 64 << 10};
-    esock_ep sep, cep;
-    CHECK_RC(esock_ep_create(&so, &sep), 0);
-    esock_ep_opts co = {.proto = ESOCK_TCP,
-                        .framing = ESOCK_FRAME_LEN32,
-                        .send_hiwat = 64 << 10,
-                        .sndbuf = 64 << 10};
-    CHECK_RC(esock_ep_create(&co, &cep), 0);
     struct holder h = {.test = rt_self()};
-    rt_pid hp;
-    CHECK_RC(rt_spawn(holder, &h, NULL, &hp), 0);
-    CHECK_RC(esock_owner_register(sep, hp, NULL, NULL), 0);
-    esock_assoc c;
-    connect_to(cep, "127.0.0.1", (uint16_t)esock_ep_port(sep), &c, NULL);
-    rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_UP));
+    struct stalled p;
+    stalled_pair(&h, 64 << 10, &p);
+    esock_ep sep = p.sep, cep = p.cep;
+    rt_pid hp = p.holder;
+    esock_assoc c = p.c;
     static unsigned char msg[3000];
     uint32_t seq = 0;
     int rc = 0;
@@ -1044,34 +1045,6 @@ Test(esock_tcp, a_thousand_connections_on_one_endpoint, .timeout = 120)
 /* ---- an owner restarted by its supervisor gets its connection back -----------------------------
  */
 
-struct sup_owner_arg {
-    esock_ep ep;
-    rt_pid test;
-};
-
-/* Registers on the endpoint and forwards everything to the test; tag 2
- * makes it crash. */
-static void sup_owner(void *arg)
-{
-    const struct sup_owner_arg *a = arg;
-    if (esock_owner_register(a->ep, rt_self(), NULL, NULL) != 0)
-        rt_exit_self(-1);
-    rt_send(a->test, 7, NULL, 0);
-    rt_msg *m;
-    while (rt_receive(RT_INFINITY, &m) == 0) {
-        if (m->tag == 2) {
-            rt_msg_free(m);
-            rt_exit_self(-42);
-        }
-        rt_forward(a->test, m);
-    }
-}
-
-static int sup_owner_start(void *arg, rt_pid *out)
-{
-    return rt_spawn(sup_owner, arg, &(rt_spawn_opts){.link = true}, out);
-}
-
 static void handover_wait_body(void *arg)
 {
     esock_ep_opts so = {.proto = ESOCK_TCP, .framing = ESOCK_FRAME_LEN32, .handover_wait_ms = 3000};
@@ -1107,11 +1080,7 @@ static void handover_wait_body(void *arg)
     m = wait_for(ESOCK_MSG_ASSOC_DOWN, c);
     CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN);
     rt_msg_free(m);
-    rt_ref mon;
-    CHECK_RC(rt_unlink(sup), 0);
-    CHECK_RC(rt_monitor(sup, &mon), 0);
-    CHECK_RC(rt_exit(sup, RT_EXIT_SHUTDOWN), 0);
-    rt_msg_free(wait_tag(RT_MSG_DOWN));
+    CHECK_RC(sup_stop(sup), 0);
     CHECK_RC(esock_ep_close(cep), 0);
     CHECK_RC(esock_ep_close(sep), 0);
 }
