@@ -107,15 +107,18 @@ struct result total(const char *peer, struct flow *f, struct flow *rf, int n)
     struct result r = {.ok = true};
     double t0 = 1e300, t1 = 0;
     uint64_t sent = 0, sent_bytes = 0;
+    int nbad = 0; /* associations with a failed sender or receiver */
+    char first[160] = "";
     for (int i = 0; i < n; i++) {
+        bool bad = false;
         if (f[i].err) {
             fprintf(stderr, "esock_sctp: %s, sender %d of %d, %zu B: %s: %s (sent %llu msgs)\n",
                     peer, i + 1, n, f[i].size, f[i].what, esock_strerror(f[i].err),
                     (unsigned long long)f[i].sent);
-            if (r.ok)
-                snprintf(r.why, sizeof r.why, "sender %d of %d: %s: %s", i + 1, n, f[i].what,
+            if (!first[0])
+                snprintf(first, sizeof first, "sender %d: %s: %s", i + 1, f[i].what,
                          esock_strerror(f[i].err));
-            r.ok = false;
+            bad = true;
         }
         if (rf[i].rerr || !rf[i].ended || rf[i].bad || rf[i].got != rf[i].end.msgs ||
             rf[i].got_bytes != rf[i].end.bytes) {
@@ -127,12 +130,17 @@ struct result total(const char *peer, struct flow *f, struct flow *rf, int n)
                     rf[i].ended ? "received" : "NOT received", (unsigned long long)rf[i].end.msgs,
                     (unsigned long long)rf[i].end.bytes, rf[i].rerr ? "; " : "",
                     rf[i].rerr ? rf[i].what : "", rf[i].rerr ? "" : "");
-            if (r.ok)
-                snprintf(r.why, sizeof r.why,
-                         "receiver %d of %d got %llu of %llu msgs, end marker %s%s%s", i + 1, n,
-                         (unsigned long long)rf[i].got, (unsigned long long)rf[i].end.msgs,
-                         rf[i].ended ? "received" : "NOT received", rf[i].rerr ? ": " : "",
+            if (!first[0] && rf[i].ended)
+                snprintf(first, sizeof first, "receiver %d got %llu of %llu msgs", i + 1,
+                         (unsigned long long)rf[i].got, (unsigned long long)rf[i].end.msgs);
+            else if (!first[0])
+                snprintf(first, sizeof first, "receiver %d got %llu msgs, no end marker%s%s", i + 1,
+                         (unsigned long long)rf[i].got, rf[i].rerr ? ": " : "",
                          rf[i].rerr ? rf[i].what : "");
+            bad = true;
+        }
+        if (bad) {
+            nbad++;
             r.ok = false;
         }
         sent += f[i].sent;
@@ -144,6 +152,9 @@ struct result total(const char *peer, struct flow *f, struct flow *rf, int n)
         if (rf[i].t1 > t1)
             t1 = rf[i].t1;
     }
+    if (nbad)
+        snprintf(r.why, sizeof r.why, "%d of %d association%s failed; first: %s", nbad, n,
+                 n > 1 ? "s" : "", first);
     if (r.ok && (r.msgs != sent || r.bytes != sent_bytes)) {
         fprintf(stderr, "esock_sctp: %s, %zu B: %llu msgs (%llu B) sent, %llu (%llu B) received\n",
                 peer, f[0].size, (unsigned long long)sent, (unsigned long long)sent_bytes,
@@ -160,34 +171,55 @@ struct result total(const char *peer, struct flow *f, struct flow *rf, int n)
     return r;
 }
 
-void kernel_diag(const char *who)
+/* /proc/net/sctp/snmp, as at the last kernel_mark(). */
+#define SNMP_MAX 64
+struct snmp_counter {
+    char name[48];
+    unsigned long long v;
+};
+static struct snmp_counter snmp_mark[SNMP_MAX];
+static int snmp_n;
+
+/* The counters into c[] (at most SNMP_MAX); how many. */
+static int snmp_read(struct snmp_counter *c)
 {
     FILE *f = fopen("/proc/net/sctp/snmp", "r");
     if (f == NULL)
-        return;
-    char line[256], out[1024] = "";
+        return 0;
+    char line[256];
+    int n = 0;
+    while (n < SNMP_MAX && fgets(line, sizeof line, f))
+        if (sscanf(line, "%47s %llu", c[n].name, &c[n].v) == 2)
+            n++;
+    fclose(f);
+    return n;
+}
+
+void kernel_mark(void)
+{
+    snmp_n = snmp_read(snmp_mark);
+}
+
+void kernel_diag(const char *who)
+{
+    struct snmp_counter now[SNMP_MAX];
+    int n = snmp_read(now);
+    char out[1024] = "";
     size_t len = 0;
-    while (fgets(line, sizeof line, f)) {
-        char name[64];
-        unsigned long long v;
-        if (sscanf(line, "%63s %llu", name, &v) != 2 || v == 0)
+    for (int i = 0; i < n && len < sizeof out; i++) {
+        const char *name = now[i].name;
+        unsigned long long before =
+            i < snmp_n && strcmp(snmp_mark[i].name, name) == 0 ? snmp_mark[i].v : 0;
+        if (now[i].v == before && strcmp(name, "SctpCurrEstab") != 0)
             continue;
         if (strstr(name, "Expired") || strstr(name, "Discard") || strstr(name, "OutOfBlue") ||
-            strstr(name, "Abort") || strstr(name, "CurrEstab"))
-            len += (size_t)snprintf(out + len, len < sizeof out ? sizeof out - len : 0, " %s %llu",
-                                    name, v);
-        if (len >= sizeof out)
-            break;
+            strstr(name, "Abort") || strcmp(name, "SctpCurrEstab") == 0)
+            len += (size_t)snprintf(out + len, sizeof out - len, " %s %s%llu", name,
+                                    strcmp(name, "SctpCurrEstab") ? "+" : "",
+                                    strcmp(name, "SctpCurrEstab") ? now[i].v - before : now[i].v);
     }
-    fclose(f);
-    int assocs = -1;
-    f = fopen("/proc/net/sctp/assocs", "r");
-    if (f) {
-        while (fgets(line, sizeof line, f))
-            assocs++;
-        fclose(f);
-    }
-    fprintf(stderr, "esock_sctp:   %s: kernel: %d associations;%s\n", who, assocs, out);
+    fprintf(stderr, "esock_sctp:   %s: the kernel's SCTP counters during this run:%s\n", who,
+            out[0] ? out : " no timer, discard or abort");
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -616,6 +648,7 @@ int main(int argc, char **argv)
                          peer_names[k], run + 1, runs);
                 fprintf(stderr, "%s ...\n", what);
                 double t = now_s();
+                kernel_mark();
                 struct result *r = &s[k].run[s[k].n++];
                 *r = measure(k, p, dur);
                 if (r->ok)

@@ -67,9 +67,10 @@ _Noreturn void die(const char *what, int err);
 /* The totals of n flows, f[i] the senders' and rf[i] the receivers';
  * `peer` names them in what it prints of a failure (on stderr). */
 struct result total(const char *peer, struct flow *f, struct flow *rf, int n);
-/* What the kernel says of SCTP (the non-zero timer, discard and abort
- * counters of /proc/net/sctp/snmp, the association count), on stderr, to
- * explain a stall. */
+/* What the kernel says of SCTP, on stderr, to explain a stall: the timer,
+ * discard and abort counters of /proc/net/sctp/snmp that grew since
+ * kernel_mark() (called before each run), and the associations open. */
+void kernel_mark(void);
 void kernel_diag(const char *who);
 void lat_add(struct lat *l, double us);
 /* p50 and p99 into r; frees the samples. */
