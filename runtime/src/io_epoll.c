@@ -21,10 +21,12 @@
 #include "io.h"
 
 #define STAGE_CONNECTING 1u
+#define STAGE_WATCHED    2u /* epoll was told to watch its fd for it (wait_on_fd) */
 
 struct fdent {
     struct ioreq **waiting; /* in the order they were started */
     unsigned n, cap;
+    uint32_t events; /* what epoll was last told to watch for (EPOLLET aside) */
 };
 
 struct ep {
@@ -171,6 +173,8 @@ static int wait_on_fd(struct ep *e, struct ioreq *r)
         if (errno != ENOENT || epoll_ctl(e->epfd, EPOLL_CTL_ADD, r->fd, &ev) < 0)
             return -errno;
     }
+    f->events = events;
+    r->backend |= STAGE_WATCHED;
     return push(&f->waiting, &f->n, &f->cap, r);
 }
 
@@ -179,9 +183,11 @@ static void forget_fd(struct io_sched *io, struct ep *e, int fd, int res)
     struct fdent *f = (unsigned)fd < e->nfds ? &e->fds[fd] : NULL;
     if (f == NULL)
         return;
-    /* the fd is gone: what waited on it can never complete */
+    /* the fd is gone: what waited on it can never complete (and epoll
+     * has forgotten it) */
     unsigned n = f->n;
     f->n = 0;
+    f->events = 0;
     for (unsigned i = 0; i < n; i++)
         io__complete(io, f->waiting[i], res, false, -1);
 }
@@ -291,7 +297,9 @@ static int attempt(struct io_sched *io, struct ioreq *r, int *bid)
 static void try_req(struct io_sched *io, struct ep *e, struct ioreq *r)
 {
     for (;;) {
-        if (r->flags & R_CANCELLED) {
+        /* a close is done even so (its process may have ended, and the fd
+         * is no longer anybody's to close), as io_uring does it in order */
+        if ((r->flags & R_CANCELLED) && r->op != RT_IO_CLOSE) {
             io__complete(io, r, -ECANCELED, false, -1);
             return;
         }
@@ -321,8 +329,16 @@ static void try_req(struct io_sched *io, struct ep *e, struct ioreq *r)
             return;
         if (r->op == RT_IO_POLL) {
             /* io_uring's multishot poll fires on each new wake-up of the
-             * fd, not for as long as it stays ready: wait for the next edge */
-            int rc = wait_on_fd(e, r);
+             * fd, not for as long as it stays ready: wait for the next edge.
+             * Without a MOD: the fd is still registered for it, and a MOD
+             * would look at its readiness again, firing at once while it
+             * stays readable (a reader holding back made it spin) */
+            struct fdent *f = fdent(e, r->fd);
+            bool watched =
+                f != NULL && (r->backend & STAGE_WATCHED) && (f->events & wants(r)) == wants(r);
+            int rc = f == NULL ? -ENOMEM
+                     : watched ? push(&f->waiting, &f->n, &f->cap, r)
+                               : wait_on_fd(e, r);
             if (rc < 0)
                 io__complete(io, r, rc, false, -1);
             return;
