@@ -1,5 +1,6 @@
 /* runtime.c: starting and stopping the runtime, counters, joins. */
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,6 +28,20 @@ static void deadline_ts(struct timespec *ts, int timeout_ms)
         ts->tv_sec++;
         ts->tv_nsec -= 1000000000;
     }
+}
+
+/* See rt_opts.malloc_as_is. */
+static void tune_malloc(void)
+{
+    if (getenv("MALLOC_TRIM_THRESHOLD_") || getenv("MALLOC_TOP_PAD_") ||
+        getenv("MALLOC_MMAP_THRESHOLD_"))
+        return; /* the program's (or its user's) choice */
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    mallopt(M_TOP_PAD, 16 << 20);
+    /* setting the trim threshold fixes the mmap threshold, which would
+     * otherwise have grown with use: messages up to 4 MiB come from the
+     * heaps, not a fresh mapping each */
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
 }
 
 RT_API int rt_start(const rt_opts *opts)
@@ -59,6 +74,8 @@ RT_API int rt_start(const rt_opts *opts)
     rt__rt.io_bufs = o.io_bufs ? o.io_bufs : 512;
     rt__rt.io_buf_size = o.io_buf_size ? o.io_buf_size : 16384;
     rt__rt.spin_ns = o.spin_us < 0 ? 0 : (int64_t)(o.spin_us ? o.spin_us : 50) * 1000;
+    if (!o.malloc_as_is)
+        tune_malloc();
     pthread_mutex_init(&rt__rt.gq_lock, NULL);
     pthread_mutex_init(&rt__rt.wait_lock, NULL);
     pthread_condattr_t ca;

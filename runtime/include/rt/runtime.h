@@ -37,6 +37,16 @@ typedef struct rt_opts {
      * 0: 512) and their size in bytes (0: 16384). */
     unsigned io_bufs;
     unsigned io_buf_size;
+    /* Leave glibc's malloc as it is. Otherwise rt_start keeps freed memory
+     * (M_TRIM_THRESHOLD 64 MiB, M_TOP_PAD 16 MiB, M_MMAP_THRESHOLD 4 MiB):
+     * with glibc's defaults a thread's heap goes back to the kernel as soon
+     * as 128 KiB of its top is free, and messages of tens of KiB, allocated
+     * on one scheduler and freed on another, fault their pages in again on
+     * every allocation (a 64 KiB TCP stream ran at 0.37 of a blocking
+     * program for it, 0.57 without). It is left alone too when the
+     * environment sets MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_ or
+     * MALLOC_MMAP_THRESHOLD_. Process-wide, and kept after rt_stop. */
+    bool malloc_as_is;
 } rt_opts;
 
 #define RT_IO_AUTO  0
