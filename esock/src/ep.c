@@ -447,6 +447,33 @@ static void tcp_accepted(struct ep_st *st, rt_msg *m, const rt_io_result *r)
     ep_read(st); /* again, while it has an owner (cancelled: one may be back) */
 }
 
+/* One message read from the endpoint's socket (n bytes in nbuf): only
+ * notifications matter here (data would belong to an association not
+ * peeled off: none can, see the top of this file). */
+static void ep_got(struct ep_st *st, ssize_t n, int msg_flags)
+{
+    if (n < 8 || !(msg_flags & MSG_NOTIFICATION))
+        return;
+    const union sctp_notification *no = &st->nbuf.n;
+    if (no->sn_header.sn_type != SCTP_ASSOC_CHANGE || (size_t)n < sizeof(struct sctp_assoc_change))
+        return;
+    const struct sctp_assoc_change *sac = &no->sn_assoc_change;
+    switch (sac->sac_state) {
+    case SCTP_COMM_UP:
+        comm_up(st, sac);
+        break;
+    case SCTP_CANT_STR_ASSOC:
+    case SCTP_COMM_LOST:
+    case SCTP_SHUTDOWN_COMP:
+        conn_failed(st, sac->sac_assoc_id, sac->sac_error ? sac->sac_error : -ECONNREFUSED);
+        break;
+    default:
+        break;
+    }
+}
+
+#define EP_READ_BUDGET 64 /* notifications read per turn before the ring is asked again */
+
 static void ep_io(struct ep_st *st, rt_msg *m)
 {
     const rt_io_result *r = rt_io_result_of(m);
@@ -458,27 +485,20 @@ static void ep_io(struct ep_st *st, rt_msg *m)
     if (r->req != st->rreq)
         return;
     st->reading = false;
-    if (r->res >= 8 && ((st->mh.msg_flags | r->msg_flags) & MSG_NOTIFICATION)) {
-        const union sctp_notification *n = &st->nbuf.n;
-        if (n->sn_header.sn_type == SCTP_ASSOC_CHANGE &&
-            (size_t)r->res >= sizeof(struct sctp_assoc_change)) {
-            const struct sctp_assoc_change *sac = &n->sn_assoc_change;
-            switch (sac->sac_state) {
-            case SCTP_COMM_UP:
-                comm_up(st, sac);
-                break;
-            case SCTP_CANT_STR_ASSOC:
-            case SCTP_COMM_LOST:
-            case SCTP_SHUTDOWN_COMP:
-                conn_failed(st, sac->sac_assoc_id, sac->sac_error ? sac->sac_error : -ECONNREFUSED);
-                break;
-            default:
-                break;
-            }
-        }
+    ep_got(st, r->res, st->mh.msg_flags | r->msg_flags);
+    /* what else is queued, read now: until an association's COMM_UP is read
+     * and it is peeled off, what its peer sends fills the endpoint's own
+     * socket, which all of them share; falling behind there (100
+     * associations coming up while the first already send) dropped
+     * packets, set-ups among them */
+    for (int k = 0; k < EP_READ_BUDGET && (st->nowners || st->nconns); k++) {
+        struct iovec iov = {st->nbuf.b, sizeof st->nbuf};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+        ssize_t n = recvmsg(st->fd, &mh, MSG_DONTWAIT);
+        if (n < 0)
+            break; /* EAGAIN: the ring says when there is more */
+        ep_got(st, n, mh.msg_flags);
     }
-    /* data here would belong to an association not peeled off: none can
-     * (see the top of this file), so nothing else is read here */
     ep_read(st);
 }
 
