@@ -294,8 +294,6 @@ static int as_init(void *state, void *arg)
     }
     pthread_rwlock_rdlock(&es__g.lock);
     struct ep_ent *e = es__ep_get(st->ep);
-    st->hiwat = e ? e->opts.rcv_hiwat : ESOCK_RCV_HIWAT_DEFAULT;
-    st->handover_wait_ms = e ? e->opts.handover_wait_ms : 0;
     if (e)
         st->opts = e->opts;
     pthread_rwlock_unlock(&es__g.lock);
@@ -307,7 +305,7 @@ static int as_init(void *state, void *arg)
     st->proto = st->opts.proto;
     st->credit->refs = 1;
     st->credit->pid = rt_self();
-    st->credit->lowat = st->hiwat / 2;
+    st->credit->lowat = st->opts.rcv_hiwat / 2;
     if (s->made) {
         st->conn = s->made->c;
         st->rc = s->made->rc;
@@ -455,7 +453,7 @@ void es__as_deliver_msg(struct as_st *st, rt_msg *m, size_t payload)
 static bool credit_ok(struct as_st *st)
 {
     struct rx_credit *c = st->credit;
-    if (atomic_load(&c->held) < st->hiwat)
+    if (atomic_load(&c->held) < st->opts.rcv_hiwat)
         return true;
     atomic_store(&c->stalled, true);
     if (atomic_load(&c->held) > c->lowat)
@@ -508,6 +506,11 @@ static void on_ready(struct as_st *st, const rt_io_result *r)
 /* ---- sending
  * ---------------------------------------------------------------------------------------- */
 
+int es__lost_reason(int err)
+{
+    return err == -ECONNRESET || err == -EPIPE ? ESOCK_DOWN_ABORT : ESOCK_DOWN_COMM_LOST;
+}
+
 int es__map_send_err(int e)
 {
     switch (e) {
@@ -520,6 +523,11 @@ int es__map_send_err(int e)
     default:
         return -e;
     }
+}
+
+static int proto_write(struct as_ent *a, struct sq_item *q, const void *data)
+{
+    return a->proto == ESOCK_TCP ? es__tcp_write(a, q, data) : es__sctp_write(a, q, data);
 }
 
 int es__send_locked(struct as_ent *a, uint16_t stream, uint32_t ppid, unsigned flags,
@@ -538,10 +546,9 @@ int es__send_locked(struct as_ent *a, uint16_t stream, uint32_t ppid, unsigned f
     struct sq_item it = {NULL, stream, (uint16_t)flags, ppid, context, lifetime, len, 0};
     if (a->head == NULL) {
         /* straight to the socket; what it cannot take now waits */
-        int rc = a->proto == ESOCK_TCP ? es__tcp_send_locked(a, &it, data, &it.off)
-                                       : es__sctp_send_locked(a, &it, data);
+        int rc = proto_write(a, &it, data);
         if (rc != 0)
-            return rc < 0 ? rc : 0;
+            return rc < 0 ? es__map_send_err(-rc) : 0;
     } else if (a->queued + len > a->hiwat) {
         a->want_ready = true;
         return ESOCK_EWOULDBLOCK;
@@ -602,7 +609,7 @@ static void flush(struct as_st *st)
     }
     while (a->head && a->fd >= 0) {
         struct sq_item *q = a->head;
-        int rc = a->proto == ESOCK_TCP ? es__tcp_out_item(a, q) : es__sctp_out_item(a, q);
+        int rc = proto_write(a, q, q->data);
         if (rc <= 0) {
             if (rc == 0)
                 again = true;
@@ -624,8 +631,7 @@ static void flush(struct as_st *st)
     pthread_mutex_unlock(&a->lock);
     if (err) {
         /* the kernel's -errno: the peer's reset is an abort (hands the queue back) */
-        int why = err == -ECONNRESET || err == -EPIPE ? ESOCK_DOWN_ABORT : ESOCK_DOWN_COMM_LOST;
-        es__as_stop(st, why, err, true);
+        es__as_stop(st, es__lost_reason(err), err, true);
         return;
     }
     if (again && !st->polling && st->fd >= 0) {
@@ -651,6 +657,28 @@ static void flush(struct as_st *st)
 
 /* Its owner `gone` ended: with esock_ep_opts.handover, make the endpoint's
  * newest live owner its owner. Returns whether one took it. */
+/* `owner` (monitored with `mon`) has it now: it is told, as an ASSOC_UP
+ * with handed_over. */
+static void take_owner(struct as_st *st, rt_pid owner, rt_ref mon, uint64_t seq)
+{
+    st->owner = owner;
+    st->owner_seq = seq;
+    st->mon = mon;
+    esock_up up = {.assoc = st->h, .ep = st->ep, .handed_over = true};
+    pthread_mutex_lock(&st->a->lock);
+    st->a->owner = owner;
+    up.peer = st->a->peer;
+    pthread_mutex_unlock(&st->a->lock);
+    es__send_owner(owner, ESOCK_MSG_ASSOC_UP, &up, sizeof up);
+}
+
+/* Ask the endpoint for an owner (handover_wait_ms). */
+static int ask_for_owner(struct as_st *st)
+{
+    struct es_owner_ref ref = {st->owner, st->h, st->owner_seq};
+    return rt_send(st->ep_pid, ES_EP_ORPHAN, &ref, sizeof ref);
+}
+
 static bool handover(struct as_st *st, rt_pid gone)
 {
     if (st->fd < 0)
@@ -668,14 +696,7 @@ static bool handover(struct as_st *st, rt_pid gone)
         rt_ref mon;
         if (rt_monitor(cand[i], &mon) < 0)
             continue; /* gone too */
-        st->owner = cand[i];
-        st->mon = mon;
-        esock_up up = {.assoc = st->h, .ep = st->ep, .handed_over = true};
-        pthread_mutex_lock(&st->a->lock);
-        st->a->owner = cand[i];
-        up.peer = st->a->peer;
-        pthread_mutex_unlock(&st->a->lock);
-        es__send_owner(st->owner, ESOCK_MSG_ASSOC_UP, &up, sizeof up);
+        take_owner(st, cand[i], mon, st->owner_seq);
         return true;
     }
     return false;
@@ -685,13 +706,12 @@ static bool handover(struct as_st *st, rt_pid gone)
  * to register on the endpoint, reading nothing. Returns whether it waits. */
 static bool orphan(struct as_st *st)
 {
-    if (st->handover_wait_ms == 0 || st->fd < 0)
+    if (st->opts.handover_wait_ms == 0 || st->fd < 0)
         return false;
-    if (rt_send_after(rt_self(), (int)st->handover_wait_ms, ES_AS_ORPHAN_TIMEOUT, NULL, 0,
+    if (rt_send_after(rt_self(), (int)st->opts.handover_wait_ms, ES_AS_ORPHAN_TIMEOUT, NULL, 0,
                       &st->orphan_timer) < 0)
         return false;
-    struct es_owner_ref ref = {st->owner, st->h, st->owner_seq};
-    if (rt_send(st->ep_pid, ES_EP_ORPHAN, &ref, sizeof ref) < 0) {
+    if (ask_for_owner(st) < 0) {
         rt_cancel_timer(st->orphan_timer);
         st->orphan_timer = 0;
         return false; /* no endpoint to find one */
@@ -719,8 +739,7 @@ static void adopt(struct as_st *st, rt_pid owner, uint64_t seq)
         /* that one has ended too: the endpoint hears of it first (its
          * monitor fired before this reached it), so asking again finds the
          * next, or waits for one */
-        struct es_owner_ref ref = {st->owner, st->h, st->owner_seq};
-        (void)rt_send(st->ep_pid, ES_EP_ORPHAN, &ref, sizeof ref);
+        (void)ask_for_owner(st);
         return;
     }
     st->orphaned = false;
@@ -728,15 +747,7 @@ static void adopt(struct as_st *st, rt_pid owner, uint64_t seq)
         rt_cancel_timer(st->orphan_timer);
         st->orphan_timer = 0;
     }
-    st->owner = owner;
-    st->owner_seq = seq;
-    st->mon = mon;
-    esock_up up = {.assoc = st->h, .ep = st->ep, .handed_over = true};
-    pthread_mutex_lock(&st->a->lock);
-    st->a->owner = owner;
-    up.peer = st->a->peer;
-    pthread_mutex_unlock(&st->a->lock);
-    es__send_owner(owner, ESOCK_MSG_ASSOC_UP, &up, sizeof up);
+    take_owner(st, owner, mon, seq);
     arm_recv(st);
     read_some(st); /* what arrived while it waited */
 }

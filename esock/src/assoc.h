@@ -50,12 +50,10 @@ struct as_st {
     bool rdhup;            /* TCP: the last readiness said the peer's end is in */
     bool nxtinfo;          /* SCTP: SCTP_RECVNXTINFO is on (ES_READ_DRAINED works) */
     bool orphaned;         /* its owner ended: waiting for one (handover_wait_ms) */
-    unsigned handover_wait_ms;
-    uint64_t owner_seq; /* its owner's registration on the endpoint (es_owner_ref) */
+    uint64_t owner_seq;    /* its owner's registration on the endpoint (es_owner_ref) */
     rt_timer orphan_timer;
     size_t guess; /* the size of the last message read */
     struct rx_credit *credit;
-    uint64_t hiwat; /* esock_ep_opts.rcv_hiwat */
     int end_reason, end_error;
     /* reconnection (esock_assoc_create with esock_reconnect) */
     rt_pid ep_pid;
@@ -71,7 +69,7 @@ struct as_st {
     struct sctp_rcvinfo rinfo;
     /* TCP (tcp.c) */
     int proto;             /* ESOCK_SCTP, ESOCK_TCP */
-    esock_ep_opts opts;    /* its endpoint's, for the sockets it makes */
+    esock_ep_opts opts;    /* its endpoint's (defaults filled in): buffers, limits, sockets */
     unsigned conn_idx;     /* the remote address being tried */
     rt_io_req creq;        /* the connect in flight */
     int cfd;               /* its socket while connecting */
@@ -106,6 +104,9 @@ unsigned char *es__as_scratch(void);
  * spare after m->size; it counts `payload` against rcv_hiwat). */
 void es__as_deliver_msg(struct as_st *st, rt_msg *m, size_t payload);
 int es__map_send_err(int e);
+/* Why a socket that failed with the kernel's `err` ended: a reset is an
+ * abort, anything else comm lost. */
+int es__lost_reason(int err);
 
 /* assoc_sctp.c. Each read_one returns 1 (something read), 0 (the socket is
  * empty), -1 (the association ended meanwhile), or ES_READ_DRAINED
@@ -113,14 +114,15 @@ int es__map_send_err(int e);
  * comes later wakes the poll again, which fires on each arrival). */
 #define ES_READ_DRAINED 2
 int es__sctp_read_one(struct as_st *st);
-int es__sctp_send_locked(struct as_ent *a, const struct sq_item *q, const void *data);
-int es__sctp_out_item(struct as_ent *a, struct sq_item *q); /* 1 sent, 0 full, < 0 error */
+/* Write q's message (its bytes at data: the caller's, or q->data when
+ * queued). Returns 1 (all of it is out), 0 (the socket is full: TCP may
+ * have written part, q->off says how much), or the kernel's -errno. */
+int es__sctp_write(struct as_ent *a, struct sq_item *q, const void *data);
 int es__sctp_send_flag(struct as_st *st, uint16_t flag);
 
 /* tcp.c */
 int es__tcp_read_one(struct as_st *st);
-int es__tcp_send_locked(struct as_ent *a, const struct sq_item *q, const void *data, size_t *sent);
-int es__tcp_out_item(struct as_ent *a, struct sq_item *q);
+int es__tcp_write(struct as_ent *a, struct sq_item *q, const void *data);
 void es__tcp_connect(struct as_st *st);                          /* start (or go on) connecting */
 void es__tcp_connected(struct as_st *st, const rt_io_result *r); /* its completion */
 void es__tcp_shutdown(struct as_st *st);                         /* the queue is empty: FIN */

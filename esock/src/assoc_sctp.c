@@ -314,22 +314,11 @@ int es__sctp_send_flag(struct as_st *st, uint16_t flag)
     return sendmsg(st->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 ? -errno : 0;
 }
 
-int es__sctp_send_locked(struct as_ent *a, const struct sq_item *q, const void *data)
+int es__sctp_write(struct as_ent *a, struct sq_item *q, const void *data)
 {
     ssize_t n =
         sctp_out(a->fd, q->stream, q->ppid, q->flags, q->context, q->lifetime, data, q->len);
     if (n >= 0)
         return 1;
-    if (errno == EAGAIN || errno == EWOULDBLOCK)
-        return 0;
-    return es__map_send_err(errno);
-}
-
-int es__sctp_out_item(struct as_ent *a, struct sq_item *q)
-{
-    ssize_t n =
-        sctp_out(a->fd, q->stream, q->ppid, q->flags, q->context, q->lifetime, q->data, q->len);
-    if (n >= 0)
-        return 1;
-    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno; /* the kernel's */
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
 }

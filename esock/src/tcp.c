@@ -278,8 +278,7 @@ void es__tcp_shutdown(struct as_st *st)
 /* A read failed with `e` (not EAGAIN): the association is over. */
 static int read_failed(struct as_st *st, int e)
 {
-    int reason = e == ECONNRESET || e == EPIPE ? ESOCK_DOWN_ABORT : ESOCK_DOWN_COMM_LOST;
-    es__as_stop(st, reason, -e, true);
+    es__as_stop(st, es__lost_reason(-e), -e, true);
     return -1;
 }
 
@@ -289,6 +288,15 @@ static int peer_ended(struct as_st *st)
     int err = st->fm != NULL || st->fbig || st->fhlen ? -EPROTO : 0; /* inside a message */
     es__as_stop(st, ESOCK_DOWN_SHUTDOWN, err, false);
     return -1;
+}
+
+/* What a recv that gave n <= 0 (errno set) means for read_one. */
+static int read_end(struct as_st *st, ssize_t n)
+{
+    int e = errno;
+    if (n == 0)
+        return peer_ended(st);
+    return e == EAGAIN || e == EWOULDBLOCK || e == EINTR ? 0 : read_failed(st, e);
 }
 
 /* ---- reading -----------------------------------------------------------------------------------
@@ -333,9 +341,8 @@ static int read_raw(struct as_st *st)
     if (n <= 0) {
         int e = errno;
         rt_msg_free(dm);
-        if (n == 0)
-            return peer_ended(st);
-        return e == EAGAIN || e == EWOULDBLOCK || e == EINTR ? 0 : read_failed(st, e);
+        errno = e;
+        return read_end(st, n);
     }
     st->guess = (size_t)n;
     if (dm == NULL || (size_t)n <= ES_COPY_MAX) {
@@ -427,12 +434,8 @@ static int read_framed(struct as_st *st)
 {
     if (st->fm != NULL && st->fneed - st->fhave >= ES_COPY_MAX) {
         ssize_t n = recv(st->fd, body(st->fm) + st->fhave, st->fneed - st->fhave, MSG_DONTWAIT);
-        if (n <= 0) {
-            int e = errno;
-            if (n == 0)
-                return peer_ended(st);
-            return e == EAGAIN || e == EWOULDBLOCK || e == EINTR ? 0 : read_failed(st, e);
-        }
+        if (n <= 0)
+            return read_end(st, n);
         size_t want = st->fneed - st->fhave;
         st->fhave += (size_t)n;
         if (st->fhave == st->fneed) {
@@ -448,12 +451,8 @@ static int read_framed(struct as_st *st)
         return -1;
     }
     ssize_t n = recv(st->fd, buf, ES_SCRATCH, MSG_DONTWAIT);
-    if (n <= 0) {
-        int e = errno;
-        if (n == 0)
-            return peer_ended(st);
-        return e == EAGAIN || e == EWOULDBLOCK || e == EINTR ? 0 : read_failed(st, e);
-    }
+    if (n <= 0)
+        return read_end(st, n);
     if (unframe(st, buf, (size_t)n) < 0)
         return -1;
     return (size_t)n < ES_SCRATCH ? ES_READ_DRAINED : 1;
@@ -484,26 +483,13 @@ static ssize_t write_from(const struct as_ent *a, const struct sq_item *q, const
     return w < 0 ? -errno : w;
 }
 
-int es__tcp_send_locked(struct as_ent *a, const struct sq_item *q, const void *data, size_t *sent)
+int es__tcp_write(struct as_ent *a, struct sq_item *q, const void *data)
 {
     ssize_t w = write_from(a, q, data);
-    if (w == -EAGAIN || w == -EWOULDBLOCK) {
-        *sent = 0;
-        return 0;
-    }
-    if (w < 0)
-        return es__map_send_err((int)-w);
-    *sent = (size_t)w;
-    return (size_t)w == q->len + (a->framed ? 4u : 0u) ? 1 : 0;
-}
-
-int es__tcp_out_item(struct as_ent *a, struct sq_item *q)
-{
-    ssize_t w = write_from(a, q, q->data);
     if (w == -EAGAIN || w == -EWOULDBLOCK)
         return 0;
     if (w < 0)
-        return (int)w; /* the kernel's: the process says why it ended */
+        return (int)w;
     q->off += (size_t)w;
     return q->off == q->len + (a->framed ? 4u : 0u) ? 1 : 0;
 }

@@ -174,6 +174,18 @@ static inline int sup_owner_start(void *arg, rt_pid *out)
     return rt_spawn(sup_owner, arg, &(rt_spawn_opts){.link = true}, out);
 }
 
+/* A one_for_one supervisor (linked to the caller) with the owner as its
+ * permanent child "owner". */
+static inline int sup_owner_tree(struct sup_owner_arg *oa, rt_pid *sup)
+{
+    rt_child_spec spec = {.id = "owner",
+                          .start = sup_owner_start,
+                          .arg = oa,
+                          .restart = RT_PERMANENT,
+                          .shutdown_ms = 1000};
+    return rt_sup_start(&(rt_sup_flags){.intensity = 5, .period_ms = 5000}, &spec, 1, sup);
+}
+
 /* Stop a supervisor the caller started (and is linked to), and wait for it. */
 static inline int sup_stop(rt_pid sup)
 {

@@ -1215,13 +1215,8 @@ static void handover_wait_body(void *arg)
     esock_ep sep, cep = ep_on("127.0.0.1", 0);
     CHECK_RC(esock_ep_create(&so, &sep), 0);
     struct sup_owner_arg oa = {sep, rt_self()};
-    rt_child_spec spec = {.id = "owner",
-                          .start = sup_owner_start,
-                          .arg = &oa,
-                          .restart = RT_PERMANENT,
-                          .shutdown_ms = 1000};
     rt_pid sup;
-    CHECK_RC(rt_sup_start(&(rt_sup_flags){.intensity = 5, .period_ms = 5000}, &spec, 1, &sup), 0);
+    CHECK_RC(sup_owner_tree(&oa, &sup), 0);
     rt_msg_free(wait_tag(7));
     esock_addr ra;
     esock_addr_parse("127.0.0.1", 0, &ra);

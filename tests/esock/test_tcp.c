@@ -1057,13 +1057,8 @@ static void handover_wait_body(void *arg)
     esock_ep sep, cep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_LEN32);
     CHECK_RC(esock_ep_create(&so, &sep), 0);
     struct sup_owner_arg oa = {sep, rt_self()};
-    rt_child_spec spec = {.id = "owner",
-                          .start = sup_owner_start,
-                          .arg = &oa,
-                          .restart = RT_PERMANENT,
-                          .shutdown_ms = 1000};
     rt_pid sup;
-    CHECK_RC(rt_sup_start(&(rt_sup_flags){.intensity = 5, .period_ms = 5000}, &spec, 1, &sup), 0);
+    CHECK_RC(sup_owner_tree(&oa, &sup), 0);
     rt_msg_free(wait_tag(7));
     esock_assoc c, s;
     connect_to(cep, "127.0.0.1", (uint16_t)esock_ep_port(sep), &c, &s);
