@@ -105,6 +105,9 @@ struct proc_ext {
     uint32_t nwatchers, capwatchers;
     int *fds; /* owned: closed when the process ends (io.c) */
     uint32_t nfds, capfds;
+    /* per scheduler: the flush that hands this process's last operation
+     * queued there to the kernel (io.c: its fds are closed only after it) */
+    uint64_t *qgen;
     struct at_exit *at_exit; /* rt_at_exit handlers, newest first */
 };
 

@@ -74,6 +74,16 @@ out_fail:
     return rc;
 }
 
+/* The last of the schedulers an ended process waited for closes its fds. */
+static void fd_close_release(struct fd_close *fc)
+{
+    if (atomic_fetch_sub_explicit(&fc->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (unsigned i = 0; i < fc->n; i++)
+        close(fc->fds[i]);
+    free(fc);
+}
+
 void rt__io_fini(struct sched *s)
 {
     struct io_sched *io = s->io;
@@ -85,6 +95,9 @@ void rt__io_fini(struct sched *s)
     free(io->tab);
     free(io->freebufs);
     free(io->ret);
+    for (unsigned k = 0; k < io->ncmds; k++)
+        if (io->cmds[k].fc)
+            fd_close_release(io->cmds[k].fc);
     free(io->cmds);
     munmap(io->bufs, io->bufs_len);
     pthread_mutex_destroy(&io->lock);
@@ -216,12 +229,31 @@ static void buf_release(void *p)
     }
 }
 
+/* Hand the batch to the kernel, and say so to rt__io_proc_close. */
+static void flush_now(struct io_sched *io)
+{
+    io->since_flush = 0;
+    io->be->flush(io);
+    atomic_store_explicit(&io->flushes,
+                          atomic_load_explicit(&io->flushes, memory_order_relaxed) + 1,
+                          memory_order_release);
+}
+
+static void cancel_here(struct io_sched *io, struct ioreq *r);
+
 static void resume_paused(struct io_sched *io)
 {
     while (io->paused) {
         struct ioreq *r = io->paused;
         io->paused = r->next;
         r->state = R_LIVE;
+        if (!rt_alive(r->owner)) {
+            /* its owner ended (its cancel is on the way): its fd may be
+             * closed already, and the number reused */
+            r->flags |= R_CANCELLED;
+            io__complete(io, r, -ECANCELED, false, -1);
+            continue;
+        }
         int rc = io->be->start(io, r);
         if (rc < 0)
             io__complete(io, r, rc, false, -1);
@@ -427,6 +459,10 @@ static int submit(struct proc *p, int op, int fd, unsigned flags, struct ioreq *
     struct io_sched *io = rt__sched_self()->io;
     if (fd < 0)
         return -EBADF;
+    struct proc_ext *x = rt__ext_of(p);
+    if (x == NULL ||
+        (x->qgen == NULL && (x->qgen = calloc(rt__rt.nsched, sizeof *x->qgen)) == NULL))
+        return -ENOMEM;
     struct ioreq *r = req_new(io, p, op, fd, flags);
     if (r == NULL)
         return -ENOMEM;
@@ -453,6 +489,8 @@ static int submit(struct proc *p, int op, int fd, unsigned flags, struct ioreq *
         req_free(io, r);
         return rc;
     }
+    /* the fds close after the flush that carries this (rt__io_proc_close) */
+    x->qgen[io->s - rt__rt.sched] = atomic_load_explicit(&io->flushes, memory_order_relaxed) + 1;
     if (out)
         *out = r->id;
     return 0;
@@ -587,7 +625,7 @@ static void cancel_here(struct io_sched *io, struct ioreq *r)
 }
 
 /* Ask io's scheduler to cancel (owner, id); id 0: all of owner's. */
-static void post_cancel(struct io_sched *io, rt_pid owner, rt_io_req id)
+static bool post_cmd(struct io_sched *io, struct io_cmd cmd)
 {
     pthread_mutex_lock(&io->lock);
     if (io->ncmds == io->capcmds) {
@@ -595,15 +633,22 @@ static void post_cancel(struct io_sched *io, rt_pid owner, rt_io_req id)
         struct io_cmd *n = realloc(io->cmds, nc * sizeof *n);
         if (n == NULL) {
             pthread_mutex_unlock(&io->lock);
-            return; /* its completions are still discarded, only later */
+            return false;
         }
         io->cmds = n;
         io->capcmds = nc;
     }
-    io->cmds[io->ncmds++] = (struct io_cmd){owner, id};
+    io->cmds[io->ncmds++] = cmd;
     atomic_store_explicit(&io->pending, true, memory_order_release);
     pthread_mutex_unlock(&io->lock);
     rt__unpark(io->s);
+    return true;
+}
+
+static void post_cancel(struct io_sched *io, rt_pid owner, rt_io_req id)
+{
+    /* if it cannot be queued, its completions are still discarded, only later */
+    post_cmd(io, (struct io_cmd){owner, id, NULL});
 }
 
 RT_API int rt_io_cancel(rt_io_req id)
@@ -656,8 +701,9 @@ void rt__io_poll(struct sched *s, bool busy)
         if (io->nret || io->ncmds)
             atomic_store_explicit(&io->pending, true, memory_order_relaxed);
         pthread_mutex_unlock(&io->lock);
-        for (unsigned i = 0; i < nret; i++)
-            buf_return_here(io, ret[i]);
+        /* cancels first: a returned buffer must not restart a paused
+         * receive of a process that has ended */
+        bool closes = false;
         for (unsigned k = 0; k < ncmds; k++) {
             for (uint32_t i = 0; i < io->ntab; i++) {
                 struct ioreq *r = io->tab[i];
@@ -665,7 +711,16 @@ void rt__io_poll(struct sched *s, bool busy)
                     (cmds[k].id == 0 || cmds[k].id == r->id))
                     cancel_here(io, r);
             }
+            closes |= cmds[k].fc != NULL;
         }
+        if (closes) {
+            flush_now(io); /* the ended process's queued operations, then its fds */
+            for (unsigned k = 0; k < ncmds; k++)
+                if (cmds[k].fc)
+                    fd_close_release(cmds[k].fc);
+        }
+        for (unsigned i = 0; i < nret; i++)
+            buf_return_here(io, ret[i]);
     }
     /* epoll cannot tell without a system call: a busy scheduler looks every
      * 64 rounds (an idle one waits in the backend anyway) */
@@ -676,10 +731,8 @@ void rt__io_poll(struct sched *s, bool busy)
 void rt__io_after_turn(struct sched *s, bool idle_next)
 {
     struct io_sched *io = s->io;
-    if (idle_next || ++io->since_flush >= 32) {
-        io->since_flush = 0;
-        io->be->flush(io);
-    }
+    if (idle_next || ++io->since_flush >= 32)
+        flush_now(io);
 }
 
 bool rt__io_has_work(struct sched *s)
@@ -690,7 +743,11 @@ bool rt__io_has_work(struct sched *s)
 
 void rt__io_wait(struct sched *s, int64_t deadline)
 {
-    s->io->be->wait(s->io, deadline);
+    struct io_sched *io = s->io;
+    io->be->wait(io, deadline); /* it hands the batch over first */
+    atomic_store_explicit(&io->flushes,
+                          atomic_load_explicit(&io->flushes, memory_order_relaxed) + 1,
+                          memory_order_release);
 }
 
 uint64_t rt__io_syscalls(struct sched *s)
@@ -722,15 +779,51 @@ void rt__io_proc_cancel(struct proc *p)
     }
 }
 
-/* ... and close its fds. */
+/* ... and close its fds. The kernel holds its own reference for requests
+ * in flight; but an operation still queued in a scheduler's batch names
+ * its fd by number, and would act on whatever socket gets that number
+ * next. So this scheduler's batch goes first, and where another's holds
+ * some of them (the process moved), that scheduler closes the fds after
+ * its next flush. */
 void rt__io_proc_close(struct proc *p)
 {
-    if (p->did_io && p->ext) {
-        /* the kernel holds its own reference for requests still in flight */
-        for (uint32_t i = 0; i < p->ext->nfds; i++)
-            close(p->ext->fds[i]);
-        p->ext->nfds = 0;
+    struct proc_ext *x = p->ext;
+    if (!p->did_io || x == NULL || x->nfds == 0)
+        return;
+    struct io_sched *self = rt__sched_self()->io;
+    bool elsewhere = false;
+    for (unsigned i = 0; x->qgen && i < rt__rt.nsched; i++) {
+        struct io_sched *io = rt__rt.sched[i].io;
+        if (x->qgen[i] == 0 ||
+            atomic_load_explicit(&io->flushes, memory_order_acquire) >= x->qgen[i])
+            continue;
+        if (io == self)
+            flush_now(io);
+        else
+            elsewhere = true;
     }
+    struct fd_close *fc = elsewhere ? malloc(sizeof *fc + x->nfds * sizeof(int)) : NULL;
+    if (fc == NULL) { /* (or no memory: close without waiting) */
+        for (uint32_t i = 0; i < x->nfds; i++)
+            close(x->fds[i]);
+        x->nfds = 0;
+        return;
+    }
+    atomic_init(&fc->refs, 1);
+    fc->n = x->nfds;
+    memcpy(fc->fds, x->fds, x->nfds * sizeof(int));
+    x->nfds = 0;
+    rt_pid pid = proc_pid(p);
+    for (unsigned i = 0; i < rt__rt.nsched; i++) {
+        struct io_sched *io = rt__rt.sched[i].io;
+        if (io == self || x->qgen[i] == 0 ||
+            atomic_load_explicit(&io->flushes, memory_order_acquire) >= x->qgen[i])
+            continue;
+        atomic_fetch_add_explicit(&fc->refs, 1, memory_order_relaxed);
+        if (!post_cmd(io, (struct io_cmd){pid, 0, fc}))
+            fd_close_release(fc); /* no memory: do not wait for that one */
+    }
+    fd_close_release(fc); /* ours */
 }
 
 /* ---- blocking style --------------------------------------------------------------------- */

@@ -45,10 +45,21 @@ struct ioreq {
 
 struct io_sched;
 
-/* "cancel request `id` of `owner`", or all of owner's when id is 0 */
+/* The fds of an ended process whose operations wait, unsubmitted, in
+ * other schedulers' batches: each of those closes them after its next
+ * flush; the last one does the close. */
+struct fd_close {
+    _Atomic unsigned refs;
+    unsigned n;
+    int fds[];
+};
+
+/* "cancel request `id` of `owner`", or all of owner's when id is 0; with
+ * `fc`: then flush, and drop a reference to fc */
 struct io_cmd {
     rt_pid owner;
     rt_io_req id;
+    struct fd_close *fc;
 };
 
 struct io_backend {
@@ -100,6 +111,9 @@ struct io_sched {
     unsigned ncmds, capcmds;
     _Atomic bool pending;      /* something in ret or cancel_owner */
     _Atomic uint64_t syscalls; /* made by the backend (rt_stats.io_syscalls) */
+    /* flushes done: what was queued before flush k is in the kernel once
+     * this reads k (owner writes, release; others read) */
+    _Atomic uint64_t flushes;
 };
 
 /* Count system calls: the owner thread only (a relaxed store of load + 1

@@ -1033,6 +1033,163 @@ IO_TEST(owned_fds_closed_without_any_operation)
     io_stop();
 }
 
+/* A process that starts an operation and ends before the scheduler hands
+ * its batch to the kernel: the operation must still act on the process's
+ * own socket, never on the next socket to get the same fd number (the
+ * runtime closes an ending process's fds). One scheduler, so the next
+ * process runs before any flush: it opens a socket, which takes the freed
+ * number, and checks that the dead process's connect did not land on it. */
+struct quitter_arg {
+    rt_pid body;
+    uint16_t port;
+};
+
+static void quitter(void *arg)
+{
+    struct quitter_arg *q = arg;
+    int s = rt_socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(s, 0);
+    struct sockaddr_in to = loopback(q->port);
+    cr_assert_eq(rt_io_connect(s, (struct sockaddr *)&to, sizeof to, NULL), 0);
+    rt_send(q->body, TAG_PORT, &s, sizeof s);
+} /* ends here: its socket is closed with the connect still queued */
+
+static void bystander(void *arg)
+{
+    struct quitter_arg *q = arg;
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(s, 0);
+    rt_sleep(50); /* the scheduler idles: its batch goes to the kernel */
+    struct sockaddr_in peer;
+    socklen_t len = sizeof peer;
+    int connected = getpeername(s, (struct sockaddr *)&peer, &len) == 0;
+    int res[2] = {s, connected};
+    close(s);
+    rt_send(q->body, TAG_RESULT, res, sizeof res);
+}
+
+static void queued_op_body(void *arg)
+{
+    uint16_t port;
+    int l = listen_tcp(&port, 16);
+    struct quitter_arg q = {rt_self(), port};
+    for (int round = 0; round < 20; round++) {
+        rt_pid a, b;
+        cr_assert_eq(rt_spawn(quitter, &q, NULL, &a), 0);
+        cr_assert_eq(rt_spawn(bystander, &q, NULL, &b), 0);
+        int qfd, res[2];
+        recv_into(TAG_PORT, 5000, &qfd, sizeof qfd);
+        recv_into(TAG_RESULT, 5000, res, sizeof res);
+        cr_assert(!res[1],
+                  "round %d: the ended process's connect (fd %d) landed on fd %d, "
+                  "another process's socket",
+                  round, qfd, res[0]);
+        int c;
+        while ((c = rt_accept(l, NULL, NULL, 20)) >= 0) /* its own connection, if it came */
+            rt_close(c);
+    }
+    rt_close(l);
+}
+
+IO_TEST(queued_operation_of_ended_process_stays_on_its_fd)
+{
+    io_start(backend, 1, 0, 0);
+    cr_assert_eq(test_run(queued_op_body, NULL, 30000), 0);
+    io_stop();
+}
+
+/* The same when the process moved before its scheduler flushed: it queues
+ * a connect on scheduler 1, which stays busy (a spinner's long turns), is
+ * woken by a process on scheduler 2 (a woken process runs where its waker
+ * is), runs there and ends. Its fd must stay
+ * open until scheduler 1 has handed the connect over, so the socket made
+ * right after its DOWN cannot get that number. */
+static _Atomic bool spin_stop;
+static rt_pid kick_pid;
+static _Atomic int kick; /* 1: the spinner on scheduler 2 sends kick_pid TAG_GO */
+
+static void spinner(void *arg)
+{
+    bool kicker = arg != NULL; /* it never blocks, so it stays where it is */
+    while (!atomic_load(&spin_stop)) {
+        int64_t until = now_ns() + 2000000;
+        while (now_ns() < until)
+            ;
+        if (kicker && atomic_load_explicit(&kick, memory_order_acquire)) {
+            rt_send(kick_pid, TAG_GO, NULL, 0);
+            atomic_store(&kick, 0);
+        }
+        rt_yield();
+    }
+}
+
+static void mover(void *arg)
+{
+    struct quitter_arg *q = arg;
+    int s = rt_socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(s, 0);
+    struct sockaddr_in to = loopback(q->port);
+    cr_assert_eq(rt_io_connect(s, (struct sockaddr *)&to, sizeof to, NULL), 0);
+    rt_send(q->body, TAG_PORT, &s, sizeof s);
+    rt_msg_free(test_recv_tag(TAG_GO, 5000)); /* woken from scheduler 2: runs there */
+}
+
+static void moved_driver(void *arg)
+{
+    uint16_t port;
+    int l = listen_tcp(&port, 64);
+    struct quitter_arg q = {rt_self(), port};
+    /* a spinner on each scheduler: neither idles, so neither steals, and
+     * scheduler 1 flushes only every 32 turns */
+    rt_spawn_opts on1 = {.sched = 1}, on2 = {.sched = 2};
+    rt_pid sp;
+    atomic_store(&spin_stop, false);
+    cr_assert_eq(rt_spawn(spinner, NULL, &on1, &sp), 0);
+    cr_assert_eq(rt_spawn(spinner, "kicker", &on2, &sp), 0);
+    for (int round = 0; round < 10; round++) {
+        rt_pid m;
+        rt_ref ref;
+        cr_assert_eq(rt_spawn(mover, &q, &on1, &m), 0);
+        cr_assert_eq(rt_monitor(m, &ref), 0);
+        int qfd;
+        recv_into(TAG_PORT, 5000, &qfd, sizeof qfd);
+        kick_pid = m;
+        atomic_store_explicit(&kick, 1, memory_order_release);
+        rt_msg_free(test_recv_tag(RT_MSG_DOWN, 5000));
+        int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        cr_assert_geq(s, 0);
+        rt_sleep(30);
+        struct sockaddr_in peer;
+        socklen_t len = sizeof peer;
+        bool connected = getpeername(s, (struct sockaddr *)&peer, &len) == 0;
+        close(s);
+        cr_assert(!connected, "round %d: the moved process's connect (fd %d) landed on fd %d",
+                  round, qfd, s);
+    }
+    atomic_store(&spin_stop, true);
+    rt_sleep(20);
+    int c;
+    while ((c = rt_accept(l, NULL, NULL, 20)) >= 0)
+        rt_close(c);
+    rt_close(l);
+    rt_send(*(rt_pid *)arg, TAG_DONE, NULL, 0);
+}
+
+static void moved_body(void *arg)
+{
+    rt_pid self = rt_self(), d;
+    rt_spawn_opts on2 = {.sched = 2};
+    cr_assert_eq(rt_spawn(moved_driver, &self, &on2, &d), 0);
+    rt_msg_free(test_recv_tag(TAG_DONE, 20000));
+}
+
+IO_TEST(queued_operation_of_moved_process_stays_on_its_fd)
+{
+    io_start(backend, 2, 0, 0);
+    cr_assert_eq(test_run(moved_body, NULL, 30000), 0);
+    io_stop();
+}
+
 /* A killed process's stack is recycled at once. A receive into a buffer on
  * that stack must not be written after the process ended (rt/io.h: its
  * operations are cancelled). The peer writes only after the stack went to
