@@ -1,13 +1,30 @@
-/* io_echo: TCP echo over loopback, three servers measured in the same run
+/* io_echo: TCP echo over loopback, five servers measured in the same run
  * against the same client:
  *   - rt on io_uring: a stackful process per connection (rt_recv,
  *     rt_send_all), an acceptor process (rt_accept);
  *   - rt on epoll: the same code, rt_opts.io = RT_IO_EPOLL (the control);
- *   - blocking C: a thread per connection doing recv/send.
+ *   - blocking C: a thread per connection doing recv/send;
+ *   - Go net: bench/peers/go/echopeer, a goroutine per connection, a
+ *     read/write loop on net.Conn (io_echo_ext.c starts it);
+ *   - Erlang/OTP gen_tcp: bench/peers/erlang/echopeer.erl, a process per
+ *     connection, {active, N}, binary, nodelay, a 64 KiB buffer.
+ * Every server reads into at most 64 KiB at a time and echoes what it read.
  * The client is another OS process (forked): one thread, non-blocking
- * sockets and epoll, driving every connection, the same for all three
- * servers. Server and client are pinned to a CPU each (the server's
- * runtime gets one scheduler; the blocking server's threads share its CPU).
+ * sockets and epoll, driving every connection, the same for all five
+ * servers. Server and client are pinned to a CPU each, and each server has
+ * one CPU and one scheduler: rt one scheduler thread, Go GOMAXPROCS=1,
+ * Erlang +S 1:1, all their threads (the blocking server's too) on the
+ * server's CPU. Go and Erlang are child processes started for each
+ * measurement, as the others are started for each (rt_start, rt_stop); a
+ * peer that is not installed or not built is skipped, and says so.
+ *
+ * Each server counts what it did (connections accepted, bytes read and
+ * echoed; Go and Erlang report theirs when asked to stop, once every
+ * connection has ended), and a measurement fails unless the counts agree
+ * with the client's: every connection accepted, the server read at least
+ * the bytes the client got back and no more than it sent, and echoed no
+ * more than it read. A failure is FAILED in the table and the CSV, the
+ * others carry on, and the exit status is 1.
  *
  * Workloads: request/response (each connection sends `size` bytes and
  * waits for their echo, again and again: round trips/s, MB/s, p50/p99
@@ -36,17 +53,24 @@
  * measuring. io_uring_enter counts as one call, whatever it submits. Where
  * perf is not available the servers' own counts are used instead
  * (rt_stats.io_syscalls; the blocking server's recv/send) and the output
- * says so. CPU time per message is the server's too (this process's threads:
- * the main thread only waits); the client's CPU use says where it was the
+ * says so (Go and Erlang have no count of their own; their children inherit
+ * the counter). CPU time per message is the server's too (this process's
+ * threads, the main thread only waits; a peer's, all its threads); the
+ * client's CPU use says where it was the
  * limit, as it is when streaming small messages over few connections: there
  * a server that echoes sooner, in smaller pieces, costs the client more
  * receives and so measures slower.
  *
  *   io_echo [--quick] [--runs N] [--dur SECONDS] [--csv FILE] [--mode rr|stream]
- *           [--conns N] [--size BYTES] [--window BYTES]
+ *           [--conns N] [--size BYTES] [--window BYTES] [--servers LIST]
+ *           [--go PROGRAM] [--erl BEAM_DIR]
  *
- * --quick: one run of 0.2 s per point (about half a minute on 2 CPUs).
+ * --quick: one run of 0.2 s per point (about a minute on 2 CPUs).
  * --mode, --conns, --size: only the points of that workload, count, size.
+ * --servers: a comma-separated subset of io_uring,epoll,blocking,go,erlang.
+ * --go: the Go peer, built (default: peers/echopeer-go in the build tree
+ * above this program's folder, where bench/run builds it); --erl: the
+ * folder of echopeer.beam (default: that peers/ folder; erl from PATH).
  * Without --csv the CSV is printed to stdout after the table.
  */
 #include <arpa/inet.h>
@@ -73,7 +97,13 @@
 #include <rt/io.h>
 #include <rt/rt.h>
 
-static double now_s(void)
+#include "io_echo.h"
+
+/* Each server's schedulers: rt's scheduler threads, Go's GOMAXPROCS,
+ * Erlang's +S. */
+#define SCHEDULERS 1
+
+double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -213,9 +243,11 @@ static long long tcp_mem_events(const long long a[NTCPMEM], const long long b[NT
 struct result {
     double secs;
     long trips;
-    long long bytes;
+    long long bytes; /* echoed bytes received */
+    long long sent;  /* bytes sent */
     double p50_us, p99_us;
-    double cpu; /* the client's CPU time over `secs` */
+    double cpu;   /* the client's CPU time over `secs` */
+    int unserved; /* connections the server did not echo on before the start */
     int ok;
 };
 
@@ -262,8 +294,39 @@ static size_t stream_window(int nconns, size_t size)
     return w < 2 * size ? 2 * size : w;
 }
 
-/* Connects, writes one byte to `out_fd` when it starts measuring, then
- * its result when it stops, then closes its connections. */
+/* Before measuring: one byte echoed on every connection, so that the
+ * server has accepted every connection and serves it (a server's accept
+ * loop can be starved by the first connections' traffic, and the run
+ * would measure fewer connections than it says). The connections that
+ * were not echoed on within `secs`. */
+static int warm_up(struct conn *cs, int nconns, double secs, long long *sent)
+{
+    int ep = epoll_create1(0), left = nconns;
+    for (int i = 0; i < nconns; i++) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        if (send(cs[i].fd, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1)
+            (*sent)++;
+        epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev);
+    }
+    struct epoll_event evs[256];
+    for (double end = now_s() + secs; left > 0 && now_s() < end;) {
+        int n = epoll_wait(ep, evs, 256, 100);
+        for (int k = 0; k < n; k++) {
+            int fd = cs[evs[k].data.u32].fd;
+            char b;
+            if (recv(fd, &b, 1, MSG_DONTWAIT) == 1) {
+                left--;
+                epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+            }
+        }
+    }
+    close(ep);
+    return left;
+}
+
+/* Connects, has one byte echoed on each connection, writes one byte to
+ * `out_fd` when it starts measuring, then its result when it stops, then
+ * closes its connections. */
 static void client(uint16_t port, int nconns, size_t size, bool stream, double dur, int out_fd)
 {
     struct result r = {0};
@@ -284,12 +347,16 @@ static void client(uint16_t port, int nconns, size_t size, bool stream, double d
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
         fcntl(fd, F_SETFL, O_NONBLOCK);
         cs[i].fd = fd;
+    }
+    r.unserved = warm_up(cs, nconns, 10, &r.sent);
+    for (int i = 0; i < nconns; i++) {
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET, .data.u32 = (uint32_t)i};
-        epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+        epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev);
     }
     if (write(out_fd, "s", 1) != 1)
         _exit(1);
-    double start = now_s(), end = start + dur, cpu0 = cpu_self();
+    /* (with connections not served: no measurement, and it says so) */
+    double start = now_s(), end = start + (r.unserved ? 0 : dur), cpu0 = cpu_self();
     for (int i = 0; i < nconns; i++)
         cs[i].t0 = start;
     struct epoll_event evs[256];
@@ -307,6 +374,7 @@ static void client(uint16_t port, int nconns, size_t size, bool stream, double d
                         send(c->fd, buf, room < size ? room : size, MSG_DONTWAIT | MSG_NOSIGNAL);
                     if (w > 0) {
                         c->out += (size_t)w;
+                        r.sent += w;
                         progress = true;
                     }
                 }
@@ -343,7 +411,7 @@ static void client(uint16_t port, int nconns, size_t size, bool stream, double d
         r.p50_us = lat[nlat / 2];
         r.p99_us = lat[nlat * 99 / 100];
     }
-    r.ok = 1;
+    r.ok = r.unserved == 0;
     if (write(out_fd, &r, sizeof r) != sizeof r)
         _exit(1);
     /* with a reset, not a FIN: the active closer's TIME_WAIT would hold the
@@ -402,18 +470,36 @@ static struct result run_client(struct server *s, uint16_t port, int nconns, siz
 
 /* ---- the servers -------------------------------------------------------------------------- */
 
-enum { SRV_URING, SRV_EPOLL, SRV_BLOCKING, NSRV };
-static const char *srv_names[NSRV] = {"rt-io_uring", "rt-epoll", "blocking-threads"};
+enum { SRV_URING, SRV_EPOLL, SRV_BLOCKING, SRV_GO, SRV_ERLANG, NSRV };
+static const char *srv_names[NSRV] = {"rt-io_uring", "rt-epoll", "blocking-threads", "go-net",
+                                      "erlang-gen_tcp"};
+/* for --servers and the table */
+static const char *srv_short[NSRV] = {"io_uring", "epoll", "blocking", "go", "erlang"};
+
+static bool is_ext(int kind)
+{
+    return kind == SRV_GO || kind == SRV_ERLANG;
+}
+
+/* The peers that are other programs: the Go program, the folder of
+ * echopeer.beam. */
+static const char *go_path, *erl_dir;
 
 /* A server runs under a thread of its own, which opens the syscall counter
- * first so that every thread the server makes inherits it (and the client,
- * forked from main, does not). */
+ * first so that every thread the server makes, and a peer it spawns,
+ * inherits it (and the client, forked from main, does not). */
 struct server {
     int kind;
     uint16_t port;
     int perf_fd;
     int lfd;
     pthread_t acc;
+    struct ext_peer ext; /* Go, Erlang */
+    bool started;        /* listening (else why says what went wrong) */
+    bool counted;        /* counts are the server's own (else why) */
+    struct srv_counts counts;
+    char hello[160]; /* what a peer said beside its port */
+    char why[200];
     pthread_mutex_t lock;
     pthread_cond_t cond;
     int state; /* 0 starting, 1 running, 2 stop asked, 3 stopped */
@@ -421,13 +507,23 @@ struct server {
 
 static _Atomic long blk_syscalls;
 
+/* What the in-process servers did (reset when one starts). Relaxed: they
+ * are read by the server's thread once the client has ended, and each was
+ * added to before the bytes or connection it counts went on through a
+ * system call (send, the client's recv, its pipe to main), which orders
+ * them in practice; the figures are checks, not synchronisation. */
+static _Atomic long long srv_conns, srv_read, srv_echoed;
+
 static void server_counts(struct server *s, struct count *c)
 {
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     c->cpu = (double)ts.tv_sec + ts.tv_nsec / 1e9;
     c->perf = read_counter(s->perf_fd);
-    if (s->kind == SRV_BLOCKING) {
+    if (is_ext(s->kind)) {
+        c->cpu = ext_cpu(&s->ext);
+        c->self = 0; /* none of its own */
+    } else if (s->kind == SRV_BLOCKING) {
         c->self = (uint64_t)atomic_load(&blk_syscalls);
     } else {
         rt_stats st;
@@ -444,8 +540,12 @@ static void rt_conn(void *arg)
     char *buf = malloc(1 << 16);
     for (;;) {
         ssize_t n = rt_recv(fd, buf, 1 << 16, RT_INFINITY);
-        if (n <= 0 || rt_send_all(fd, buf, (size_t)n, RT_INFINITY) != n)
+        if (n <= 0)
             break;
+        atomic_fetch_add_explicit(&srv_read, n, memory_order_relaxed);
+        if (rt_send_all(fd, buf, (size_t)n, RT_INFINITY) != n)
+            break;
+        atomic_fetch_add_explicit(&srv_echoed, n, memory_order_relaxed);
     }
     /* freed here, not with rt_at_exit: a killed process's receive may still
      * write into its buffer (io_uring), so these end only by the client's close */
@@ -460,6 +560,7 @@ static void rt_acceptor(void *arg)
         int fd = rt_accept(l, NULL, NULL, RT_INFINITY);
         if (fd < 0)
             return;
+        atomic_fetch_add_explicit(&srv_conns, 1, memory_order_relaxed);
         rt_io_disown(fd);
         if (rt_spawn(rt_conn, (void *)(intptr_t)fd, NULL, NULL))
             close(fd);
@@ -477,11 +578,13 @@ static void *blk_conn(void *arg)
         atomic_fetch_add_explicit(&blk_syscalls, 1, memory_order_relaxed);
         if (n <= 0)
             break;
+        atomic_fetch_add_explicit(&srv_read, n, memory_order_relaxed);
         for (ssize_t off = 0; off < n;) {
             ssize_t w = send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
             atomic_fetch_add_explicit(&blk_syscalls, 1, memory_order_relaxed);
             if (w <= 0)
                 goto out;
+            atomic_fetch_add_explicit(&srv_echoed, w, memory_order_relaxed);
             off += w;
         }
     }
@@ -502,6 +605,7 @@ static void *blk_acceptor(void *arg)
         int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0)
             return NULL;
+        atomic_fetch_add_explicit(&srv_conns, 1, memory_order_relaxed);
         pthread_t t;
         if (pthread_create(&t, &a, blk_conn, (void *)(intptr_t)fd))
             close(fd);
@@ -524,29 +628,65 @@ static void wait_state(struct server *s, int st)
     pthread_mutex_unlock(&s->lock);
 }
 
+/* Start the Go or Erlang peer, listening on a loopback address whose ports
+ * are not all taken (into server_ip); 0 or a negative errno (s->why). */
+static int ext_begin(struct server *s)
+{
+    uint16_t port;
+    close(listener(&port));
+    char ip[INET_ADDRSTRLEN], n[16], env0[32];
+    struct in_addr a = {.s_addr = htonl(server_ip)};
+    inet_ntop(AF_INET, &a, ip, sizeof ip);
+    if (s->kind == SRV_GO) {
+        snprintf(env0, sizeof env0, "GOMAXPROCS=%d", SCHEDULERS);
+        char *argv[] = {(char *)go_path, "-addr", ip, NULL}, *env[] = {env0, NULL};
+        return ext_start(&s->ext, argv, env, &s->port, s->hello, s->why, sizeof s->why);
+    }
+    snprintf(n, sizeof n, "%d:%d", SCHEDULERS, SCHEDULERS);
+    char *argv[] = {"erl",      "-noshell", "+S", n,    "-pa",  (char *)erl_dir, "-run",
+                    "echopeer", "main",     ip,   "-s", "init", "stop",          NULL};
+    return ext_start(&s->ext, argv, NULL, &s->port, s->hello, s->why, sizeof s->why);
+}
+
 static void *server_main(void *arg)
 {
     struct server *s = arg;
     s->perf_fd = open_syscall_counter();
-    s->lfd = listener(&s->port);
-    if (s->kind == SRV_BLOCKING) {
+    atomic_store(&srv_conns, 0);
+    atomic_store(&srv_read, 0);
+    atomic_store(&srv_echoed, 0);
+    s->started = true;
+    if (is_ext(s->kind)) {
+        s->started = ext_begin(s) == 0;
+    } else if (s->kind == SRV_BLOCKING) {
+        s->lfd = listener(&s->port);
         atomic_store(&blk_syscalls, 0);
         pthread_create(&s->acc, NULL, blk_acceptor, (void *)(intptr_t)s->lfd);
     } else {
+        s->lfd = listener(&s->port);
         /* one scheduler, on the server's CPU like the blocking server's threads */
-        rt_opts o = {.schedulers = 1, .io = s->kind == SRV_URING ? RT_IO_URING : RT_IO_EPOLL};
+        rt_opts o = {.schedulers = SCHEDULERS,
+                     .io = s->kind == SRV_URING ? RT_IO_URING : RT_IO_EPOLL};
         if (rt_start(&o) != 0)
             die("rt_start");
         rt_spawn(rt_acceptor, (void *)(intptr_t)s->lfd, NULL, NULL);
     }
     set_state(s, 1);
     wait_state(s, 2);
+    /* the client has ended: what the server counted is all it will */
+    if (is_ext(s->kind)) {
+        s->counted = s->started && ext_stop(&s->ext, &s->counts, s->why, sizeof s->why) == 0;
+    } else {
+        s->counts = (struct srv_counts){atomic_load(&srv_conns), atomic_load(&srv_read),
+                                        atomic_load(&srv_echoed)};
+        s->counted = true;
+    }
     if (s->kind == SRV_BLOCKING) {
         shutdown(s->lfd, SHUT_RDWR);
         pthread_join(s->acc, NULL);
         close(s->lfd);
         usleep(100000); /* the connection threads see the client's close */
-    } else {
+    } else if (!is_ext(s->kind)) {
         rt_stats leaks;
         if (rt_stop(2000, &leaks) != 0 || leaks.procs_live || leaks.msgs_live)
             die("rt_stop");
@@ -558,6 +698,8 @@ static void *server_main(void *arg)
 }
 
 struct point {
+    bool ok;       /* measured, and the server's counts agree with the client's */
+    char why[240]; /* when not ok */
     struct result r;
     double rate;    /* round trips/s (rr) or MB/s (stream) */
     double mbs;     /* MB/s either way (bytes echoed back to the client) */
@@ -568,9 +710,28 @@ struct point {
     long long kmem; /* TCP memory pressure (entries, ms) and drops meanwhile */
 };
 
+/* Do the server's own counts agree with the client's? Every connection
+ * accepted; at least the bytes the client got back read, and no more than
+ * it sent; no more echoed than read. */
+static bool counts_agree(const struct srv_counts *c, const struct result *r, int nconns, char *why,
+                         size_t cap)
+{
+    if (c->conns != nconns)
+        snprintf(why, cap, "the server accepted %lld of %d connections", c->conns, nconns);
+    else if (c->read < r->bytes || c->read > r->sent)
+        snprintf(why, cap, "the server read %lld B; the client sent %lld B and got %lld B back",
+                 c->read, r->sent, r->bytes);
+    else if (c->echoed > c->read)
+        snprintf(why, cap, "the server echoed %lld B, more than the %lld B it read", c->echoed,
+                 c->read);
+    else
+        return true;
+    return false;
+}
+
 static struct point measure(int kind, int nconns, size_t size, bool stream, double dur)
 {
-    struct server s = {.kind = kind, .perf_fd = -1};
+    struct server s = {.kind = kind, .perf_fd = -1, .ext.pid = -1};
     pthread_mutex_init(&s.lock, NULL);
     pthread_cond_init(&s.cond, NULL);
     pthread_t t;
@@ -578,23 +739,38 @@ static struct point measure(int kind, int nconns, size_t size, bool stream, doub
     tcp_mem_read(k0);
     pthread_create(&t, NULL, server_main, &s);
     wait_state(&s, 1);
-    struct count d;
+    struct count d = {0};
     struct point p = {0};
-    p.r = run_client(&s, s.port, nconns, size, stream, dur, &d);
+    if (s.started)
+        p.r = run_client(&s, s.port, nconns, size, stream, dur, &d);
     tcp_mem_read(k1);
     p.kmem = tcp_mem_events(k0, k1);
-    if (!p.r.ok)
-        die("a client failed");
     p.perf = s.perf_fd >= 0;
     set_state(&s, 2);
     pthread_join(t, NULL);
     pthread_cond_destroy(&s.cond);
     pthread_mutex_destroy(&s.lock);
+    if (!s.started)
+        snprintf(p.why, sizeof p.why, "did not start: %s", s.why);
+    else if (p.r.unserved)
+        snprintf(p.why, sizeof p.why,
+                 "the server echoed nothing on %d of %d connections within 10 s", p.r.unserved,
+                 nconns);
+    else if (!p.r.ok)
+        snprintf(p.why, sizeof p.why, "the client failed");
+    else if (!s.counted)
+        snprintf(p.why, sizeof p.why, "no counts: %s", s.why);
+    else
+        p.ok = counts_agree(&s.counts, &p.r, nconns, p.why, sizeof p.why);
+    if (!p.ok)
+        return p;
     /* a message: one request (rr) or `size` bytes sent one way (stream) */
     double msgs = stream ? (double)p.r.bytes / (double)size : (double)p.r.trips;
     p.mbs = (double)p.r.bytes / p.r.secs / 1e6;
     p.rate = stream ? p.mbs : msgs / p.r.secs;
-    p.sys_per = msgs > 0 ? (double)(p.perf ? d.perf : d.self) / msgs : 0;
+    p.sys_per = msgs <= 0                 ? 0
+                : !p.perf && is_ext(kind) ? -1
+                                          : (double)(p.perf ? d.perf : d.self) / msgs;
     p.cpu_per = msgs > 0 ? d.cpu * 1e6 / msgs : 0;
     p.cli_pct = 100 * p.r.cpu / p.r.secs;
     return p;
@@ -618,16 +794,113 @@ static int median_index(const double *v, int n)
     return 0;
 }
 
+/* Is `name` an executable in PATH? */
+static bool in_path(const char *name)
+{
+    const char *path = getenv("PATH");
+    char buf[4096];
+    while (path && *path) {
+        size_t n = strcspn(path, ":");
+        snprintf(buf, sizeof buf, "%.*s/%s", (int)n, path, name);
+        if (n > 0 && access(buf, X_OK) == 0)
+            return true;
+        path += n + (path[n] == ':');
+    }
+    return false;
+}
+
+/* The folder the peers are built into: peers/ in the build tree above this
+ * program's folder (build/release/bench/io_echo: build/release/peers). */
+static const char *peers_dir(void)
+{
+    static char dir[4096];
+    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 16);
+    if (n <= 0)
+        return "peers";
+    dir[n] = '\0';
+    for (int up = 0; up < 2; up++) {
+        char *slash = strrchr(dir, '/');
+        if (slash == NULL)
+            return "peers";
+        *slash = '\0';
+    }
+    strcat(dir, "/peers");
+    return dir;
+}
+
+/* Whether peer k is there to be run; if not, why into why. */
+static bool ext_there(int k, char *why, size_t cap)
+{
+    char beam[4200];
+    if (k == SRV_GO && access(go_path, X_OK) != 0) {
+        snprintf(why, cap, "skipped: no %.160s (bench/run builds it when Go is installed; or --go)",
+                 go_path);
+        return false;
+    }
+    if (k == SRV_ERLANG && !in_path("erl")) {
+        snprintf(why, cap, "skipped: erl is not installed (tools/setup --bench)");
+        return false;
+    }
+    snprintf(beam, sizeof beam, "%s/echopeer.beam", erl_dir);
+    if (k == SRV_ERLANG && access(beam, R_OK) != 0) {
+        snprintf(why, cap, "skipped: no %.160s (bench/run builds it; or --erl)", beam);
+        return false;
+    }
+    return true;
+}
+
+/* Start and stop peer k once, before measuring: what it says of itself
+ * (its version, its schedulers) into hello, or why it failed. */
+static bool ext_probe(int k, char *hello, size_t cap)
+{
+    struct server s = {.kind = k, .perf_fd = -1, .ext.pid = -1};
+    if (ext_begin(&s) < 0) {
+        snprintf(hello, cap, "FAILED to start: %.160s", s.why);
+        return false;
+    }
+    int rc = ext_stop(&s.ext, &s.counts, s.why, sizeof s.why);
+    if (rc < 0)
+        snprintf(hello, cap, "FAILED to stop: %.160s", s.why);
+    else
+        snprintf(hello, cap, "it says: %.160s", s.hello);
+    return rc == 0;
+}
+
+static bool in_list(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *s = list; (s = strstr(s, name)) != NULL; s += n)
+        if ((s == list || s[-1] == ',') && (s[n] == ',' || s[n] == '\0'))
+            return true;
+    return false;
+}
+
+/* A cell of the table: "-" for a server not run, FAILED (or `bad`) for one
+ * that failed, else the number. */
+static const char *cell(char *buf, size_t cap, bool on, bool ok, const char *bad, const char *fmt,
+                        double v)
+{
+    if (!on)
+        return "-";
+    if (!ok)
+        return bad;
+    snprintf(buf, cap, fmt, v);
+    return buf;
+}
+
 int main(int argc, char **argv)
 {
     bool quick = false;
     int runs = 0;
     double dur = 0;
-    const char *csv_path = NULL;
+    const char *csv_path = NULL, *servers = NULL;
     int only_conns = 0, only_mode = -1; /* mode: 0 rr, 1 stream */
     size_t only_size = 0;
-    static const char usage[] = "usage: io_echo [--quick] [--runs N] [--dur SECONDS] [--csv FILE] "
-                                "[--mode rr|stream] [--conns N] [--size BYTES] [--window BYTES]\n";
+    static const char usage[] =
+        "usage: io_echo [--quick] [--runs N] [--dur SECONDS] [--csv FILE] [--mode rr|stream]\n"
+        "               [--conns N] [--size BYTES] [--window BYTES] [--servers LIST]\n"
+        "               [--go PROGRAM] [--erl BEAM_DIR]\n"
+        "LIST: a comma-separated subset of io_uring,epoll,blocking,go,erlang\n";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
             quick = true;
@@ -649,15 +922,25 @@ int main(int argc, char **argv)
             runs = atoi(argv[++i]);
         else if (strcmp(argv[i], "--dur") == 0 && i + 1 < argc)
             dur = atof(argv[++i]);
+        else if (strcmp(argv[i], "--servers") == 0 && i + 1 < argc)
+            servers = argv[++i];
+        else if (strcmp(argv[i], "--go") == 0 && i + 1 < argc)
+            go_path = argv[++i];
+        else if (strcmp(argv[i], "--erl") == 0 && i + 1 < argc)
+            erl_dir = argv[++i];
         else {
             fputs(usage, stderr);
             return 2;
         }
     }
+    static char go_default[4200];
+    snprintf(go_default, sizeof go_default, "%s/echopeer-go", peers_dir());
+    go_path = go_path ? go_path : go_default;
+    erl_dir = erl_dir ? erl_dir : peers_dir();
     if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
         server_cpu = 0;
         client_cpu = 1;
-        pin(server_cpu); /* threads made from here on inherit it */
+        pin(server_cpu); /* threads and peers made from here on inherit it */
     }
     struct rlimit rl = {65536, 65536};
     setrlimit(RLIMIT_NOFILE, &rl);
@@ -672,6 +955,17 @@ int main(int argc, char **argv)
         dur = quick ? 0.2 : 1.0;
     if (runs <= 0 || runs > 9)
         runs = quick ? 1 : 3;
+    bool use[NSRV];
+    char about[NSRV][240] = {{0}};
+    for (int k = 0; k < NSRV; k++) {
+        use[k] = servers == NULL || in_list(servers, srv_short[k]);
+        if (!use[k])
+            snprintf(about[k], sizeof about[k], "not asked for (--servers)");
+        else if (is_ext(k) && !ext_there(k, about[k], sizeof about[k]))
+            use[k] = false;
+        else if (is_ext(k))
+            ext_probe(k, about[k], sizeof about[k]); /* a failure shows in every point */
+    }
     FILE *csv = NULL;
     char *csv_buf = NULL;
     size_t csv_len = 0;
@@ -681,17 +975,27 @@ int main(int argc, char **argv)
     int conns[] = {1, 10, 100, 1000};
     size_t sizes[] = {64, 1024, 16384, 65536};
     fprintf(csv, "mode,conns,size,server,rate,unit,mb_per_s,p50_us,p99_us,syscalls_per_msg,"
-                 "syscall_source,tcp_mem_runs,server_cpu_us_per_msg,client_cpu_pct\n");
-    printf(
-        "servers: rt (1 scheduler; a stackful process per connection) on io_uring and on epoll,\n"
-        "and blocking C (a thread per connection), pinned to CPU %d. client: a separate\n"
-        "process, one epoll thread, non-blocking sockets, pinned to CPU %d; the same for all.\n"
-        "%.2f s per run, median of %d run(s) per point. ratios: io_uring / epoll and\n"
-        "io_uring / blocking (>1: io_uring better). sys/msg: the server's system calls per\n"
-        "message (rr: per round trip; stream: per `size` bytes), %s.\n",
-        server_cpu, client_cpu, dur, runs,
-        syscall_tp_id >= 0 ? "counted by the kernel (perf, raw_syscalls:sys_enter)"
-                           : "perf unavailable: the servers' own counts");
+                 "syscall_source,tcp_mem_runs,server_cpu_us_per_msg,client_cpu_pct,"
+                 "io_uring_ratio,check\n");
+    printf("servers, each with one CPU (%d) and one scheduler, all its threads on that CPU:\n"
+           "  io_uring, epoll: rt (%d scheduler; a stackful process per connection) on io_uring,\n"
+           "    and on epoll (the control);\n"
+           "  blocking: C, a thread per connection (recv/send);\n"
+           "  go: Go net, a goroutine per connection, GOMAXPROCS=%d (bench/peers/go/echopeer):\n"
+           "    %s;\n"
+           "  erlang: Erlang/OTP gen_tcp, a process per connection, {active,100}, +S %d:%d\n"
+           "    (bench/peers/erlang/echopeer.erl): %s.\n"
+           "Every server reads at most 64 KiB at a time, echoes it, and counts connections and\n"
+           "bytes; a point fails unless its counts agree with the client's. client: a separate\n"
+           "process, one epoll thread, non-blocking sockets, pinned to CPU %d; the same for all.\n"
+           "%.2f s per run, median of %d run(s) per point. ratios: io_uring / each other server\n"
+           "(>1: io_uring better). sys/msg: the server's system calls per message (rr: per round\n"
+           "trip; stream: per `size` bytes), %s.\n",
+           server_cpu, SCHEDULERS, SCHEDULERS, about[SRV_GO], SCHEDULERS, SCHEDULERS,
+           about[SRV_ERLANG], client_cpu, dur, runs,
+           syscall_tp_id >= 0 ? "counted by the kernel\n(perf, raw_syscalls:sys_enter; "
+                                "the Go and Erlang processes inherit the counter)"
+                              : "perf unavailable: the servers' own counts (none for go, erlang)");
     if (window_opt == SIZE_MAX)
         printf("stream window: 256 MiB (or tcp_mem's low mark / 4) / conns bytes sent and not\n"
                "yet echoed per connection, at most 4 MiB, at least 2 messages.\n");
@@ -701,13 +1005,15 @@ int main(int argc, char **argv)
         printf("stream window: %zu bytes per connection.\n", window_opt);
     printf("cpu us/msg: the server's CPU time per message. client cpu%%: the client's CPU use\n"
            "(near 100: the client is the limit, and a server that answers sooner, in smaller\n"
-           "pieces, makes it slower). \"! tcp mem u/e/b\": runs of each server in which the\n"
-           "kernel was short of TCP memory (TcpExt TCPMemoryPressures, TCPRcvQDrop: the whole\n"
-           "machine's).\n\n");
-    printf("%-6s %5s %6s | %10s %10s %10s | %6s %6s | %6s %6s %6s | %6s %6s %6s | %11s | %s\n",
-           "mode", "conns", "size", "io_uring", "epoll", "blocking", "/epoll", "/block", "sys/msg",
-           "", "", "cpu us", "/msg", "", "client cpu%", "p50/p99 us: io_uring  epoll  blocking");
+           "pieces, makes it slower). \"! tcp mem\": runs of each server (in the order above) in\n"
+           "which the kernel was short of TCP memory (TcpExt TCPMemoryPressures, TCPRcvQDrop:\n"
+           "the whole machine's). \"-\": not run.\n\n");
+    printf("%-6s %5s %6s | %9s %9s %9s %9s %9s | %6s %6s %6s %6s | %-29s | %-34s | %-19s | %s\n",
+           "mode", "conns", "size", "io_uring", "epoll", "blocking", "go", "erlang", "/epoll",
+           "/block", "/go", "/erl", "sys/msg", "cpu us/msg", "client cpu%",
+           "p50/p99 us (same order)");
     double t_start = now_s();
+    bool all_ok = true;
     for (int mode = 0; mode < 2; mode++) {
         if (only_mode >= 0 && mode != only_mode)
             continue;
@@ -720,55 +1026,106 @@ int main(int argc, char **argv)
                 if (only_size && sizes[si] != only_size)
                     continue;
                 /* `runs` rounds, the servers interleaved so that drift in
-                 * the machine hits all three alike; each figure is the
-                 * median run (by rate), with its latency and system calls */
-                struct point all[NSRV][9], p[NSRV];
+                 * the machine hits all alike; each figure is the median run
+                 * (by rate), with its latency and system calls; a server
+                 * that fails is not run again for this point */
+                struct point all[NSRV][9];
+                struct point p[NSRV] = {0};
                 double rates[NSRV][9];
+                bool failed[NSRV] = {false};
                 for (int run = 0; run < runs; run++) {
                     fprintf(stderr, "[%s %d conns %zu B] run %d/%d\n", stream ? "stream" : "rr",
                             conns[ci], sizes[si], run + 1, runs);
                     for (int k = 0; k < NSRV; k++) {
+                        if (!use[k] || failed[k])
+                            continue;
                         all[k][run] = measure(k, conns[ci], sizes[si], stream, dur);
                         rates[k][run] = all[k][run].rate;
+                        if (!all[k][run].ok) {
+                            failed[k] = true;
+                            p[k] = all[k][run];
+                            all_ok = false;
+                            fprintf(stderr, "io_echo: %s, %s %d conns %zu B, run %d: FAILED: %s\n",
+                                    srv_names[k], stream ? "stream" : "rr", conns[ci], sizes[si],
+                                    run + 1, p[k].why);
+                        }
                     }
                 }
-                int short_runs[NSRV] = {0};
+                int short_runs[NSRV] = {0}, nshort = 0;
+                double v[NSRV] = {0};
+                bool ok[NSRV];
                 for (int k = 0; k < NSRV; k++) {
+                    ok[k] = use[k] && !failed[k];
+                    if (!ok[k])
+                        continue;
                     p[k] = all[k][median_index(rates[k], runs)];
+                    v[k] = p[k].rate;
                     for (int run = 0; run < runs; run++)
                         short_runs[k] += all[k][run].kmem > 0;
+                    nshort += short_runs[k];
                 }
-                double v[NSRV] = {p[0].rate, p[1].rate, p[2].rate};
-                printf("%-6s %5d %6zu | %10.0f %10.0f %10.0f | %6.2f %6.2f | %6.2f %6.2f %6.2f | "
-                       "%6.2f %6.2f %6.2f | %3.0f %3.0f %3.0f | ",
-                       stream ? "stream" : "rr", conns[ci], sizes[si], v[0], v[1], v[2],
-                       v[1] > 0 ? v[0] / v[1] : 0, v[2] > 0 ? v[0] / v[2] : 0, p[0].sys_per,
-                       p[1].sys_per, p[2].sys_per, p[0].cpu_per, p[1].cpu_per, p[2].cpu_per,
-                       p[0].cli_pct, p[1].cli_pct, p[2].cli_pct);
-                if (stream)
-                    printf("-  (%s)", unit);
-                else
-                    printf("%.0f/%.0f %.0f/%.0f %.0f/%.0f  (%s)", p[0].r.p50_us, p[0].r.p99_us,
-                           p[1].r.p50_us, p[1].r.p99_us, p[2].r.p50_us, p[2].r.p99_us, unit);
-                if (short_runs[0] + short_runs[1] + short_runs[2])
-                    printf("  ! tcp mem %d/%d/%d of %d", short_runs[0], short_runs[1],
-                           short_runs[2], runs);
+                char b[NSRV][5][32];
+                printf("%-6s %5d %6zu |", stream ? "stream" : "rr", conns[ci], sizes[si]);
+                for (int k = 0; k < NSRV; k++)
+                    printf(" %9s", cell(b[k][0], 32, use[k], ok[k], "FAILED", "%.0f", v[k]));
+                printf(" |");
+                for (int k = 1; k < NSRV; k++)
+                    printf(" %6s", cell(b[k][1], 32, use[k] && use[SRV_URING],
+                                        ok[k] && ok[SRV_URING] && v[k] > 0, "n/a", "%.2f",
+                                        v[k] > 0 ? v[SRV_URING] / v[k] : 0));
+                printf(" |");
+                for (int k = 0; k < NSRV; k++)
+                    printf(" %5s", cell(b[k][2], 32, use[k] && p[k].sys_per >= 0, ok[k], "-",
+                                        "%.2f", p[k].sys_per));
+                printf(" |");
+                for (int k = 0; k < NSRV; k++)
+                    printf(" %6s", cell(b[k][3], 32, use[k], ok[k], "-", "%.2f", p[k].cpu_per));
+                printf(" |");
+                for (int k = 0; k < NSRV; k++)
+                    printf(" %3s", cell(b[k][4], 32, use[k], ok[k], "-", "%.0f", p[k].cli_pct));
+                printf(" | ");
+                if (stream) {
+                    printf("-");
+                } else {
+                    for (int k = 0; k < NSRV; k++)
+                        if (ok[k])
+                            printf("%s%.0f/%.0f", k ? " " : "", p[k].r.p50_us, p[k].r.p99_us);
+                        else
+                            printf("%s-", k ? " " : "");
+                }
+                printf("  (%s)", unit);
+                if (nshort) {
+                    printf("  ! tcp mem");
+                    for (int k = 0; k < NSRV; k++)
+                        printf("%s%d", k ? "/" : " ", short_runs[k]);
+                    printf(" of %d", runs);
+                }
                 printf("\n");
                 fflush(stdout);
-                for (int k = 0; k < NSRV; k++)
-                    fprintf(csv, "%s,%d,%zu,%s,%.1f,%s,%.2f,%.1f,%.1f,%.2f,%s,%d,%.3f,%.0f\n",
-                            stream ? "stream" : "rr", conns[ci], sizes[si], srv_names[k], v[k],
-                            unit, p[k].mbs, stream ? 0 : p[k].r.p50_us, stream ? 0 : p[k].r.p99_us,
-                            p[k].sys_per, p[k].perf ? "perf" : "self", short_runs[k], p[k].cpu_per,
+                for (int k = 0; k < NSRV; k++) {
+                    if (!use[k])
+                        continue;
+                    const char *src = p[k].perf ? "perf" : is_ext(k) ? "none" : "self";
+                    fprintf(csv, "%s,%d,%zu,%s,%.1f,%s,%.2f,%.1f,%.1f,", stream ? "stream" : "rr",
+                            conns[ci], sizes[si], srv_names[k], v[k], unit, p[k].mbs,
+                            stream ? 0 : p[k].r.p50_us, stream ? 0 : p[k].r.p99_us);
+                    if (p[k].sys_per >= 0)
+                        fprintf(csv, "%.2f", p[k].sys_per);
+                    fprintf(csv, ",%s,%d,%.3f,%.0f,", src, short_runs[k], p[k].cpu_per,
                             p[k].cli_pct);
+                    if (ok[k] && ok[SRV_URING] && v[k] > 0)
+                        fprintf(csv, "%.3f", v[SRV_URING] / v[k]);
+                    fprintf(csv, ",%s\n", ok[k] ? "ok" : "FAILED");
+                }
             }
         }
     }
-    printf("\n%.1f s in all\n", now_s() - t_start);
+    printf("\n%.1f s in all%s\n", now_s() - t_start,
+           all_ok ? "" : "; some points FAILED (the reasons are on stderr)");
     fclose(csv);
     if (csv_path == NULL) {
         printf("\n%s", csv_buf);
         free(csv_buf);
     }
-    return 0;
+    return all_ok ? 0 : 1;
 }
