@@ -267,6 +267,20 @@ void es__as_go_up(struct as_st *st, int fd, uint16_t os, uint16_t is)
     arm_recv(st); /* a failure here comes as a DOWN after the UP */
 }
 
+/* Up, for an association that has ended already (ES_GHOST_FD): the owner
+ * hears of it as of any other, then gets what it sent, then its DOWN;
+ * sends meanwhile are ESOCK_ECLOSED. */
+static void ghost_up(struct as_st *st)
+{
+    struct as_ent *a = st->a;
+    esock_up up = {.assoc = st->h, .ep = st->ep};
+    pthread_mutex_lock(&a->lock);
+    a->state = ESOCK_ASSOC_SHUTTING_DOWN;
+    up.peer = a->peer;
+    pthread_mutex_unlock(&a->lock);
+    es__send_owner(st->owner, ESOCK_MSG_ASSOC_UP, &up, sizeof up);
+}
+
 static int as_init(void *state, void *arg)
 {
     struct as_st *st = state;
@@ -325,6 +339,14 @@ static int as_init(void *state, void *arg)
             int fd, err;
             uint16_t os, is;
         } up = {s->fd, 0, 0, 0};
+        rt_send(rt_self(), ES_AS_FD, &up, sizeof up);
+    } else if (s->fd == ES_GHOST_FD) {
+        /* ended before it could be peeled off: up and down, from what its
+         * endpoint hands over (ES_AS_GHOST) */
+        struct {
+            int fd, err;
+            uint16_t os, is;
+        } up = {ES_GHOST_FD, 0, 0, 0};
         rt_send(rt_self(), ES_AS_FD, &up, sizeof up);
     } else if (st->proto == ESOCK_TCP) {
         /* made: it connects itself once running (SCTP: the endpoint has) */
@@ -793,6 +815,10 @@ static void as_handle(void *state, rt_msg *m)
             uint16_t os, is;
         } up;
         memcpy(&up, m->data, sizeof up);
+        if (up.fd == ES_GHOST_FD) {
+            ghost_up(st);
+            break;
+        }
         if (up.fd < 0) {
             es__as_stop(st, ESOCK_DOWN_CANT_START, up.err, false);
             break;
@@ -807,6 +833,9 @@ static void as_handle(void *state, rt_msg *m)
         es__as_stop(st, ESOCK_DOWN_CANT_START, err, false);
         break;
     }
+    case ES_AS_GHOST:
+        es__sctp_ghost(st, m);
+        break;
     case ES_AS_READ:
         st->read_pending = false;
         read_some(st);

@@ -119,6 +119,7 @@ int es__sctp_read_one(struct as_st *st);
  * have written part, q->off says how much), or the kernel's -errno. */
 int es__sctp_write(struct as_ent *a, struct sq_item *q, const void *data);
 int es__sctp_send_flag(struct as_st *st, uint16_t flag);
+void es__sctp_ghost(struct as_st *st, const rt_msg *m); /* ES_AS_GHOST */
 
 /* tcp.c */
 int es__tcp_read_one(struct as_st *st);

@@ -161,6 +161,75 @@ static bool deliver(struct as_st *st, const struct sctp_rcvinfo *ri, const void 
     return true;
 }
 
+/* What one read brought: n bytes at buf (inside dm, the owner's message,
+ * when that is not NULL), the read's flags and SCTP_RCVINFO. `done` is
+ * what a whole message returns. Returns as es__sctp_read_one. */
+static int got(struct as_st *st, unsigned char *buf, size_t n, int msg_flags,
+               const struct sctp_rcvinfo *rip, rt_msg *dm, int done)
+{
+    bool eor = (msg_flags & MSG_EOR) != 0;
+    struct sctp_rcvinfo ri = *rip;
+    if (msg_flags & MSG_NOTIFICATION) {
+        /* a notification can come in parts too (a SEND_FAILED carries the
+         * payload it hands back) */
+        int rc = 1;
+        if (!eor) {
+            st->rnotif = true;
+            if (!es__as_gather(st, buf, n)) {
+                es__as_stop(st, ESOCK_DOWN_CRASH, -ENOMEM, true);
+                rc = -1;
+            }
+        } else if (st->rlen && st->rnotif) {
+            if (es__as_gather(st, buf, n))
+                notification(st, st->rbuf, st->rlen);
+            st->rlen = 0;
+            st->rnotif = false;
+        } else {
+            notification(st, buf, n);
+        }
+        rt_msg_free(dm);
+        return rc < 0 || st->fd < 0 ? -1 : eor ? done : 1;
+    }
+    if (eor && st->rlen == 0) {
+        st->guess = n;
+        if (dm != NULL) {
+            esock_data d = data_head(st, &ri);
+            d.len = n;
+            d.data = buf;
+            memcpy(dm->data, &d, sizeof d);
+            dm->size = (uint32_t)(sizeof d + n);
+            es__as_deliver_msg(st, dm, n);
+        } else if (!deliver(st, &ri, buf, n)) {
+            return -1;
+        }
+        return done;
+    }
+    /* a message in parts (larger than the buffer, or than what the kernel
+     * hands over at once: partial delivery) */
+    if (st->rlen == 0)
+        st->rinfo = ri;
+    bool ok = es__as_gather(st, buf, n);
+    rt_msg_free(dm);
+    if (!ok) {
+        es__as_stop(st, ESOCK_DOWN_CRASH, -ENOMEM, true);
+        return -1;
+    }
+    if (eor) {
+        st->guess = st->rlen <= ES_SCRATCH ? st->rlen : ES_SCRATCH;
+        bool delivered = deliver(st, &st->rinfo, st->rbuf, st->rlen);
+        st->rlen = 0;
+        if (st->rcap > (1u << 20)) { /* keep a big one only for a while */
+            free(st->rbuf);
+            st->rbuf = NULL;
+            st->rcap = 0;
+        }
+        if (!delivered)
+            return -1;
+        return done;
+    }
+    return 1;
+}
+
 /* One recvmsg. Returns 1 (something read), 0 (the socket is empty), -1
  * (the association ended meanwhile). */
 int es__sctp_read_one(struct as_st *st)
@@ -209,72 +278,31 @@ int es__sctp_read_one(struct as_st *st)
             more = true;
     }
     int done = more ? 1 : ES_READ_DRAINED; /* what a whole message read returns */
-    if (mh.msg_flags & MSG_NOTIFICATION) {
-        /* a notification can come in parts too (a SEND_FAILED carries the
-         * payload it hands back) */
-        int rc = 1;
-        if (!eor) {
-            st->rnotif = true;
-            if (!es__as_gather(st, buf, (size_t)n)) {
-                es__as_stop(st, ESOCK_DOWN_CRASH, -ENOMEM, true);
-                rc = -1;
-            }
-        } else if (st->rlen && st->rnotif) {
-            if (es__as_gather(st, buf, (size_t)n))
-                notification(st, st->rbuf, st->rlen);
-            st->rlen = 0;
-            st->rnotif = false;
-        } else {
-            notification(st, buf, (size_t)n);
-        }
-        rt_msg_free(dm);
-        return rc < 0 || st->fd < 0 ? -1 : eor ? done : 1;
-    }
-    if (n == 0 && !eor) {
+    if (n == 0 && !eor && !(mh.msg_flags & MSG_NOTIFICATION)) {
         /* end of stream: the association is gone (its notification, when
          * there is one, came first) */
         rt_msg_free(dm);
         es__as_stop(st, ESOCK_DOWN_SHUTDOWN, 0, false);
         return -1;
     }
-    if (eor && st->rlen == 0) {
-        st->guess = (size_t)n;
-        if (dm != NULL) {
-            esock_data d = data_head(st, &ri);
-            d.len = (size_t)n;
-            d.data = buf;
-            memcpy(dm->data, &d, sizeof d);
-            dm->size = (uint32_t)(sizeof d + (size_t)n);
-            es__as_deliver_msg(st, dm, (size_t)n);
-        } else if (!deliver(st, &ri, buf, (size_t)n)) {
-            return -1;
-        }
-        return done;
+    return got(st, buf, (size_t)n, mh.msg_flags, &ri, dm, done);
+}
+
+/* An association that ended before its endpoint could peel it off: what
+ * the endpoint read for it from its own socket (struct es_ghost_read, then
+ * the bytes), in the order it came. */
+void es__sctp_ghost(struct as_st *st, const rt_msg *m)
+{
+    struct es_ghost_read g;
+    if (m->size < sizeof g)
+        return;
+    memcpy(&g, m->data, sizeof g);
+    unsigned char *p = (unsigned char *)m->data + sizeof g;
+    got(st, p, m->size - sizeof g, g.msg_flags, &g.ri, NULL, 1);
+    if (st->ending && !st->down_sent) { /* its last notification: all has come */
+        st->ending = false;
+        es__as_stop(st, st->end_reason, st->end_error, false);
     }
-    /* a message in parts (larger than the buffer, or than what the kernel
-     * hands over at once: partial delivery) */
-    if (st->rlen == 0)
-        st->rinfo = ri;
-    bool ok = es__as_gather(st, buf, (size_t)n);
-    rt_msg_free(dm);
-    if (!ok) {
-        es__as_stop(st, ESOCK_DOWN_CRASH, -ENOMEM, true);
-        return -1;
-    }
-    if (eor) {
-        st->guess = st->rlen <= ES_SCRATCH ? st->rlen : ES_SCRATCH;
-        bool delivered = deliver(st, &st->rinfo, st->rbuf, st->rlen);
-        st->rlen = 0;
-        if (st->rcap > (1u << 20)) { /* keep a big one only for a while */
-            free(st->rbuf);
-            st->rbuf = NULL;
-            st->rcap = 0;
-        }
-        if (!delivered)
-            return -1;
-        return done;
-    }
-    return 1;
 }
 
 static ssize_t sctp_out(int fd, uint16_t stream, uint32_t ppid, unsigned flags, uint32_t context,

@@ -4,7 +4,11 @@
  * want what comes (an owner is registered, or an association it made is
  * being set up), one message at a time: each association that comes up is
  * peeled off before the next read, so the kernel moves everything queued
- * for it to the new socket and nothing of it is ever read here.
+ * for it to the new socket and nothing of it is ever read here. Except
+ * for one that has ended by the time its COMM_UP is read (it came and went
+ * while nobody read): the kernel has let it go, so it cannot be peeled
+ * off, but what it sent and its end are still queued here. Its process
+ * (a "ghost", ES_GHOST_FD) gets each of those reads from here.
  *
  * TCP: it owns a listening socket per local address and accepts (multishot)
  * only while it has an owner; until then connections wait in the backlog.
@@ -57,11 +61,15 @@ struct ep_st {
     rt_io_req areq[ESOCK_MAX_ADDRS]; /* their multishot accepts (0: none) */
     bool accept_wait;                /* out of fds: accepting again after a pause */
     rt_timer accept_timer;
+    struct conn *ghosts; /* associations that ended before they were peeled off */
+    unsigned nghosts, capghosts;
     struct msghdr mh; /* the read in flight */
     struct iovec iov;
+    struct sockaddr_storage rname;                       /* its peer (COMM_UP: a ghost's) */
+    char rcbuf[CMSG_SPACE(sizeof(struct sctp_rcvinfo))]; /* a ghost's data: its association */
     union {
         union sctp_notification n;
-        char b[1024];
+        char b[65536]; /* a ghost's data comes here too */
     } nbuf;
 };
 
@@ -296,7 +304,12 @@ static void ep_read(struct ep_st *st)
     /* into the endpoint's own buffer: only notifications come here, and a
      * single-shot read leaves the rest queued in the kernel */
     st->iov = (struct iovec){st->nbuf.b, sizeof st->nbuf};
-    st->mh = (struct msghdr){.msg_iov = &st->iov, .msg_iovlen = 1};
+    st->mh = (struct msghdr){.msg_name = &st->rname,
+                             .msg_namelen = sizeof st->rname,
+                             .msg_iov = &st->iov,
+                             .msg_iovlen = 1,
+                             .msg_control = st->rcbuf,
+                             .msg_controllen = sizeof st->rcbuf};
     if (rt_io_recvmsg(st->fd, &st->mh, 0, 0, &st->rreq) == 0)
         st->reading = true;
 }
@@ -308,8 +321,9 @@ static void abort_fd(int fd)
     close(fd);
 }
 
-/* Offer a new incoming association to the owners, newest first. */
-static void offer(struct ep_st *st, struct as_ent *a, int fd)
+/* Offer a new incoming association to the owners, newest first: true if
+ * one took it (*pid: its process). */
+static bool offer(struct ep_st *st, struct as_ent *a, int fd, rt_pid *pid)
 {
     esock_peer peer;
     pthread_mutex_lock(&a->lock);
@@ -322,17 +336,73 @@ static void offer(struct ep_st *st, struct as_ent *a, int fd)
             continue;
         struct as_start s = {
             .ent = a, .fd = fd, .owner = o->pid, .ep = rt_self(), .owner_seq = o->seq};
-        rt_pid pid;
-        if (es__as_spawn(&s, &pid) == 0)
-            return;
+        if (es__as_spawn(&s, pid) == 0)
+            return true;
         break; /* no process for it (out of memory): the others would fare no better */
     }
     /* nobody took it: an ABORT, not an association left up */
-    abort_fd(fd);
+    if (fd >= 0)
+        abort_fd(fd);
     es__as_release(a);
+    return false;
 }
 
 static void incoming(struct ep_st *st, int fd, sctp_assoc_t kid, uint16_t os, uint16_t is);
+static struct as_ent *incoming_ent(struct ep_st *st, sctp_assoc_t kid, uint16_t os, uint16_t is);
+
+/* An incoming association that ended before its COMM_UP was read (see the
+ * top of this file); its peer is the address its COMM_UP was read from. */
+static void ghost(struct ep_st *st, const struct sctp_assoc_change *sac)
+{
+    /* read with no owner (an association of ours being set up): nobody to
+     * tell, and it cannot wait unread like the others (only its reads,
+     * already queued, remain of it); dropped */
+    if (st->nowners == 0 ||
+        grow((void **)&st->ghosts, &st->capghosts, st->nghosts, sizeof *st->ghosts) < 0)
+        return;
+    struct as_ent *a =
+        incoming_ent(st, sac->sac_assoc_id, sac->sac_outbound_streams, sac->sac_inbound_streams);
+    if (a == NULL)
+        return;
+    esock_addr pa;
+    memset(&pa, 0, sizeof pa);
+    memcpy(&pa, &st->rname, sizeof pa < sizeof st->rname ? sizeof pa : sizeof st->rname);
+    pthread_mutex_lock(&a->lock);
+    if (pa.sa.sa_family == AF_INET || pa.sa.sa_family == AF_INET6) {
+        es__sockaddr_port(&pa, &a->peer.port);
+        a->peer.addrs[0] = pa;
+        a->peer.naddrs = 1;
+    }
+    pthread_mutex_unlock(&a->lock);
+    rt_pid pid;
+    if (offer(st, a, ES_GHOST_FD, &pid))
+        st->ghosts[st->nghosts++] = (struct conn){.kid = sac->sac_assoc_id, .a = a, .pid = pid};
+}
+
+/* A read for a ghost: handed to its process; false if it is none's. */
+static bool ghost_read(struct ep_st *st, sctp_assoc_t kid, const void *p, size_t n, int flags,
+                       const struct sctp_rcvinfo *ri, bool last)
+{
+    unsigned i = 0;
+    while (i < st->nghosts && st->ghosts[i].kid != kid)
+        i++;
+    if (i == st->nghosts)
+        return false;
+    struct es_ghost_read g = {.msg_flags = flags, .ri = *ri};
+    rt_msg *m = rt_msg_alloc(ES_AS_GHOST, sizeof g + n);
+    bool gone = m == NULL; /* no memory: its process ends when its owner does */
+    if (m != NULL) {
+        memcpy(m->data, &g, sizeof g);
+        memcpy((char *)m->data + sizeof g, p, n);
+        if (rt_forward(st->ghosts[i].pid, m) < 0) { /* it has ended (shutdown, owner gone) */
+            rt_msg_free(m);
+            gone = true;
+        }
+    }
+    if (last || gone)
+        st->ghosts[i] = st->ghosts[--st->nghosts];
+    return true;
+}
 
 static void comm_up(struct ep_st *st, const struct sctp_assoc_change *sac)
 {
@@ -352,22 +422,21 @@ static void comm_up(struct ep_st *st, const struct sctp_assoc_change *sac)
     }
     /* an incoming association */
     int fd = sctp_peeloff(st->fd, sac->sac_assoc_id);
-    if (fd < 0)
-        return;
-    incoming(st, fd, sac->sac_assoc_id, sac->sac_outbound_streams, sac->sac_inbound_streams);
+    if (fd >= 0)
+        incoming(st, fd, sac->sac_assoc_id, sac->sac_outbound_streams, sac->sac_inbound_streams);
+    else if (errno == EINVAL) /* gone already */
+        ghost(st, sac);
 }
 
 /* A new incoming association (SCTP: peeled off; TCP: accepted) on `fd`,
  * which nobody owns: offered to the owners, or kept for the first. */
-static void incoming(struct ep_st *st, int fd, sctp_assoc_t kid, uint16_t os, uint16_t is)
+static struct as_ent *incoming_ent(struct ep_st *st, sctp_assoc_t kid, uint16_t os, uint16_t is)
 {
     pthread_rwlock_wrlock(&es__g.lock);
     struct as_ent *a = es__as_new();
     pthread_rwlock_unlock(&es__g.lock);
-    if (a == NULL) {
-        abort_fd(fd);
-        return;
-    }
+    if (a == NULL)
+        return NULL;
     const esock_ep_opts *o = &st->ent->opts;
     pthread_mutex_lock(&a->lock);
     a->ep = st->h;
@@ -379,12 +448,25 @@ static void incoming(struct ep_st *st, int fd, sctp_assoc_t kid, uint16_t os, ui
     a->hiwat = o->send_hiwat;
     a->ostreams = os;
     a->istreams = is;
+    a->peer.ostreams = a->ostreams;
+    a->peer.istreams = a->istreams;
+    pthread_mutex_unlock(&a->lock);
+    return a;
+}
+
+static void incoming(struct ep_st *st, int fd, sctp_assoc_t kid, uint16_t os, uint16_t is)
+{
+    struct as_ent *a = incoming_ent(st, kid, os, is);
+    if (a == NULL) {
+        abort_fd(fd);
+        return;
+    }
+    const esock_ep_opts *o = &st->ent->opts;
+    pthread_mutex_lock(&a->lock);
     if (o->proto == ESOCK_TCP)
         es__tcp_fill_peer(fd, &a->peer);
     else
         es__fill_peer(fd, 0, &a->peer);
-    a->peer.ostreams = a->ostreams;
-    a->peer.istreams = a->istreams;
     pthread_mutex_unlock(&a->lock);
     if (st->nowners == 0) {
         /* nobody to give it to yet: it waits, unread, for the first owner
@@ -399,7 +481,8 @@ static void incoming(struct ep_st *st, int fd, sctp_assoc_t kid, uint16_t os, ui
         st->pend[st->npend++] = (struct conn){.kid = fd, .a = a};
         return;
     }
-    offer(st, a, fd);
+    rt_pid pid;
+    offer(st, a, fd, &pid);
 }
 
 static void conn_failed(struct ep_st *st, sctp_assoc_t kid, int error)
@@ -447,17 +530,41 @@ static void tcp_accepted(struct ep_st *st, rt_msg *m, const rt_io_result *r)
     ep_read(st); /* again, while it has an owner (cancelled: one may be back) */
 }
 
-/* One message read from the endpoint's socket (n bytes in nbuf): only
- * notifications matter here (data would belong to an association not
- * peeled off: none can, see the top of this file). */
-static void ep_got(struct ep_st *st, ssize_t n, int msg_flags)
+/* One message read from the endpoint's socket (n bytes in nbuf, its
+ * control in mh): notifications, and what is queued for ghosts. */
+static void ep_got(struct ep_st *st, ssize_t n, const struct msghdr *mh, int msg_flags)
 {
-    if (n < 8 || !(msg_flags & MSG_NOTIFICATION))
+    if (n < 0)
+        return;
+    if (!(msg_flags & MSG_NOTIFICATION)) {
+        /* data: only a ghost's can be here (see the top of this file) */
+        struct sctp_rcvinfo ri;
+        memset(&ri, 0, sizeof ri);
+        bool have = false;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR((struct msghdr *)mh, c)) {
+            if (c->cmsg_level == IPPROTO_SCTP && c->cmsg_type == SCTP_RCVINFO) {
+                memcpy(&ri, CMSG_DATA(c), sizeof ri);
+                have = true;
+            }
+        }
+        if (have)
+            ghost_read(st, ri.rcv_assoc_id, st->nbuf.b, (size_t)n, msg_flags, &ri, false);
+        return;
+    }
+    if (n < 8)
         return;
     const union sctp_notification *no = &st->nbuf.n;
     if (no->sn_header.sn_type != SCTP_ASSOC_CHANGE || (size_t)n < sizeof(struct sctp_assoc_change))
         return;
     const struct sctp_assoc_change *sac = &no->sn_assoc_change;
+    if (sac->sac_state != SCTP_COMM_UP) {
+        struct sctp_rcvinfo none;
+        memset(&none, 0, sizeof none);
+        bool last = sac->sac_state == SCTP_COMM_LOST || sac->sac_state == SCTP_SHUTDOWN_COMP ||
+                    sac->sac_state == SCTP_CANT_STR_ASSOC;
+        if (ghost_read(st, sac->sac_assoc_id, st->nbuf.b, (size_t)n, msg_flags, &none, last))
+            return;
+    }
     switch (sac->sac_state) {
     case SCTP_COMM_UP:
         comm_up(st, sac);
@@ -485,7 +592,7 @@ static void ep_io(struct ep_st *st, rt_msg *m)
     if (r->req != st->rreq)
         return;
     st->reading = false;
-    ep_got(st, r->res, st->mh.msg_flags | r->msg_flags);
+    ep_got(st, r->res, &st->mh, st->mh.msg_flags | r->msg_flags);
     /* what else is queued, read now: until an association's COMM_UP is read
      * and it is peeled off, what its peer sends fills the endpoint's own
      * socket, which all of them share; falling behind there (100
@@ -493,11 +600,16 @@ static void ep_io(struct ep_st *st, rt_msg *m)
      * packets, set-ups among them */
     for (int k = 0; k < EP_READ_BUDGET && (st->nowners || st->nconns); k++) {
         struct iovec iov = {st->nbuf.b, sizeof st->nbuf};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+        struct msghdr mh = {.msg_name = &st->rname,
+                            .msg_namelen = sizeof st->rname,
+                            .msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = st->rcbuf,
+                            .msg_controllen = sizeof st->rcbuf};
         ssize_t n = recvmsg(st->fd, &mh, MSG_DONTWAIT);
         if (n < 0)
             break; /* EAGAIN: the ring says when there is more */
-        ep_got(st, n, mh.msg_flags);
+        ep_got(st, n, &mh, mh.msg_flags);
     }
     ep_read(st);
 }
@@ -608,7 +720,8 @@ static void reg_owner(struct ep_st *st, const rt_msg *m)
     /* what waited for a first owner */
     for (unsigned i = 0; i < st->npend; i++) { /* in the order they came */
         rt_io_disown(st->pend[i].kid);
-        offer(st, st->pend[i].a, st->pend[i].kid);
+        rt_pid pid;
+        offer(st, st->pend[i].a, st->pend[i].kid, &pid);
     }
     st->npend = 0;
     ep_read(st);
@@ -851,6 +964,7 @@ static void ep_terminate(void *state, int reason)
     free(st->owners);
     free(st->conns);
     free(st->pend);
+    free(st->ghosts);
     free(st->orphans);
     if (st->accept_timer)
         rt_cancel_timer(st->accept_timer);

@@ -27,6 +27,18 @@
 #define ES_AS_CONNECT        (ESOCK_MSG_BASE + 0x119) /* TCP: connect (again) */
 #define ES_AS_SHUT_TIMEOUT   (ESOCK_MSG_BASE + 0x11a) /* TCP: the peer did not end its side */
 #define ES_AS_ORPHAN_TIMEOUT (ESOCK_MSG_BASE + 0x118) /* nobody came within handover_wait_ms */
+#define ES_AS_GHOST          (ESOCK_MSG_BASE + 0x11b) /* ep -> assoc: struct es_ghost_read */
+
+/* An incoming SCTP association that had ended by the time its endpoint
+ * read its COMM_UP cannot be peeled off, but what it sent, and its end,
+ * are still queued on the endpoint's socket: its process starts with
+ * as_start.fd ES_GHOST_FD, without a socket, and the endpoint hands it
+ * each read for it (ES_AS_GHOST: this, then the bytes) until its end. */
+#define ES_GHOST_FD (-2)
+struct es_ghost_read {
+    int msg_flags;
+    struct sctp_rcvinfo ri;
+};
 
 /* An owner and when it registered (the endpoint's count of registrations):
  * ES_AS_ADOPT names the new owner; ES_EP_ORPHAN the association (h) and
@@ -150,7 +162,7 @@ int es__ep_start(void *arg, rt_pid *out); /* the esock_sup child template */
 /* assoc.c */
 struct as_start {
     struct as_ent *ent;
-    int fd; /* >= 0: already up (accepted) */
+    int fd; /* >= 0: already up (accepted); ES_GHOST_FD: ended already */
     rt_pid owner;
     rt_pid ep;                      /* its endpoint's process */
     uint64_t owner_seq;             /* the owner's registration (es_owner_ref) */

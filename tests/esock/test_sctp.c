@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <signal.h>
 #include <spawn.h>
@@ -244,6 +245,92 @@ Test(esock_sctp, data_sent_before_the_owner_registers_arrives)
 {
     es_start();
     run(late_owner_body, NULL);
+    es_stop();
+}
+
+/* The same, with a peer that has finished before the owner comes: its
+ * association is gone in the kernel when the endpoint reads its COMM_UP,
+ * so it cannot be peeled off; what it sent is still queued on the
+ * endpoint's socket and comes to the owner all the same, between its UP
+ * and its DOWN. */
+static void gone_before_owner_body(void *arg)
+{
+    int how = *(int *)arg; /* 0: the client shuts down; 1: it aborts */
+    esock_ep sep = ep_on("127.0.0.1", 0);
+    esock_ep cep = ep_on("127.0.0.1", 0);
+    esock_addr ra;
+    esock_addr_parse("127.0.0.1", 0, &ra);
+    esock_assoc c;
+    CHECK_RC(esock_assoc_create(cep, &ra, 1, (uint16_t)esock_ep_port(sep), NULL, &c), 0);
+    rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_UP)); /* the client's side */
+    for (int i = 0; i < 20; i++)
+        CHECK_RC(esock_send(c, (uint16_t)(i % 4), (uint32_t)i + 1, 0, "early", 5, NULL), 0);
+    enum { BIG = 100000 };
+    char *big = malloc(BIG);
+    CHECK(big != NULL);
+    for (size_t i = 0; i < BIG; i++)
+        big[i] = (char)(i * 7);
+    CHECK_RC(esock_send(c, 1, 99, 0, big, BIG, NULL), 0);
+    /* all of it in the server's kernel (acknowledged), so nothing comes back */
+    esock_assoc_info ci;
+    for (int t = 0; t < 500; t++) {
+        CHECK_RC(esock_assoc_status(c, &ci), 0);
+        if (ci.queued == 0 && ci.unacked == 0 && ci.pending == 0)
+            break;
+        rt_sleep(10);
+    }
+    CHECK(ci.queued == 0 && ci.unacked == 0 && ci.pending == 0);
+    CHECK_RC(how ? esock_assoc_abort(c) : esock_assoc_shutdown(c), 0);
+    rt_msg *m = wait_tag(ESOCK_MSG_ASSOC_DOWN);
+    CHECK(esock_down_of(m)->reason == (how ? ESOCK_DOWN_ABORT : ESOCK_DOWN_SHUTDOWN));
+    rt_msg_free(m);
+    rt_sleep(100);
+    if (rt_mailbox_len() != 0) { /* nobody read the server's side: say what came */
+        rt_msg *x;
+        if (rt_receive(0, &x) == 0) {
+            fprintf(stderr, "gone_before_owner (%d): unexpected message 0x%x\n", how, x->tag);
+            rt_msg_free(x);
+        }
+        CHECK(false);
+    }
+    CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
+    m = wait_tag(ESOCK_MSG_ASSOC_UP);
+    const esock_up *u = esock_up_of(m);
+    esock_assoc s = u->assoc;
+    CHECK(u->ep.id == sep.id);
+    CHECK(u->peer.port == (uint16_t)esock_ep_port(cep) && u->peer.naddrs >= 1);
+    rt_msg_free(m);
+    for (int i = 0; i < 21; i++) {
+        m = wait_tag(ESOCK_MSG_DATA);
+        const esock_data *d = esock_data_of(m);
+        CHECK(d->assoc.id == s.id);
+        if (i < 20) {
+            CHECK(d->ppid == (uint32_t)i + 1 && d->stream == i % 4 && d->len == 5);
+            CHECK(memcmp(d->data, "early", 5) == 0);
+        } else {
+            CHECK(d->ppid == 99 && d->stream == 1 && d->len == BIG);
+            CHECK(memcmp(d->data, big, BIG) == 0);
+        }
+        rt_msg_free(m);
+    }
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, s);
+    CHECK(esock_down_of(m)->reason == (how ? ESOCK_DOWN_ABORT : ESOCK_DOWN_SHUTDOWN));
+    rt_msg_free(m);
+    free(big);
+    CHECK_RC(esock_send(s, 0, 1, 0, "late", 4, NULL), ESOCK_ECLOSED);
+    esock_assoc list[4];
+    CHECK_RC(esock_ep_assocs(sep, list, 4), 0);
+    CHECK_RC(esock_ep_close(sep), 0);
+    CHECK_RC(esock_ep_close(cep), 0);
+}
+
+Test(esock_sctp, data_of_a_peer_gone_before_the_owner_registers_arrives)
+{
+    es_start();
+    int how = 0;
+    run(gone_before_owner_body, &how);
+    how = 1;
+    run(gone_before_owner_body, &how);
     es_stop();
 }
 

@@ -273,7 +273,12 @@ typedef bool (*esock_accept_fn)(void *arg, esock_assoc assoc, const esock_peer *
  * returns true (accept NULL: always) gets the association; when none
  * does, it is aborted. Registering the first owner starts reading: until
  * then new associations wait, and their data waits in the kernel under
- * SCTP flow control. The endpoint monitors the owner and forgets it when it
+ * SCTP flow control. An SCTP association that ended meanwhile (its peer
+ * sent, then shut down or aborted, before anyone read) still comes like
+ * the others: the owner gets its UP (the peer's primary address only),
+ * what it sent, then its DOWN; sends to it are ESOCK_ECLOSED. (The
+ * same for one that comes and goes while the endpoint is busy.) The
+ * endpoint monitors the owner and forgets it when it
  * ends. Returns 0, -EEXIST (already an owner), -ESRCH (owner not alive),
  * ESOCK_ESTALE. Waits, so not from a callback actor: an owner that is a
  * supervised callback actor is registered by its child's start function
