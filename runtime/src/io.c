@@ -287,19 +287,31 @@ bool io__take_buf(struct io_sched *io, unsigned *bid)
 
 void io__complete(struct io_sched *io, struct ioreq *r, int res, bool more, int bid)
 {
-    if (bid >= 0)
+    if (bid >= 0) {
         io->bufs_out++;
-    if (res == -ENOBUFS && (r->flags & RT_IO_BUFSEL) && !(r->flags & R_CANCELLED)) {
+        r->flags &= ~R_NOBUF;
+    }
+    if (res == -ENOBUFS && (r->flags & RT_IO_BUFSEL) && !(r->flags & R_CANCELLED) &&
+        !(more == false && (r->flags & R_NOBUF) && io->bufs_out == 0)) {
         /* the buffers are all lent out: wait for one instead of failing */
         if (!more) {
+            bool again = r->flags & R_NOBUF;
             io__pause(io, r);
             /* but some may have come back between the kernel's finding
-             * none and this completion: then no return is left to wake it */
-            if (io->bufs_out < io->nbufs)
+             * none and this completion: then no return is left to wake it.
+             * Once: a second ENOBUFS at once waits for a return */
+            if (!again && io->bufs_out < io->nbufs) {
+                r->flags |= R_NOBUF;
                 resume_paused(io);
+            }
         }
         return;
     }
+    /* (an ENOBUFS that comes through: the kernel found no buffer twice in
+     * a row while every one was back in its ring, so it has lost some, as
+     * Linux 6.1.7 and later do under multishot recvmsg (liburing issue
+     * #778); the owner hears it instead of the scheduler retrying without
+     * end) */
     bool final = !more;
     struct io_payload pl = {.res = {.req = r->id, .op = r->op, .fd = r->fd, .res = res}};
     if (more)

@@ -18,6 +18,7 @@
 enum req_state { R_FREE = 0, R_LIVE, R_PAUSED };
 #define R_CANCELLED 0x100u /* flag bit next to RT_IO_MULTISHOT / RT_IO_BUFSEL */
 #define R_PINNED    0x200u /* uses its owner's memory: holds `pin` */
+#define R_NOBUF     0x400u /* restarted at once after an ENOBUFS, with nothing received since */
 
 struct ioreq {
     struct io_sched *io;

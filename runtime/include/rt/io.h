@@ -21,7 +21,11 @@
  *    msg->data and msg->size are the bytes received, no copy was made, and
  *    the buffer returns to the ring when the message is freed. When all
  *    buffers are lent out, receiving pauses (nothing is dropped: data waits
- *    in the socket) and resumes by itself when messages are freed.
+ *    in the socket) and resumes by itself when messages are freed. Should
+ *    the kernel find no buffer while every one is back in the ring (a
+ *    kernel that loses provided buffers: Linux 6.1.7 and later under
+ *    multishot recvmsg, liburing issue #778), the receive ends with
+ *    -ENOBUFS instead: start it again, or receive without RT_IO_BUFSEL.
  *  - an fd accepted by an RT_IO_ACCEPT completion is closed when its message
  *    is freed, unless the receiver takes it with rt_io_take_fd().
  *  - fds a process owns (rt_io_own, rt_io_take_fd, rt_accept, rt_socket)
