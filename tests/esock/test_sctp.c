@@ -208,17 +208,26 @@ Test(esock_sctp, sizes_from_one_byte_to_beyond_the_buffer)
 /* ---- owners ------------------------------------------------------------------------------------
  */
 
-static void late_owner_body(void *arg)
+/* A server endpoint nobody owns yet, a client endpoint and an association
+ * up from it, which has sent 20 messages "early" (ppid 1..20, stream
+ * i % nstreams). */
+static void unowned_pair(esock_ep *sep, esock_ep *cep, esock_assoc *c, int nstreams)
 {
-    esock_ep sep = ep_on("127.0.0.1", 0);
-    esock_ep cep = ep_on("127.0.0.1", 0);
+    *sep = ep_on("127.0.0.1", 0);
+    *cep = ep_on("127.0.0.1", 0);
     esock_addr ra;
     esock_addr_parse("127.0.0.1", 0, &ra);
-    esock_assoc c;
-    CHECK_RC(esock_assoc_create(cep, &ra, 1, (uint16_t)esock_ep_port(sep), NULL, &c), 0);
+    CHECK_RC(esock_assoc_create(*cep, &ra, 1, (uint16_t)esock_ep_port(*sep), NULL, c), 0);
     rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_UP)); /* the client's side */
     for (int i = 0; i < 20; i++)
-        CHECK_RC(esock_send(c, 0, (uint32_t)i + 1, 0, "early", 5, NULL), 0);
+        CHECK_RC(esock_send(*c, (uint16_t)(i % nstreams), (uint32_t)i + 1, 0, "early", 5, NULL), 0);
+}
+
+static void late_owner_body(void *arg)
+{
+    esock_ep sep, cep;
+    esock_assoc c;
+    unowned_pair(&sep, &cep, &c, 1);
     rt_sleep(200);
     CHECK(rt_mailbox_len() == 0); /* nobody read the server's side */
     CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
@@ -256,15 +265,9 @@ Test(esock_sctp, data_sent_before_the_owner_registers_arrives)
 static void gone_before_owner_body(void *arg)
 {
     int how = *(int *)arg; /* 0: the client shuts down; 1: it aborts */
-    esock_ep sep = ep_on("127.0.0.1", 0);
-    esock_ep cep = ep_on("127.0.0.1", 0);
-    esock_addr ra;
-    esock_addr_parse("127.0.0.1", 0, &ra);
+    esock_ep sep, cep;
     esock_assoc c;
-    CHECK_RC(esock_assoc_create(cep, &ra, 1, (uint16_t)esock_ep_port(sep), NULL, &c), 0);
-    rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_UP)); /* the client's side */
-    for (int i = 0; i < 20; i++)
-        CHECK_RC(esock_send(c, (uint16_t)(i % 4), (uint32_t)i + 1, 0, "early", 5, NULL), 0);
+    unowned_pair(&sep, &cep, &c, 4);
     enum { BIG = 100000 };
     char *big = malloc(BIG);
     CHECK(big != NULL);

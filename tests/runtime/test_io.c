@@ -1044,14 +1044,19 @@ struct quitter_arg {
     uint16_t port;
 };
 
-static void quitter(void *arg)
+/* A socket of its own with a connect queued; its number goes to the body. */
+static void queue_connect(const struct quitter_arg *q)
 {
-    struct quitter_arg *q = arg;
     int s = rt_socket(AF_INET, SOCK_STREAM, 0);
     cr_assert_geq(s, 0);
     struct sockaddr_in to = loopback(q->port);
     cr_assert_eq(rt_io_connect(s, (struct sockaddr *)&to, sizeof to, NULL), 0);
     rt_send(q->body, TAG_PORT, &s, sizeof s);
+}
+
+static void quitter(void *arg)
+{
+    queue_connect(arg);
 } /* ends here: its socket is closed with the connect still queued */
 
 static void bystander(void *arg)
@@ -1125,12 +1130,7 @@ static void spinner(void *arg)
 
 static void mover(void *arg)
 {
-    struct quitter_arg *q = arg;
-    int s = rt_socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_geq(s, 0);
-    struct sockaddr_in to = loopback(q->port);
-    cr_assert_eq(rt_io_connect(s, (struct sockaddr *)&to, sizeof to, NULL), 0);
-    rt_send(q->body, TAG_PORT, &s, sizeof s);
+    queue_connect(arg);
     rt_msg_free(test_recv_tag(TAG_GO, 5000)); /* woken from scheduler 2: runs there */
 }
 
