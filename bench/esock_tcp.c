@@ -1,6 +1,8 @@
 /* esock_tcp: esock over TCP against a plain blocking C program doing the
  * same work over 127.0.0.1 (and Go's net package, when --go names the peer
- * program, bench/peers/go/tcppeer), measured in the same run:
+ * program, bench/peers/go/tcppeer; and Erlang/OTP's gen_tcp, when --erl
+ * names the folder of bench/peers/erlang/tcppeer.beam), measured in the
+ * same run:
  *
  *   - stream: one-way streaming over 1 and over 100 connections, messages
  *     of 64 B, 1 KiB, 16 KiB, 64 KiB, each after a 4-byte big-endian length
@@ -54,14 +56,21 @@
  * 256 KiB and io.ReadFull per message; a separate process started for each
  * run, checking the same things (bench/peers/go/tcppeer).
  *
+ * Erlang: gen_tcp, a process per socket, {packet, 4} (gen_tcp's own 4-byte
+ * big-endian length; bulk: raw), one gen_tcp:send per message, receivers
+ * in {active, N}, a 256 KiB user-level buffer, the rr client passive
+ * (gen_tcp:recv); one erl (its default schedulers, one per CPU) started for
+ * each run, checking the same things (bench/peers/erlang/tcppeer.erl).
+ *
  *   esock_tcp [--quick] [--runs N] [--dur SECONDS] [--csv FILE] [--json FILE] [--go PROGRAM]
- *             [--case stream|bulk|rr|setup] [--conns N] [--size BYTES] [--peers LIST]
- *             [--schedulers N] [--client-addr ADDR]
+ *             [--erl BEAM_DIR] [--case stream|bulk|rr|setup] [--conns N] [--size BYTES]
+ *             [--peers LIST] [--schedulers N] [--client-addr ADDR]
  *
  * --quick: one run of 0.3 s per point (about half a minute); default: the
  * median of 3 runs of 2 s (min and max beside it; about 5 minutes on 2
  * CPUs).
- * --peers: a comma-separated subset of esock,plain,go. --case, --conns,
+ * --peers: a comma-separated subset of esock,plain,go,erlang (a peer
+ * program not given or not there is left out). --case, --conns,
  * --size: only those points (--conns N: each case and size once, over N
  * connections). --schedulers: the runtime's (rt_opts; 0: one per CPU).
  * --client-addr: the address of esock's set-up clients' endpoint (default
@@ -74,6 +83,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -1373,16 +1383,84 @@ static struct result pl_setup(int n, double dur)
     return r;
 }
 
-/* ================================ Go ================================ */
+/* ============================ Go, Erlang ============================= */
 
 static const char *go_path; /* bench/peers/go/tcppeer, built; NULL: no Go */
+static const char *erl_dir; /* the folder of tcppeer.beam; NULL: no Erlang */
 extern char **environ;
 
-/* Run the Go peer for one point: it prints "ok MSGS BYTES SECS P50_US
- * P99_US" or "fail WHY". */
-static struct result go_run(const char *cas, int n, size_t size, bool framed, double dur)
+/* Run a peer program (argv[0], looked up in PATH) for one point and wait
+ * for its end, at most dur + 180 s (then it is killed): it prints "ok MSGS
+ * BYTES SECS P50_US P99_US" or "fail WHY" (other lines, an Erlang
+ * runtime's reports, are passed over). */
+static struct result ext_run(const char *peer, char *const argv[], const char *cas, int n,
+                             size_t size, bool framed, double dur)
 {
     struct result r = {0};
+    int pfd[2];
+    if (pipe(pfd) < 0)
+        die("pipe", -errno);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+    posix_spawn_file_actions_addclose(&fa, pfd[0]);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(pfd[1]);
+    if (rc != 0) {
+        close(pfd[0]);
+        fprintf(stderr, "esock_tcp: %s: %s\n", argv[0], strerror(rc));
+        return r;
+    }
+    char out[4096] = {0};
+    size_t have = 0;
+    bool late = false;
+    for (double end = now_s() + dur + 180;;) {
+        double left = end - now_s();
+        struct pollfd pf = {.fd = pfd[0], .events = POLLIN};
+        if (left <= 0 || (poll(&pf, 1, (int)(left * 1000) + 1) < 0 && errno != EINTR)) {
+            late = true;
+            kill(pid, SIGKILL);
+            break;
+        }
+        char scratch[4096];
+        char *to = have < sizeof out - 1 ? out + have : scratch;
+        ssize_t k =
+            read(pfd[0], to, have < sizeof out - 1 ? sizeof out - 1 - have : sizeof scratch);
+        if (k == 0 || (k < 0 && errno != EINTR && errno != EAGAIN))
+            break;
+        if (k > 0 && to != scratch)
+            have += (size_t)k;
+    }
+    close(pfd[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    const char *line = out;
+    while (strncmp(line, "ok ", 3) != 0 && strncmp(line, "fail ", 5) != 0 && strchr(line, '\n'))
+        line = strchr(line, '\n') + 1;
+    unsigned long long msgs, bytes;
+    if (!late && WIFEXITED(st) && WEXITSTATUS(st) == 0 &&
+        sscanf(line, "ok %llu %llu %lf %lf %lf", &msgs, &bytes, &r.secs, &r.p50_us, &r.p99_us) ==
+            5 &&
+        r.secs > 0) {
+        r.ok = true;
+        r.msgs = msgs, r.bytes = bytes;
+        r.rate = (double)msgs / r.secs;
+        r.mbs = (double)bytes / r.secs / 1e6;
+        if (!framed)
+            r.rate = r.mbs;
+    } else {
+        fprintf(stderr, "esock_tcp: %s peer (%s, %d conns, %zu B): %s%d: %.*s\n", peer, cas, n,
+                size, late ? "no answer in time (killed), status " : "status ", st,
+                (int)strcspn(line, "\n"), line);
+    }
+    return r;
+}
+
+/* The Go peer, bench/peers/go/tcppeer. */
+static struct result go_run(const char *cas, int n, size_t size, bool framed, double dur)
+{
     char conns[16], sz[24], d[32];
     snprintf(conns, sizeof conns, "%d", n);
     snprintf(sz, sizeof sz, "%zu", size);
@@ -1398,53 +1476,27 @@ static struct result go_run(const char *cas, int n, size_t size, bool framed, do
                     d,
                     framed ? "-framed=true" : "-framed=false",
                     NULL};
-    int pfd[2];
-    if (pipe(pfd) < 0)
-        die("pipe", -errno);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
-    posix_spawn_file_actions_addclose(&fa, pfd[0]);
-    pid_t pid;
-    int rc = posix_spawn(&pid, go_path, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(pfd[1]);
-    if (rc != 0) {
-        close(pfd[0]);
-        fprintf(stderr, "esock_tcp: %s: %s\n", go_path, strerror(rc));
-        return r;
-    }
-    char out[512] = {0};
-    size_t have = 0;
-    ssize_t k;
-    while (have < sizeof out - 1 && (k = read(pfd[0], out + have, sizeof out - 1 - have)) > 0)
-        have += (size_t)k;
-    close(pfd[0]);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    unsigned long long msgs, bytes;
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 0 &&
-        sscanf(out, "ok %llu %llu %lf %lf %lf", &msgs, &bytes, &r.secs, &r.p50_us, &r.p99_us) ==
-            5 &&
-        r.secs > 0) {
-        r.ok = true;
-        r.msgs = msgs, r.bytes = bytes;
-        r.rate = (double)msgs / r.secs;
-        r.mbs = (double)bytes / r.secs / 1e6;
-        if (!framed)
-            r.rate = r.mbs;
-    } else {
-        out[strcspn(out, "\n")] = '\0';
-        fprintf(stderr, "esock_tcp: go peer (%s, %d conns, %zu B): status %d: %s\n", cas, n, size,
-                st, out);
-    }
-    return r;
+    return ext_run("go", argv, cas, n, size, framed, dur);
+}
+
+/* The Erlang peer, bench/peers/erlang/tcppeer.erl, one erl for each point
+ * (as the Go peer is a process for each). */
+static struct result erl_run(const char *cas, int n, size_t size, bool framed, double dur)
+{
+    char conns[16], sz[24], d[32];
+    snprintf(conns, sizeof conns, "%d", n);
+    snprintf(sz, sizeof sz, "%zu", size);
+    snprintf(d, sizeof d, "%.3f", dur);
+    char *argv[] = {
+        "erl", "-noshell", "-pa", (char *)erl_dir,           "-run", "tcppeer", "main", (char *)cas,
+        conns, sz,         d,     framed ? "true" : "false", NULL};
+    return ext_run("erlang", argv, cas, n, size, framed, dur);
 }
 
 /* ================================ main ================================ */
 
-enum { ES, PL, GO, NPEER };
-static const char *peer_names[NPEER] = {"esock", "plain", "go"};
+enum { ES, PL, GO, ER, NPEER };
+static const char *peer_names[NPEER] = {"esock", "plain", "go", "erlang"};
 
 enum { C_STREAM, C_BULK, C_RR, C_RRL, C_SETUP, NCASE };
 static const char *case_names[NCASE] = {"stream", "bulk", "rr", "rr-local", "setup"};
@@ -1462,8 +1514,10 @@ static struct result run_one(int peer, int cas, int n, size_t size, double dur)
         return cas == C_RR || cas == C_RRL ? pl_rr(n, dur)
                : cas == C_SETUP            ? pl_setup(n, dur)
                                            : pl_stream(n, size, framed, dur);
-    default:
+    case GO:
         return go_run(cas == C_RRL ? "rr" : case_names[cas], n, size, framed, dur);
+    default:
+        return erl_run(cas == C_RRL ? "rr" : case_names[cas], n, size, framed, dur);
     }
 }
 
@@ -1534,6 +1588,8 @@ int main(int argc, char **argv)
             json_path = argv[++i];
         else if (strcmp(argv[i], "--go") == 0 && i + 1 < argc)
             go_path = argv[++i];
+        else if (strcmp(argv[i], "--erl") == 0 && i + 1 < argc)
+            erl_dir = argv[++i];
         else if (strcmp(argv[i], "--peers") == 0 && i + 1 < argc)
             peers = argv[++i];
         else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
@@ -1561,8 +1617,9 @@ int main(int argc, char **argv)
             fprintf(stderr,
                     "usage: esock_tcp [--quick] [--runs N] [--dur SECONDS] [--csv FILE] "
                     "[--json FILE] [--go PROGRAM]\n"
-                    "                 [--case stream|bulk|rr|setup] [--conns N] [--size BYTES] "
-                    "[--peers esock,plain,go]\n"
+                    "                 [--erl BEAM_DIR] [--case stream|bulk|rr|setup] [--conns N] "
+                    "[--size BYTES]\n"
+                    "                 [--peers esock,plain,go,erlang]\n"
                     "                 [--schedulers N] [--client-addr ADDR]\n");
             return 2;
         }
@@ -1580,6 +1637,14 @@ int main(int argc, char **argv)
         if (go_path)
             fprintf(stderr, "esock_tcp: %s: not there (bench/run-tcp builds it): no Go\n", go_path);
         use[GO] = false;
+    }
+    char beam[4096];
+    snprintf(beam, sizeof beam, "%s/tcppeer.beam", erl_dir ? erl_dir : ".");
+    if (erl_dir == NULL || access(beam, R_OK) != 0) {
+        if (erl_dir)
+            fprintf(stderr, "esock_tcp: %s: not there (bench/run-tcp builds it): no Erlang\n",
+                    beam);
+        use[ER] = false;
     }
     signal(SIGPIPE, SIG_IGN);
     struct rlimit rl = {65536, 65536};
@@ -1600,17 +1665,30 @@ int main(int argc, char **argv)
             kern[strcspn(kern, "\n")] = '\0';
         fclose(kv);
     }
-    printf("esock %s over TCP vs a plain blocking C program%s over 127.0.0.1, kernel %s, %ld "
-           "CPU(s),\nnothing pinned. esock: rt with %u schedulers, a process per side of each "
-           "connection\n(esock_send, waits for SEND_READY; owners take ESOCK_MSG_DATA). plain: a "
-           "blocking thread\nper socket. All: TCP_NODELAY, one send per message, 4-byte "
-           "big-endian length (bulk:\nunframed). %.2f s per run, median of %d run(s) [min-max]; "
-           "ratio: esock / peer (> 1:\nesock better; latency: < 1 better). Every message counted "
-           "and checked at the receiver.\n\n",
-           esock_version(), use[GO] ? " and Go's net" : "", kern, sysconf(_SC_NPROCESSORS_ONLN),
-           st.schedulers, dur, runs);
-    printf("%-6s %5s %6s | %10s %10s %6s | %10s %6s | %8s %8s %8s | %s\n", "case", "conns", "size",
-           "esock", "plain", "ratio", "go", "ratio", "esock", "plain", "go", "unit; MB/s");
+    printf("esock %s over TCP on 127.0.0.1 vs a plain blocking C program%s,\n"
+           "kernel %s, %ld CPU(s), nothing pinned.\n"
+           "esock: rt with %u schedulers, a process per side of each connection (esock_send,\n"
+           "waits for SEND_READY; owners take ESOCK_MSG_DATA). plain: a blocking thread per\n"
+           "socket. go: a goroutine per socket (net.Conn). erlang: a process per socket\n"
+           "(gen_tcp, {packet,4}, {active,N}; erl's default schedulers). All: TCP_NODELAY, one\n"
+           "send per message, 4-byte big-endian length (bulk: unframed). %.2f s per run, median\n"
+           "of %d run(s) [min-max]; ratio: esock / peer (> 1: esock better; latency: < 1 better).\n"
+           "Every message counted and checked at the receiver.\n",
+           esock_version(),
+           use[GO] && use[ER] ? ", Go's net and Erlang's gen_tcp"
+           : use[GO]          ? " and Go's net"
+           : use[ER]          ? " and Erlang's gen_tcp"
+                              : "",
+           kern, sysconf(_SC_NPROCESSORS_ONLN), st.schedulers, dur, runs);
+    for (int k = GO; k <= ER; k++)
+        if (!use[k])
+            printf("%s: not run (not asked for, not installed, or not built: bench/run-tcp "
+                   "builds it).\n",
+                   peer_names[k]);
+    printf("\n");
+    printf("%-6s %5s %6s | %10s %10s %6s | %10s %6s | %10s %6s | %8s %8s %8s %8s | %s\n", "case",
+           "conns", "size", "esock", "plain", "ratio", "go", "ratio", "erlang", "ratio", "esock",
+           "plain", "go", "erlang", "unit; MB/s");
     fprintf(csv, "case,conns,size,peer,runs,rate,rate_min,rate_max,unit,mb_per_s,p50_us,p99_us,"
                  "esock_ratio,ok,esock_split_runs\n");
     if (json)
@@ -1675,19 +1753,28 @@ int main(int argc, char **argv)
             }
         }
         const char *unit = case_units[pt.cas];
-        char gos[16] = "-", gor[16] = "-", gom[16] = "-";
-        if (use[GO]) {
-            snprintf(gos, sizeof gos, "%.0f", med[GO].rate);
-            snprintf(gor, sizeof gor, "%.2f", ratio(med[ES].rate, med[GO].rate));
-            snprintf(gom, sizeof gom, "%.1f", med[GO].mbs);
+        /* the external peers' cells: their rate, ratio, MB/s, or "-" */
+        char xs[NPEER][16], xr[NPEER][16], xm[NPEER][16];
+        for (int k = GO; k <= ER; k++) {
+            snprintf(xs[k], sizeof xs[k], "-");
+            snprintf(xr[k], sizeof xr[k], "-");
+            snprintf(xm[k], sizeof xm[k], "-");
+            if (!use[k])
+                continue;
+            snprintf(xs[k], sizeof xs[k], "%.0f", med[k].rate);
+            snprintf(xr[k], sizeof xr[k], "%.2f", ratio(med[ES].rate, med[k].rate));
+            snprintf(xm[k], sizeof xm[k], "%.1f", med[k].mbs);
         }
-        printf("%-6s %5d %6zu | %10.0f %10.0f %6.2f | %10s %6s | %8.1f %8.1f %8s | %s",
+        printf("%-6s %5d %6zu | %10.0f %10.0f %6.2f | %10s %6s | %10s %6s | %8.1f %8.1f %8s %8s | "
+               "%s",
                case_names[pt.cas], pt.conns, pt.size, med[ES].rate, med[PL].rate,
-               ratio(med[ES].rate, med[PL].rate), gos, gor, med[ES].mbs, med[PL].mbs, gom, unit);
+               ratio(med[ES].rate, med[PL].rate), xs[GO], xr[GO], xs[ER], xr[ER], med[ES].mbs,
+               med[PL].mbs, xm[GO], xm[ER], unit);
         if (runs > 1) {
             printf("; min-max esock %.0f-%.0f plain %.0f-%.0f", lo[ES], hi[ES], lo[PL], hi[PL]);
-            if (use[GO])
-                printf(" go %.0f-%.0f", lo[GO], hi[GO]);
+            for (int k = GO; k <= ER; k++)
+                if (use[k])
+                    printf(" %s %.0f-%.0f", peer_names[k], lo[k], hi[k]);
         }
         int nsplit = 0, nplaced = 0;
         for (int j = 0; use[ES] && !failed[ES] && j < runs; j++) {
@@ -1699,10 +1786,11 @@ int main(int argc, char **argv)
                 "\n%-6s %5s %6s   p50/p99 us: esock %.0f/%.0f, plain %.0f/%.0f (ratio %.2f/%.2f)",
                 "", "", "", med[ES].p50_us, med[ES].p99_us, med[PL].p50_us, med[PL].p99_us,
                 ratio(med[ES].p50_us, med[PL].p50_us), ratio(med[ES].p99_us, med[PL].p99_us));
-            if (use[GO])
-                printf(", go %.0f/%.0f (ratio %.2f/%.2f)", med[GO].p50_us, med[GO].p99_us,
-                       ratio(med[ES].p50_us, med[GO].p50_us),
-                       ratio(med[ES].p99_us, med[GO].p99_us));
+            for (int k = GO; k <= ER; k++)
+                if (use[k])
+                    printf(", %s %.0f/%.0f (ratio %.2f/%.2f)", peer_names[k], med[k].p50_us,
+                           med[k].p99_us, ratio(med[ES].p50_us, med[k].p50_us),
+                           ratio(med[ES].p99_us, med[k].p99_us));
             if (nplaced)
                 printf("; esock's two ends on two schedulers in %d of %d runs", nsplit, nplaced);
         }
