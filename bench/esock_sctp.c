@@ -80,18 +80,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "sctp_bench.h"
-
-double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 _Noreturn void die(const char *what, int err)
 {
@@ -222,46 +213,6 @@ void kernel_diag(const char *who)
             out[0] ? out : " no timer, discard or abort");
 }
 
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-void lat_add(struct lat *l, double us)
-{
-    if (l->n == l->cap) {
-        size_t nc = l->cap ? l->cap * 2 : 65536;
-        double *nv = realloc(l->v, nc * sizeof *nv);
-        if (nv == NULL)
-            return;
-        l->v = nv;
-        l->cap = nc;
-    }
-    l->v[l->n++] = us;
-}
-
-void lat_done(struct lat *l, struct result *r)
-{
-    if (l->n) {
-        qsort(l->v, l->n, sizeof *l->v, cmp_d);
-        r->p50_us = l->v[l->n / 2];
-        r->p99_us = l->v[l->n * 99 / 100];
-    }
-    free(l->v);
-    *l = (struct lat){0};
-}
-
-unsigned char *pattern(size_t size)
-{
-    unsigned char *b = malloc(size);
-    if (b == NULL)
-        die("malloc", -ENOMEM);
-    for (size_t i = 0; i < size; i++)
-        b[i] = (unsigned char)(i * 7 + 1);
-    return b;
-}
-
 /* ================================ main ================================ */
 
 enum kind { STREAM, RR, SETUP };
@@ -352,31 +303,6 @@ static void series_done(struct series *s)
 static const struct result *med(const struct series *s)
 {
     return &s->run[s->med];
-}
-
-/* mkdir -p of the folder holding `path`. */
-static void make_parent(const char *path)
-{
-    char *p = strdup(path);
-    for (char *s = p + 1; p && *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        mkdir(p, 0777);
-        *s = '/';
-    }
-    free(p);
-}
-
-static FILE *open_out(const char *path)
-{
-    make_parent(path);
-    FILE *f = fopen(path, "w");
-    if (f == NULL) {
-        fprintf(stderr, "esock_sctp: %s: %s\n", path, strerror(errno));
-        exit(1);
-    }
-    return f;
 }
 
 /* A JSON string (the texts here are our own and the peers' one-line

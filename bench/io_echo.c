@@ -103,13 +103,6 @@
  * Erlang's +S. */
 #define SCHEDULERS 1
 
-double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void die(const char *what)
 {
     fprintf(stderr, "io_echo: %s: %s\n", what, strerror(errno));
@@ -778,21 +771,6 @@ static struct point measure(int kind, int nconns, size_t size, bool stream, doub
 
 /* ---- main -------------------------------------------------------------------------------------
  */
-
-/* The index of the median of v[0..n) (the lower middle for even n). */
-static int median_index(const double *v, int n)
-{
-    for (int i = 0; i < n; i++) {
-        int below = 0, equal = 0;
-        for (int j = 0; j < n; j++) {
-            below += v[j] < v[i];
-            equal += v[j] == v[i];
-        }
-        if (below <= (n - 1) / 2 && below + equal > (n - 1) / 2)
-            return i;
-    }
-    return 0;
-}
 
 /* Is `name` an executable in PATH? */
 static bool in_path(const char *name)

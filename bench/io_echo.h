@@ -1,7 +1,7 @@
 /* io_echo.h: what bench/io_echo's driver (io_echo.c, with the servers that
  * run inside it) and its external peers (io_echo_ext.c: the Go and Erlang
- * echo servers, child processes) share. A benchmark program's private
- * header, never installed. */
+ * echo servers, child processes) share, beside what every benchmark program
+ * shares (bench.h). A benchmark program's private header, never installed. */
 #ifndef IO_ECHO_H
 #define IO_ECHO_H
 
@@ -10,8 +10,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-/* The time now, in seconds (CLOCK_MONOTONIC). */
-double now_s(void);
+#include "bench.h"
 
 /* What a server says it did over one measurement: connections accepted
  * (for an external peer: accepted and ended), bytes read, bytes echoed. */

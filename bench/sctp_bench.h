@@ -1,6 +1,8 @@
 /* sctp_bench.h: what the parts of bench/esock_sctp share (the driver in
  * esock_sctp.c, the esock side in sctp_esock.c, the plain libsctp program in
- * sctp_plain.c). A benchmark program's private header, never installed. */
+ * sctp_plain.c, the other programs in sctp_ext.c), beside what every
+ * benchmark program shares (bench.h). A benchmark program's private header,
+ * never installed. */
 #ifndef SCTP_BENCH_H
 #define SCTP_BENCH_H
 
@@ -10,6 +12,8 @@
 
 #include <esock/esock.h>
 #include <rt/rt.h>
+
+#include "bench.h"
 
 #define PPID_DATA  51u
 #define PPID_END   52u
@@ -54,14 +58,6 @@ struct result {
     char why[200]; /* when not ok: what went wrong, in a line */
 };
 
-/* Round-trip times, in microseconds. */
-struct lat {
-    double *v;
-    size_t n, cap;
-};
-
-/* The time now, in seconds (CLOCK_MONOTONIC). */
-double now_s(void);
 /* Say what failed (err: a negative errno or an esock code) and exit 1. */
 _Noreturn void die(const char *what, int err);
 /* The totals of n flows, f[i] the senders' and rf[i] the receivers';
@@ -72,11 +68,6 @@ struct result total(const char *peer, struct flow *f, struct flow *rf, int n);
  * kernel_mark() (called before each run), and the associations open. */
 void kernel_mark(void);
 void kernel_diag(const char *who);
-void lat_add(struct lat *l, double us);
-/* p50 and p99 into r; frees the samples. */
-void lat_done(struct lat *l, struct result *r);
-/* `size` bytes of the test pattern, malloc'd: the caller frees them. */
-unsigned char *pattern(size_t size);
 
 /* esock (sctp_esock.c): rt and esock started. */
 struct result es_stream(int n, size_t size, double dur);

@@ -341,7 +341,7 @@ struct result es_rr(double dur)
     r.rate = x.secs > 0 ? (double)x.trips / x.secs : 0;
     r.bytes = x.trips * 64;
     r.mbs = x.secs > 0 ? (double)r.bytes / x.secs / 1e6 : 0;
-    lat_done(&x.lat, &r);
+    lat_done(&x.lat, &r.p50_us, &r.p99_us);
     esock_ep_close(x.cep);
     esock_ep_close(sep);
     return r;
