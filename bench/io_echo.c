@@ -13,10 +13,18 @@
  * sockets and epoll, driving every connection, the same for all five
  * servers. Server and client are pinned to a CPU each, and each server has
  * one CPU and one scheduler: rt one scheduler thread, Go GOMAXPROCS=1,
- * Erlang +S 1:1, all their threads (the blocking server's too) on the
- * server's CPU. Go and Erlang are child processes started for each
- * measurement, as the others are started for each (rt_start, rt_stop); a
- * peer that is not installed or not built is skipped, and says so.
+ * Erlang +S 1:1 (its other settings erl's defaults), all their threads (the
+ * blocking server's too) on the server's CPU. Go and Erlang are child
+ * processes started for each measurement, as the others are started for
+ * each (rt_start, rt_stop); bench/peers/build builds them (bench/run does),
+ * and a peer that is not installed or not built is skipped, and says so.
+ *
+ * Before it measures, the client has one byte echoed on every connection,
+ * so that every connection has been accepted and is being served: without
+ * it a server whose accept loop the first connections' traffic starves
+ * (seen with rt and with Erlang at 1,000 x 16 to 64 KiB streaming) served
+ * only some of them during the run, and the point measured fewer
+ * connections than it said.
  *
  * Each server counts what it did (connections accepted, bytes read and
  * echoed; Go and Erlang report theirs when asked to stop, once every
@@ -55,17 +63,17 @@
  * (rt_stats.io_syscalls; the blocking server's recv/send) and the output
  * says so (Go and Erlang have no count of their own; their children inherit
  * the counter). CPU time per message is the server's too (this process's
- * threads, the main thread only waits; a peer's, all its threads); the
- * client's CPU use says where it was the
- * limit, as it is when streaming small messages over few connections: there
- * a server that echoes sooner, in smaller pieces, costs the client more
- * receives and so measures slower.
+ * threads, the main thread only waits; a peer's, all its threads, from its
+ * CPU-time clock); the client's CPU use says where it was the limit, as it
+ * is when streaming small messages over few connections: there a server
+ * that echoes sooner, in smaller pieces, costs the client more receives and
+ * so measures slower.
  *
  *   io_echo [--quick] [--runs N] [--dur SECONDS] [--csv FILE] [--mode rr|stream]
  *           [--conns N] [--size BYTES] [--window BYTES] [--servers LIST]
  *           [--go PROGRAM] [--erl BEAM_DIR]
  *
- * --quick: one run of 0.2 s per point (about a minute on 2 CPUs).
+ * --quick: one run of 0.2 s per point (a minute or two on 2 CPUs).
  * --mode, --conns, --size: only the points of that workload, count, size.
  * --servers: a comma-separated subset of io_uring,epoll,blocking,go,erlang.
  * --go: the Go peer, built (default: peers/echopeer-go in the build tree
