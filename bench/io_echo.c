@@ -652,6 +652,11 @@ static int ext_begin(struct server *s)
 static void *server_main(void *arg)
 {
     struct server *s = arg;
+    /* on the server's CPU, with every thread and peer it makes; not main,
+     * which reads the counters: pinned there, a server that keeps its CPU
+     * busy (1,000 blocking threads) kept main from reading them until the
+     * client had ended, and a run counted no system calls at all */
+    pin(server_cpu);
     s->perf_fd = open_syscall_counter();
     atomic_store(&srv_conns, 0);
     atomic_store(&srv_read, 0);
@@ -926,7 +931,8 @@ int main(int argc, char **argv)
     if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
         server_cpu = 0;
         client_cpu = 1;
-        pin(server_cpu); /* threads and peers made from here on inherit it */
+        /* the server's thread pins itself (server_main); main stays free to
+         * run on either CPU */
     }
     struct rlimit rl = {65536, 65536};
     setrlimit(RLIMIT_NOFILE, &rl);
