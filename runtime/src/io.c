@@ -894,6 +894,29 @@ RT_API int rt_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int time
 {
     if (!stackful())
         return RT_ENOTPROC;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && (fl & O_NONBLOCK)) {
+        /* a connection already waiting is taken at once: an acceptor on a
+         * busy scheduler would otherwise get one per trip round its run
+         * queue */
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int nfd = accept4(fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+        if (nfd >= 0) {
+            int rc = own(io_proc(), nfd);
+            if (rc < 0) {
+                close(nfd);
+                return rc;
+            }
+            if (addr && addrlen) {
+                memcpy(addr, &ss, sl < *addrlen ? sl : *addrlen);
+                *addrlen = sl;
+            }
+            return nfd;
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+            return -errno;
+    }
     rt_io_req req;
     int rc = rt_io_accept(fd, 0, &req);
     if (rc < 0)

@@ -1190,6 +1190,68 @@ IO_TEST(queued_operation_of_moved_process_stays_on_its_fd)
     io_stop();
 }
 
+/* rt_accept on a non-blocking listener takes connections already waiting
+ * at once: the acceptor does not give up its turn for each (one
+ * scheduler: a process that counts its turns would run in between). */
+static _Atomic unsigned turns;
+static _Atomic bool turns_stop;
+
+static void turn_counter(void *arg)
+{
+    while (!atomic_load(&turns_stop)) {
+        atomic_fetch_add(&turns, 1);
+        rt_yield();
+    }
+}
+
+static void waiting_accept_body(void *arg)
+{
+    uint16_t port;
+    int l = listen_tcp(&port, 64);
+    cr_assert_eq(fcntl(l, F_SETFL, fcntl(l, F_GETFL) | O_NONBLOCK), 0);
+    atomic_store(&turns_stop, false);
+    rt_pid c;
+    cr_assert_eq(rt_spawn(turn_counter, NULL, NULL, &c), 0);
+    rt_yield(); /* it runs */
+    enum { N = 20 };
+    int cl[N], sv[N];
+    struct sockaddr_in to = loopback(port);
+    for (int i = 0; i < N; i++) {
+        cl[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        cr_assert_eq(connect(cl[i], (struct sockaddr *)&to, sizeof to), 0);
+    }
+    unsigned before = atomic_load(&turns);
+    for (int i = 0; i < N; i++) {
+        struct sockaddr_in from;
+        socklen_t fl = sizeof from;
+        sv[i] = rt_accept(l, (struct sockaddr *)&from, &fl, 5000);
+        cr_assert_geq(sv[i], 0, "rt_accept: %s", rt_strerror(sv[i]));
+        struct sockaddr_in mine;
+        socklen_t ml = sizeof mine;
+        getsockname(cl[i], (struct sockaddr *)&mine, &ml);
+        cr_assert_eq(fl, sizeof from);
+        cr_assert_eq(from.sin_port, mine.sin_port, "connection %d: the peer's address", i);
+    }
+    cr_assert_eq(atomic_load(&turns), before,
+                 "the acceptor gave up its turn while connections waited");
+    /* none waits: it blocks the process (the counter runs), and times out */
+    cr_assert_eq(rt_accept(l, NULL, NULL, 30), -ETIMEDOUT);
+    cr_assert_gt(atomic_load(&turns), before);
+    atomic_store(&turns_stop, true);
+    for (int i = 0; i < N; i++) {
+        close(cl[i]);
+        cr_assert_eq(rt_close(sv[i]), 0, "the accepted fd is the caller's");
+    }
+    rt_close(l);
+}
+
+IO_TEST(accept_takes_waiting_connections_at_once)
+{
+    io_start(backend, 1, 0, 0);
+    cr_assert_eq(test_run(waiting_accept_body, NULL, 30000), 0);
+    io_stop();
+}
+
 /* A killed process's stack is recycled at once. A receive into a buffer on
  * that stack must not be written after the process ended (rt/io.h: its
  * operations are cancelled). The peer writes only after the stack went to

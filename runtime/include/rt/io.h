@@ -149,7 +149,11 @@ RT_API int rt_io_cancel(rt_io_req req);
 /* rt_socket: socket(2) with SOCK_CLOEXEC, owned by the caller. Returns the
  * fd or -errno. */
 RT_API int rt_socket(int domain, int type, int protocol);
-/* rt_accept: one connection; returns its fd, owned by the caller, or -errno. */
+/* rt_accept: one connection; returns its fd, owned by the caller, or -errno.
+ * On a listening socket with O_NONBLOCK a connection already waiting is
+ * taken at once, without a trip through the ring (so an acceptor on a busy
+ * scheduler takes all that wait in one turn); otherwise, and when none
+ * waits, it blocks the process until one comes. */
 RT_API int rt_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int timeout_ms);
 /* rt_connect: returns 0 or -errno. */
 RT_API int rt_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int timeout_ms);
