@@ -5,8 +5,10 @@
  * CAS), an inject queue that other threads push to, and the global queue
  * that takes a ring's overflow. A process made runnable by a scheduler goes
  * into that scheduler's ring, so processes that talk end up together; a
- * process made runnable by a thread that is not a scheduler goes to its
- * home's inject queue. Idle schedulers steal half of a busy ring, spin
+ * process made runnable by a thread that is not a scheduler, or placed on
+ * another scheduler than the one spawning it, goes to that scheduler's
+ * inject queue, which joins the ring's tail before each pick. Idle
+ * schedulers steal half of a busy ring, spin
  * briefly, then park (park.c) until work or their next timer.
  */
 #include <errno.h>
@@ -306,9 +308,26 @@ static struct proc *inject_get(struct sched *s)
     return n ? container_of(n, struct proc, rq_link) : NULL;
 }
 
+/* What other threads made runnable here (a process placed on this
+ * scheduler by a spawn elsewhere, a wake from outside the schedulers) joins
+ * the ring's tail, as a process made runnable here does. Taken one at a
+ * time every 61 turns instead, a burst of them waited thousands of turns
+ * behind processes that yield and stay runnable: an SCTP endpoint spawning
+ * 100 association processes onto their owners' schedulers while senders
+ * ran had them start up to 10 s late, their peeled-off sockets full and
+ * dropping, the peers in T3 retransmission backoff. Bounded per call: a
+ * thread injecting without pause cannot keep this one from running. */
+static void inject_drain(struct sched *s)
+{
+    struct proc *p;
+    for (unsigned n = 0; n < RQ_SIZE / 2 && (p = inject_get(s)) != NULL; n++)
+        runq_put(s, p);
+}
+
 static struct proc *find_local(struct sched *s)
 {
     struct proc *p;
+    inject_drain(s);
     /* now and then look outside first, so nothing outside starves */
     if (++s->tick % 61 == 0) {
         if ((p = inject_get(s)) || (p = global_get(s)))

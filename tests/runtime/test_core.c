@@ -1,7 +1,9 @@
 /* test_core: the runtime object, processes of both kinds, pids, messages,
  * mailboxes and receive. */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rt_test.h"
@@ -620,4 +622,72 @@ Test(core, wait_idle)
     cr_assert_eq(rt_wait_idle(5000), 0);
     test_stop();
     cr_assert_eq(rt_wait_idle(0), RT_ENORUNTIME);
+}
+
+/* ---- scheduling ------------------------------------------------------------------ */
+
+#define BUSY_PROCS 8
+#define PLACED     40
+static atomic_ulong busy_turns;
+static atomic_bool busy_stop;
+static atomic_uint placed_started;
+static unsigned long placed_spawned_at[PLACED], placed_started_at[PLACED];
+
+static void busy_yielder(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&busy_stop)) {
+        struct timespec t0, t;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        do /* a turn that costs something: ~20 us */
+            clock_gettime(CLOCK_MONOTONIC, &t);
+        while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 20000);
+        atomic_fetch_add(&busy_turns, 1);
+        rt_yield();
+    }
+}
+
+static void placed(void *arg)
+{
+    placed_started_at[(uintptr_t)arg] = atomic_load(&busy_turns);
+    atomic_fetch_add(&placed_started, 1);
+}
+
+/* Processes made runnable from outside the scheduler (here: spawned by a
+ * thread that is not one) start after what is in its ring now, not one per
+ * 61 turns: a burst of 40 behind 8 processes that yield and stay runnable
+ * took ~2,400 turns for the last (an SCTP endpoint's association processes,
+ * placed on their owners' schedulers, started seconds late). */
+Test(core, placed_processes_start_on_a_busy_scheduler)
+{
+    test_start(1);
+    atomic_store(&busy_turns, 0);
+    atomic_store(&busy_stop, false);
+    atomic_store(&placed_started, 0);
+    rt_pid busy[BUSY_PROCS];
+    for (int i = 0; i < BUSY_PROCS; i++)
+        cr_assert_eq(rt_spawn(busy_yielder, NULL, &(rt_spawn_opts){.joinable = true}, &busy[i]), 0);
+    while (atomic_load(&busy_turns) < 10 * BUSY_PROCS)
+        usleep(1000);
+    for (uintptr_t i = 0; i < PLACED; i++) {
+        placed_spawned_at[i] = atomic_load(&busy_turns);
+        cr_assert_eq(rt_spawn(placed, (void *)i, NULL, NULL), 0);
+    }
+    for (int ms = 0; atomic_load(&placed_started) < PLACED && ms < 20000; ms++)
+        usleep(1000);
+    atomic_store(&busy_stop, true);
+    for (int i = 0; i < BUSY_PROCS; i++)
+        cr_assert_eq(rt_join(busy[i], 5000, NULL), 0);
+    cr_assert_eq(atomic_load(&placed_started), PLACED, "only %u of %d placed processes ran",
+                 atomic_load(&placed_started), PLACED);
+    unsigned long worst = 0;
+    for (int i = 0; i < PLACED; i++) {
+        unsigned long d = placed_started_at[i] - placed_spawned_at[i];
+        if (d > worst)
+            worst = d;
+    }
+    /* after the ring's 8 and the others placed before it: ~50 turns */
+    cr_assert_lt(worst, 4 * (BUSY_PROCS + PLACED), "a placed process waited %lu busy turns", worst);
+    cr_assert_eq(rt_wait_idle(5000), 0);
+    test_stop();
 }
