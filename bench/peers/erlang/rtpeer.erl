@@ -4,13 +4,16 @@
 %%   workload,variant,value,unit
 %% Run: erl -noshell +S N -pa DIR -run rtpeer main [quick] -s init stop
 -module(rtpeer).
--export([main/1]).
+-export([main/0, main/1]).
 
 out(Workload, Value, Unit) ->
     io:format("~s,~B sched,~.3f,~s~n",
               [Workload, erlang:system_info(schedulers_online), float(Value), Unit]).
 
 now_us() -> erlang:monotonic_time(microsecond).
+
+%% -run with no argument (full mode) calls main/0
+main() -> main([]).
 
 main(Args) ->
     K = case Args of ["quick" | _] -> 1; _ -> 10 end,
