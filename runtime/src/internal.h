@@ -105,9 +105,9 @@ struct proc_ext {
     uint32_t nwatchers, capwatchers;
     int *fds; /* owned: closed when the process ends (io.c) */
     uint32_t nfds, capfds;
-    /* per scheduler: the flush that hands this process's last operation
-     * queued there to the kernel (io.c: its fds are closed only after it) */
-    uint64_t *qgen;
+    /* per scheduler: its requests there not yet ended (io.c: its fds are
+     * closed only once none of them can act on a reused fd number) */
+    _Atomic uint32_t *live;
     struct at_exit *at_exit; /* rt_at_exit handlers, newest first */
 };
 
@@ -125,8 +125,8 @@ struct proc {
     bool trap_exits;
     bool exiting; /* exit decided; acted on at the next safe point */
     bool joinable;
-    bool msg_taken;     /* actor: handle forwarded the current message */
-    bool did_io;        /* has started I/O: cancel its requests when it ends */
+    bool msg_taken; /* actor: handle forwarded the current message */
+    bool did_io;    /* has started I/O: cancel its requests when it ends */
     /* operations in flight that use the process's own memory (a send from,
      * or a receive into, its stack, state or buffers): each holds a
      * reference, and the stack and rt_at_exit handlers wait for them */
@@ -169,10 +169,10 @@ static inline rt_pid proc_pid(const struct proc *p)
 }
 
 /* proc.c */
-struct proc *rt__proc_get(rt_pid pid);            /* takes a reference, or NULL */
-void rt__proc_put(struct proc *p);                /* drops it */
-void rt__proc_hold(struct proc *p); /* one more reference to a process the caller holds */
-struct proc *rt__proc_current(void);              /* the process running on this thread */
+struct proc *rt__proc_get(rt_pid pid); /* takes a reference, or NULL */
+void rt__proc_put(struct proc *p);     /* drops it */
+void rt__proc_hold(struct proc *p);    /* one more reference to a process the caller holds */
+struct proc *rt__proc_current(void);   /* the process running on this thread */
 void rt__proc_deliver(struct proc *p, rt_msg *m); /* push and make runnable */
 int rt__send_msg(rt_pid to, rt_msg *m);           /* deliver or -ESRCH */
 void rt__proc_terminate(struct proc *p);          /* on the scheduler stack */

@@ -51,6 +51,13 @@ int rt__io_init(struct sched *s, int kind, unsigned nbufs, unsigned bufsize)
         free(io);
         return -ENOMEM;
     }
+    io->dead_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (io->dead_fd < 0) {
+        int e = -errno;
+        munmap(io->bufs, io->bufs_len);
+        free(io);
+        return e;
+    }
     s->io = io;
     int rc = -ENOSYS;
     if (kind != RT_IO_EPOLL && !uring_disabled()) {
@@ -67,6 +74,7 @@ int rt__io_init(struct sched *s, int kind, unsigned nbufs, unsigned bufsize)
     }
     return 0;
 out_fail:
+    close(io->dead_fd);
     munmap(io->bufs, io->bufs_len);
     pthread_mutex_destroy(&io->lock);
     free(io);
@@ -99,6 +107,7 @@ void rt__io_fini(struct sched *s)
         if (io->cmds[k].fc)
             fd_close_release(io->cmds[k].fc);
     free(io->cmds);
+    close(io->dead_fd);
     munmap(io->bufs, io->bufs_len);
     pthread_mutex_destroy(&io->lock);
     free(io);
@@ -155,13 +164,15 @@ static struct ioreq *req_new(struct io_sched *io, struct proc *p, int op, int fd
 
 static void req_free(struct io_sched *io, struct ioreq *r)
 {
-    if (r->flags & R_PINNED) {
-        /* the kernel is done with the owner's memory. release: pairs with
-         * the acquire in rt__proc_terminate */
-        struct proc *p = r->pin;
-        r->flags &= ~R_PINNED;
+    struct proc *p = r->pin;
+    if (p) {
         r->pin = NULL;
-        atomic_fetch_sub_explicit(&p->io_pins, 1, memory_order_release);
+        /* release: pairs with the acquires in rt__proc_terminate (io_pins:
+         * the kernel is done with the owner's memory) and rt__io_proc_close */
+        if (r->flags & R_PINNED)
+            atomic_fetch_sub_explicit(&p->io_pins, 1, memory_order_release);
+        r->flags &= ~R_PINNED;
+        atomic_fetch_sub_explicit(&p->ext->live[io->s->idx], 1, memory_order_release);
         rt__proc_put(p);
     }
     r->state = R_FREE;
@@ -229,14 +240,10 @@ static void buf_release(void *p)
     }
 }
 
-/* Hand the batch to the kernel, and say so to rt__io_proc_close. */
 static void flush_now(struct io_sched *io)
 {
     io->since_flush = 0;
     io->be->flush(io);
-    atomic_store_explicit(&io->flushes,
-                          atomic_load_explicit(&io->flushes, memory_order_relaxed) + 1,
-                          memory_order_release);
 }
 
 static void cancel_here(struct io_sched *io, struct ioreq *r);
@@ -473,7 +480,7 @@ static int submit(struct proc *p, int op, int fd, unsigned flags, struct ioreq *
         return -EBADF;
     struct proc_ext *x = rt__ext_of(p);
     if (x == NULL ||
-        (x->qgen == NULL && (x->qgen = calloc(rt__rt.nsched, sizeof *x->qgen)) == NULL))
+        (x->live == NULL && (x->live = calloc(rt__rt.nsched, sizeof *x->live)) == NULL))
         return -ENOMEM;
     struct ioreq *r = req_new(io, p, op, fd, flags);
     if (r == NULL)
@@ -486,14 +493,16 @@ static int submit(struct proc *p, int op, int fd, unsigned flags, struct ioreq *
     r->tmpl = tmpl->tmpl;
     r->addr = tmpl->addr;
     r->addrlen = tmpl->addrlen;
+    /* counted until it ends, wherever the owner is then (rt__io_proc_close) */
+    r->pin = p;
+    rt__proc_hold(p);
+    atomic_fetch_add_explicit(&x->live[io->s->idx], 1, memory_order_relaxed);
     if (op == RT_IO_SEND || op == RT_IO_SENDMSG ||
         ((op == RT_IO_RECV || op == RT_IO_RECVMSG) && !(flags & RT_IO_BUFSEL))) {
         /* the kernel reads or writes the caller's memory until the request
          * ends: keep the process's stack and state (and its rt_at_exit
          * handlers, which may free such buffers) until then */
         r->flags |= R_PINNED;
-        r->pin = p;
-        rt__proc_hold(p);
         atomic_fetch_add_explicit(&p->io_pins, 1, memory_order_relaxed);
     }
     int rc = io->be->start(io, r);
@@ -501,8 +510,6 @@ static int submit(struct proc *p, int op, int fd, unsigned flags, struct ioreq *
         req_free(io, r);
         return rc;
     }
-    /* the fds close after the flush that carries this (rt__io_proc_close) */
-    x->qgen[io->s - rt__rt.sched] = atomic_load_explicit(&io->flushes, memory_order_relaxed) + 1;
     if (out)
         *out = r->id;
     return 0;
@@ -755,11 +762,7 @@ bool rt__io_has_work(struct sched *s)
 
 void rt__io_wait(struct sched *s, int64_t deadline)
 {
-    struct io_sched *io = s->io;
-    io->be->wait(io, deadline); /* it hands the batch over first */
-    atomic_store_explicit(&io->flushes,
-                          atomic_load_explicit(&io->flushes, memory_order_relaxed) + 1,
-                          memory_order_release);
+    s->io->be->wait(s->io, deadline);
 }
 
 uint64_t rt__io_syscalls(struct sched *s)
@@ -792,11 +795,14 @@ void rt__io_proc_cancel(struct proc *p)
 }
 
 /* ... and close its fds. The kernel holds its own reference for requests
- * in flight; but an operation still queued in a scheduler's batch names
- * its fd by number, and would act on whatever socket gets that number
- * next. So this scheduler's batch goes first, and where another's holds
- * some of them (the process moved), that scheduler closes the fds after
- * its next flush. */
+ * in flight; but one still queued in a scheduler's batch (or, on epoll,
+ * waiting for readiness, or paused for a buffer) names its fd by number,
+ * and would act on whatever socket gets that number next. So this
+ * scheduler's batch goes first (its requests were cancelled just before).
+ * Where another scheduler still has some of the process's requests (the
+ * process moved), the sockets are closed now all the same, but their
+ * numbers stay taken by /dev/null (dup3 over them) until that scheduler
+ * has cancelled those requests and flushed: it then frees the numbers. */
 void rt__io_proc_close(struct proc *p)
 {
     struct proc_ext *x = p->ext;
@@ -804,10 +810,11 @@ void rt__io_proc_close(struct proc *p)
         return;
     struct io_sched *self = rt__sched_self()->io;
     bool elsewhere = false;
-    for (unsigned i = 0; x->qgen && i < rt__rt.nsched; i++) {
+    for (unsigned i = 0; x->live && i < rt__rt.nsched; i++) {
         struct io_sched *io = rt__rt.sched[i].io;
-        if (x->qgen[i] == 0 ||
-            atomic_load_explicit(&io->flushes, memory_order_acquire) >= x->qgen[i])
+        /* acquire: pairs with the release in req_free; only the process
+         * adds requests, so a count seen at 0 stays there */
+        if (atomic_load_explicit(&x->live[i], memory_order_acquire) == 0)
             continue;
         if (io == self)
             flush_now(io);
@@ -824,12 +831,14 @@ void rt__io_proc_close(struct proc *p)
     atomic_init(&fc->refs, 1);
     fc->n = x->nfds;
     memcpy(fc->fds, x->fds, x->nfds * sizeof(int));
+    for (uint32_t i = 0; i < x->nfds; i++)
+        if (dup3(self->dead_fd, x->fds[i], O_CLOEXEC) < 0) /* the socket closes here */
+            close(x->fds[i]);
     x->nfds = 0;
     rt_pid pid = proc_pid(p);
     for (unsigned i = 0; i < rt__rt.nsched; i++) {
         struct io_sched *io = rt__rt.sched[i].io;
-        if (io == self || x->qgen[i] == 0 ||
-            atomic_load_explicit(&io->flushes, memory_order_acquire) >= x->qgen[i])
+        if (io == self || atomic_load_explicit(&x->live[i], memory_order_acquire) == 0)
             continue;
         atomic_fetch_add_explicit(&fc->refs, 1, memory_order_relaxed);
         if (!post_cmd(io, (struct io_cmd){pid, 0, fc}))
@@ -890,6 +899,8 @@ RT_API int rt_socket(int domain, int type, int protocol)
     return fd;
 }
 
+static _Thread_local unsigned quick_accepts; /* rt_accept's, in a row, on this thread */
+
 RT_API int rt_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int timeout_ms)
 {
     if (!stackful())
@@ -912,8 +923,11 @@ RT_API int rt_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int time
                 memcpy(addr, &ss, sl < *addrlen ? sl : *addrlen);
                 *addrlen = sl;
             }
+            if (++quick_accepts % 64 == 0)
+                rt_yield(); /* a flood of them still lets the others here run */
             return nfd;
         }
+        quick_accepts = 0;
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
             return -errno;
     }

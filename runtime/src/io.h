@@ -17,7 +17,7 @@
 
 enum req_state { R_FREE = 0, R_LIVE, R_PAUSED };
 #define R_CANCELLED 0x100u /* flag bit next to RT_IO_MULTISHOT / RT_IO_BUFSEL */
-#define R_PINNED    0x200u /* uses its owner's memory: holds `pin` */
+#define R_PINNED    0x200u /* uses its owner's memory: holds one of its io_pins */
 #define R_NOBUF     0x400u /* restarted at once after an ENOBUFS, with nothing received since */
 
 struct ioreq {
@@ -41,14 +41,15 @@ struct ioreq {
     struct ioreq *next; /* paused list */
     uint32_t next_free_idx;
     uint64_t backend; /* the backend's own use */
-    struct proc *pin; /* R_PINNED: the owner, referenced until the request ends */
+    struct proc *pin; /* the owner, referenced until the request ends (its ext->live) */
 };
 
 struct io_sched;
 
-/* The fds of an ended process whose operations wait, unsubmitted, in
- * other schedulers' batches: each of those closes them after its next
- * flush; the last one does the close. */
+/* The fd numbers of an ended process with requests still on other
+ * schedulers (its sockets already closed, the numbers held by /dev/null):
+ * each of those cancels them, hands its batch to the kernel and drops its
+ * reference; the last one frees the numbers. */
 struct fd_close {
     _Atomic unsigned refs;
     unsigned n;
@@ -112,9 +113,7 @@ struct io_sched {
     unsigned ncmds, capcmds;
     _Atomic bool pending;      /* something in ret or cancel_owner */
     _Atomic uint64_t syscalls; /* made by the backend (rt_stats.io_syscalls) */
-    /* flushes done: what was queued before flush k is in the kernel once
-     * this reads k (owner writes, release; others read) */
-    _Atomic uint64_t flushes;
+    int dead_fd; /* /dev/null: holds the number of an fd closed early (rt__io_proc_close) */
 };
 
 /* Count system calls: the owner thread only (a relaxed store of load + 1

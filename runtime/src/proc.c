@@ -425,8 +425,10 @@ void rt__proc_terminate(struct proc *p)
     atomic_fetch_sub_explicit(&s->ctl, CTL_ALIVE, memory_order_seq_cst);
     if (atomic_load_explicit(&p->named, memory_order_seq_cst))
         rt__registry_remove_pid(p);
-    rt__signal_notify_exit(p);
+    /* its fds before its monitors hear of its end (unless requests of it
+     * on another scheduler make that one close them, a moment later) */
     rt__io_proc_close(p);
+    rt__signal_notify_exit(p);
     if (p->joinable)
         rt__join_record(pid, reason);
     if (p->kind == PROC_STACKFUL) {

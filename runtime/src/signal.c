@@ -33,7 +33,7 @@ void rt__ext_free(struct proc_ext *x)
     free(x->mons);
     free(x->watchers);
     free(x->fds);
-    free(x->qgen);
+    free((void *)x->live);
     free(x);
 }
 

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -79,6 +80,14 @@ static int64_t now_ns(void)
 static bool fd_is_open(int fd)
 {
     return fcntl(fd, F_GETFD) >= 0;
+}
+
+/* Still a socket at that number? An ended process's sockets are closed
+ * before its DOWN; the number itself may stay taken a moment (rt/io.h). */
+static bool fd_is_socket(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
 /* The byte at position `i` of a stream: not periodic in any buffer size. */
@@ -947,7 +956,7 @@ static void kill_body(void *arg)
     /* a process ends, then its monitors hear of it: by now its fds are closed */
     for (int i = 0; i < 2; i++)
         for (int k = 0; k < h[i].n; k++)
-            cr_assert(!fd_is_open(h[i].fds[k]), "victim %d's fd %d still open after DOWN", i,
+            cr_assert(!fd_is_socket(h[i].fds[k]), "victim %d's socket %d still open after DOWN", i,
                       h[i].fds[k]);
     cr_assert(!rt_alive(v) && !rt_alive(a));
     /* the peers see the ends of their streams */
@@ -1916,5 +1925,222 @@ IO_TEST(recvmsg_multishot_into_provided_buffers)
 {
     io_start(backend, 2, 0, 0);
     cr_assert_eq(test_run(recvmsg_body, NULL, 30000), 0);
+    io_stop();
+}
+
+/* A paused receive that the runtime restarts (a buffer came back) is a
+ * request of its owner like any other: when the owner ends before the
+ * scheduler flushes, its fd must not close under it, or the queued
+ * multishot receive lands on the next socket to get that number and takes
+ * its data. One scheduler; the bystander makes that socket. */
+enum { RV_NBUFS = 4, RV_BSZ = 4096 };
+static int rv_fd = -1;
+static rt_pid rv_by;
+
+static void rv_victim(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(rt_io_own(sv[0]), 0);
+    cr_assert_eq(rt_io_own(sv[1]), 0);
+    static char junk[RV_BSZ * 6];
+    cr_assert_eq(write(sv[1], junk, sizeof junk), (ssize_t)sizeof junk);
+    cr_assert_eq(rt_io_recv(sv[0], NULL, 0, 0, RT_IO_MULTISHOT | RT_IO_BUFSEL, NULL), 0);
+    rt_msg *held[RV_NBUFS];
+    for (int i = 0; i < RV_NBUFS; i++) {
+        cr_assert_eq(rt_receive_tag(RT_MSG_IO, 2000, &held[i]), 0);
+        cr_assert_gt(rt_io_result_of(held[i])->res, 0);
+    }
+    rt_sleep(30); /* its ENOBUFS is reaped: the receive is paused */
+    rv_fd = sv[0];
+    rt_send(rv_by, TAG_GO, NULL, 0); /* the bystander runs next, before any flush */
+    for (int i = 0; i < RV_NBUFS; i++)
+        rt_msg_free(held[i]); /* the first return restarts the paused receive (queued) */
+} /* ends: cancel queued after it, fds closed at once */
+
+static void rv_bystander(void *arg)
+{
+    rt_pid body = *(rt_pid *)arg;
+    rt_msg_free(test_recv_tag(TAG_GO, 5000));
+    int nv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, nv), 0);
+    int res[3] = {nv[0], 0, 0};
+    cr_assert_eq(write(nv[1], "secret", 6), 6);
+    rt_sleep(50); /* idle: the batch goes to the kernel */
+    char b[16];
+    ssize_t n = recv(nv[0], b, sizeof b, MSG_DONTWAIT);
+    res[1] = (int)n;
+    res[2] = rv_fd;
+    close(nv[0]);
+    close(nv[1]);
+    rt_send(body, TAG_RESULT, res, sizeof res);
+}
+
+static void rv_body(void *arg)
+{
+    (void)arg;
+    int lost = 0, reused = 0;
+    for (int round = 0; round < 10; round++) {
+        rt_pid self = rt_self(), v;
+        cr_assert_eq(rt_spawn(rv_bystander, &self, NULL, &rv_by), 0);
+        cr_assert_eq(rt_spawn(rv_victim, NULL, NULL, &v), 0);
+        int res[3];
+        recv_into(TAG_RESULT, 5000, res, sizeof res);
+        if (res[0] == res[2]) {
+            reused++;
+            if (res[1] != 6)
+                lost++;
+        }
+        rt_sleep(20);
+    }
+    cr_assert_eq(lost, 0, "a dead process's restarted receive took another socket's data");
+}
+
+Test(io_uring, restarted_receive_of_ended_process_stays_on_its_fd)
+{
+    io_start(RT_IO_URING, 1, RV_NBUFS, RV_BSZ);
+    cr_assert_eq(test_run(rv_body, NULL, 30000), 0);
+    io_stop();
+}
+
+/* The same across schedulers: the paused receive lives on scheduler 1
+ * (busy: it flushes every 32 turns), its owner moved to scheduler 2, gives
+ * its buffers back (scheduler 1 restarts the receive, queued), then ends
+ * there: scheduler 1 cancels the receive, then closes the fd. */
+static int rv2_fd = -1;
+
+static void rv2_victim(void *arg)
+{
+    rt_pid driver = *(rt_pid *)arg;
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(rt_io_own(sv[0]), 0);
+    cr_assert_eq(rt_io_own(sv[1]), 0);
+    static char junk[RV_BSZ * 6];
+    cr_assert_eq(write(sv[1], junk, sizeof junk), (ssize_t)sizeof junk);
+    cr_assert_eq(rt_io_recv(sv[0], NULL, 0, 0, RT_IO_MULTISHOT | RT_IO_BUFSEL, NULL), 0);
+    rt_msg *held[RV_NBUFS];
+    for (int i = 0; i < RV_NBUFS; i++)
+        cr_assert_eq(rt_receive_tag(RT_MSG_IO, 2000, &held[i]), 0);
+    rv2_fd = sv[0];
+    rt_send(driver, TAG_PORT, NULL, 0);
+    rt_msg_free(test_recv_tag(TAG_GO, 5000)); /* woken from scheduler 2: runs there */
+    for (int i = 0; i < RV_NBUFS; i++)
+        rt_msg_free(held[i]);           /* back to scheduler 1, which restarts the receive */
+    int64_t until = now_ns() + 5000000; /* let scheduler 1 take the returns */
+    while (now_ns() < until)
+        ;
+    rt_send(driver, TAG_READY, NULL, 0);
+}
+
+static void rv2_driver(void *arg)
+{
+    rt_pid body = *(rt_pid *)arg;
+    rt_spawn_opts on1 = {.sched = 1}, on2 = {.sched = 2};
+    rt_pid sp;
+    atomic_store(&spin_stop, false);
+    cr_assert_eq(rt_spawn(spinner, NULL, &on1, &sp), 0);
+    cr_assert_eq(rt_spawn(spinner, "kicker", &on2, &sp), 0);
+    int lost = 0, reused = 0;
+    for (int round = 0; round < 10; round++) {
+        rt_pid self = rt_self(), v;
+        rt_ref ref;
+        cr_assert_eq(rt_spawn(rv2_victim, &self, &on1, &v), 0);
+        cr_assert_eq(rt_monitor(v, &ref), 0);
+        rt_msg_free(test_recv_tag(TAG_PORT, 5000));
+        rt_sleep(10); /* its ENOBUFS is reaped on scheduler 1: paused */
+        kick_pid = v;
+        atomic_store_explicit(&kick, 1, memory_order_release);
+        rt_msg_free(test_recv_tag(TAG_READY, 5000));
+        rt_msg_free(test_recv_tag(RT_MSG_DOWN, 5000));
+        int nv[2];
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, nv), 0);
+        cr_assert_eq(write(nv[1], "secret", 6), 6);
+        rt_sleep(150);
+        char b[16];
+        ssize_t n = recv(nv[0], b, sizeof b, MSG_DONTWAIT);
+        if (nv[0] == rv2_fd) {
+            reused++;
+            if (n != 6)
+                lost++;
+        }
+        close(nv[0]);
+        close(nv[1]);
+    }
+    atomic_store(&spin_stop, true);
+    rt_sleep(20);
+    int res = lost;
+    rt_send(body, TAG_DONE, &res, sizeof res);
+}
+
+static void rv2_body(void *arg)
+{
+    (void)arg;
+    rt_pid self = rt_self(), d;
+    rt_spawn_opts on2 = {.sched = 2};
+    cr_assert_eq(rt_spawn(rv2_driver, &self, &on2, &d), 0);
+    int lost;
+    recv_into(TAG_DONE, 25000, &lost, sizeof lost);
+    cr_assert_eq(lost, 0, "a moved dead process's restarted receive took another socket's data");
+}
+
+Test(io_uring, restarted_receive_of_moved_process_stays_on_its_fd)
+{
+    io_start(RT_IO_URING, 2, RV_NBUFS, RV_BSZ);
+    cr_assert_eq(test_run(rv2_body, NULL, 30000), 0);
+    io_stop();
+}
+
+/* rt/io.h: an ended process's fds are closed before its monitors hear of
+ * its end. The victim ends on scheduler 1, the watcher on 2 looks at once. */
+static _Atomic int rv3_fd;
+static void rv3_victim(void *arg)
+{
+    (void)arg;
+    int s = rt_socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(s, 0);
+    atomic_store(&rv3_fd, s);
+    rt_sleep(3); /* woken by its own scheduler's timer: ends on scheduler 1 */
+}
+
+static void rv3_watcher(void *arg)
+{
+    rt_pid body = *(rt_pid *)arg;
+    int open = 0;
+    rt_spawn_opts on1 = {.sched = 1};
+    for (int round = 0; round < 300; round++) {
+        rt_pid v;
+        rt_ref ref;
+        cr_assert_eq(rt_spawn(rv3_victim, NULL, &on1, &v), 0);
+        cr_assert_eq(rt_monitor(v, &ref), 0);
+        rt_sleep(1);
+        int fd = atomic_load(&rv3_fd);
+        rt_msg *dm;
+        while (rt_receive_tag(RT_MSG_DOWN, 0, &dm) != 0)
+            rt_yield(); /* (the victim may have been stolen onto this scheduler) */
+        rt_msg_free(dm);
+        if (fd_is_socket(fd))
+            open++;
+        rt_sleep(1);
+    }
+    rt_send(body, TAG_DONE, &open, sizeof open);
+}
+
+static void rv3_body(void *arg)
+{
+    (void)arg;
+    rt_pid self = rt_self(), w;
+    rt_spawn_opts on2 = {.sched = 2};
+    cr_assert_eq(rt_spawn(rv3_watcher, &self, &on2, &w), 0);
+    int open;
+    recv_into(TAG_DONE, 25000, &open, sizeof open);
+    cr_assert_eq(open, 0, "sockets still open when a monitor got DOWN");
+}
+
+IO_TEST(fds_closed_before_monitors_hear)
+{
+    io_start(backend, 2, 0, 0);
+    cr_assert_eq(test_run(rv3_body, NULL, 30000), 0);
     io_stop();
 }

@@ -31,12 +31,12 @@
  *  - fds a process owns (rt_io_own, rt_io_take_fd, rt_accept, rt_socket)
  *    are closed when it ends; its operations still in flight are cancelled
  *    and their completions discarded (buffers return to the ring). An
- *    operation it started that is still waiting in a scheduler's batch is
- *    handed to the kernel first, so it acts on the process's own socket,
- *    never on a later one that gets the same number: the fds are closed
- *    before its monitors hear of its end, except when such an operation
- *    waits on another scheduler (the process moved), which closes them
- *    after its next flush, a moment later.
+ *    operation of it still waiting in a scheduler's batch is handed to the
+ *    kernel first, so it acts on the process's own socket, never on a
+ *    later one that gets the same number. Its sockets are closed before
+ *    its monitors hear of its end; when it still has requests on another
+ *    scheduler (it moved), the fd numbers stay taken (by /dev/null) until
+ *    that scheduler has cancelled them, a moment later.
  *
  * Errors are the kernel's, passed through: rt_io_result.res is cqe->res
  * (bytes, a new fd, or a negative errno). The calls here return 0 or a
