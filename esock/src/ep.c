@@ -422,10 +422,17 @@ static void comm_up(struct ep_st *st, const struct sctp_assoc_change *sac)
     }
     /* an incoming association */
     int fd = sctp_peeloff(st->fd, sac->sac_assoc_id);
-    if (fd >= 0)
+    if (fd >= 0) {
         incoming(st, fd, sac->sac_assoc_id, sac->sac_outbound_streams, sac->sac_inbound_streams);
-    else if (errno == EINVAL) /* gone already */
+    } else if (errno == EINVAL) { /* gone already */
         ghost(st, sac);
+    } else {
+        /* out of fds or memory: it cannot have a process; abort it rather
+         * than leave it up here, where its data would be read and lost */
+        struct sctp_sndrcvinfo si = {.sinfo_flags = SCTP_ABORT,
+                                     .sinfo_assoc_id = sac->sac_assoc_id};
+        sctp_send(st->fd, NULL, 0, &si, MSG_DONTWAIT);
+    }
 }
 
 /* A new incoming association (SCTP: peeled off; TCP: accepted) on `fd`,
@@ -466,7 +473,9 @@ static void incoming(struct ep_st *st, int fd, sctp_assoc_t kid, uint16_t os, ui
     if (o->proto == ESOCK_TCP)
         es__tcp_fill_peer(fd, &a->peer);
     else
-        es__fill_peer(fd, 0, &a->peer);
+        es__fill_peer(fd, 0, &a->peer); /* (which clears the stream counts) */
+    a->peer.ostreams = a->ostreams;
+    a->peer.istreams = a->istreams;
     pthread_mutex_unlock(&a->lock);
     if (st->nowners == 0) {
         /* nobody to give it to yet: it waits, unread, for the first owner
