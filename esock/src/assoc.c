@@ -270,12 +270,18 @@ void es__as_go_up(struct as_st *st, int fd, uint16_t os, uint16_t is)
 /* Up, for an association that has ended already (ES_GHOST_FD): the owner
  * hears of it as of any other, then gets what it sent, then its DOWN;
  * sends meanwhile are ESOCK_ECLOSED. */
-static void ghost_up(struct as_st *st)
+static void ghost_up(struct as_st *st, uint16_t os, uint16_t is)
 {
     struct as_ent *a = st->a;
     esock_up up = {.assoc = st->h, .ep = st->ep};
     pthread_mutex_lock(&a->lock);
     a->state = ESOCK_ASSOC_SHUTTING_DOWN;
+    if (os)
+        a->ostreams = os;
+    if (is)
+        a->istreams = is;
+    a->peer.ostreams = a->ostreams;
+    a->peer.istreams = a->istreams;
     up.peer = a->peer;
     pthread_mutex_unlock(&a->lock);
     es__send_owner(st->owner, ESOCK_MSG_ASSOC_UP, &up, sizeof up);
@@ -816,7 +822,7 @@ static void as_handle(void *state, rt_msg *m)
         } up;
         memcpy(&up, m->data, sizeof up);
         if (up.fd == ES_GHOST_FD) {
-            ghost_up(st);
+            ghost_up(st, up.os, up.is);
             break;
         }
         if (up.fd < 0) {

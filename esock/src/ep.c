@@ -38,6 +38,17 @@ struct conn {
     rt_pid pid;
 };
 
+/* An association that ended before it could be peeled off (top of file). */
+struct ghost {
+    sctp_assoc_t kid;
+    struct as_ent *a;
+    rt_pid pid;    /* its process, once it has one */
+    bool owned;    /* has one */
+    bool ended;    /* its end has been read */
+    rt_msg **held; /* read before it had a process (no owner yet): in order */
+    unsigned nheld, capheld;
+};
+
 struct ep_st {
     struct ep_ent *ent;
     esock_ep h;
@@ -61,7 +72,7 @@ struct ep_st {
     rt_io_req areq[ESOCK_MAX_ADDRS]; /* their multishot accepts (0: none) */
     bool accept_wait;                /* out of fds: accepting again after a pause */
     rt_timer accept_timer;
-    struct conn *ghosts; /* associations that ended before they were peeled off */
+    struct ghost *ghosts; /* associations that ended before they were peeled off */
     unsigned nghosts, capghosts;
     struct msghdr mh; /* the read in flight */
     struct iovec iov;
@@ -288,6 +299,19 @@ fail:
 /* ---- reading ------------------------------------------------------------------------------------
  */
 
+/* Is anyone waiting for what the endpoint's socket brings? An owner, an
+ * association of its own being set up, or a ghost's process still to hear
+ * its end (one without a process yet waits, like the rest, for an owner). */
+static bool wanted(const struct ep_st *st)
+{
+    if (st->nowners || st->nconns)
+        return true;
+    for (unsigned i = 0; i < st->nghosts; i++)
+        if (st->ghosts[i].owned)
+            return true;
+    return false;
+}
+
 static void ep_read(struct ep_st *st)
 {
     if (st->proto == ESOCK_TCP) {
@@ -299,7 +323,7 @@ static void ep_read(struct ep_st *st)
                 st->areq[i] = 0;
         return;
     }
-    if (st->reading || (st->nowners == 0 && st->nconns == 0))
+    if (st->reading || !wanted(st))
         return;
     /* into the endpoint's own buffer: only notifications come here, and a
      * single-shot read leaves the rest queued in the kernel */
@@ -352,18 +376,9 @@ static struct as_ent *incoming_ent(struct ep_st *st, sctp_assoc_t kid, uint16_t 
 
 /* An incoming association that ended before its COMM_UP was read (see the
  * top of this file); its peer is the address its COMM_UP was read from. */
-static void ghost(struct ep_st *st, const struct sctp_assoc_change *sac)
+/* The peer a ghost's COMM_UP was read from. */
+static void ghost_peer(struct ep_st *st, struct as_ent *a)
 {
-    /* read with no owner (an association of ours being set up): nobody to
-     * tell, and it cannot wait unread like the others (only its reads,
-     * already queued, remain of it); dropped */
-    if (st->nowners == 0 ||
-        grow((void **)&st->ghosts, &st->capghosts, st->nghosts, sizeof *st->ghosts) < 0)
-        return;
-    struct as_ent *a =
-        incoming_ent(st, sac->sac_assoc_id, sac->sac_outbound_streams, sac->sac_inbound_streams);
-    if (a == NULL)
-        return;
     esock_addr pa;
     memset(&pa, 0, sizeof pa);
     memcpy(&pa, &st->rname, sizeof pa < sizeof st->rname ? sizeof pa : sizeof st->rname);
@@ -374,9 +389,59 @@ static void ghost(struct ep_st *st, const struct sctp_assoc_change *sac)
         a->peer.naddrs = 1;
     }
     pthread_mutex_unlock(&a->lock);
-    rt_pid pid;
-    if (offer(st, a, ES_GHOST_FD, &pid))
-        st->ghosts[st->nghosts++] = (struct conn){.kid = sac->sac_assoc_id, .a = a, .pid = pid};
+}
+
+static void ghost_drop(struct ghost *g)
+{
+    for (unsigned k = 0; k < g->nheld; k++)
+        rt_msg_free(g->held[k]);
+    free(g->held);
+    g->held = NULL;
+    g->nheld = g->capheld = 0;
+}
+
+/* An incoming ghost: offered to the owners like any other association. Read
+ * with none registered (the endpoint reads then only for an association of
+ * its own being set up), it waits for the first, its reads kept here: it
+ * cannot wait in the kernel like the others, only its reads remain of it. */
+static void ghost(struct ep_st *st, const struct sctp_assoc_change *sac)
+{
+    if ((st->nowners == 0 && st->nghosts >= (unsigned)st->ent->opts.backlog) ||
+        grow((void **)&st->ghosts, &st->capghosts, st->nghosts, sizeof *st->ghosts) < 0)
+        return;
+    struct as_ent *a =
+        incoming_ent(st, sac->sac_assoc_id, sac->sac_outbound_streams, sac->sac_inbound_streams);
+    if (a == NULL)
+        return;
+    ghost_peer(st, a);
+    struct ghost g = {.kid = sac->sac_assoc_id, .a = a};
+    if (st->nowners == 0 || offer(st, a, ES_GHOST_FD, &g.pid)) {
+        g.owned = st->nowners > 0;
+        st->ghosts[st->nghosts++] = g;
+    }
+}
+
+/* The first owner is here: the ghosts that waited for one, in order. */
+static void ghosts_offer(struct ep_st *st)
+{
+    for (unsigned i = 0; i < st->nghosts;) {
+        struct ghost *g = &st->ghosts[i];
+        if (g->owned) {
+            i++;
+            continue;
+        }
+        bool taken = offer(st, g->a, ES_GHOST_FD, &g->pid); /* (releases a if not) */
+        for (unsigned k = 0; taken && k < g->nheld; k++) {
+            if (rt_forward(g->pid, g->held[k]) == 0)
+                g->held[k] = NULL;
+        }
+        ghost_drop(g);
+        g->owned = taken;
+        if (!taken || g->ended)
+            st->ghosts[i] = st->ghosts[--st->nghosts];
+        else
+            i++;
+    }
 }
 
 /* A read for a ghost: handed to its process; false if it is none's. */
@@ -388,16 +453,32 @@ static bool ghost_read(struct ep_st *st, sctp_assoc_t kid, const void *p, size_t
         i++;
     if (i == st->nghosts)
         return false;
+    struct ghost *gh = &st->ghosts[i];
     struct es_ghost_read g = {.msg_flags = flags, .ri = *ri};
     rt_msg *m = rt_msg_alloc(ES_AS_GHOST, sizeof g + n);
     bool gone = m == NULL; /* no memory: its process ends when its owner does */
     if (m != NULL) {
         memcpy(m->data, &g, sizeof g);
         memcpy((char *)m->data + sizeof g, p, n);
-        if (rt_forward(st->ghosts[i].pid, m) < 0) { /* it has ended (shutdown, owner gone) */
+        if (!gh->owned) { /* kept for its first owner */
+            if (grow((void **)&gh->held, &gh->capheld, gh->nheld, sizeof *gh->held) == 0) {
+                gh->held[gh->nheld++] = m;
+            } else {
+                rt_msg_free(m);
+                gone = true;
+            }
+        } else if (rt_forward(gh->pid, m) < 0) { /* it has ended (shutdown, owner gone) */
             rt_msg_free(m);
             gone = true;
         }
+    }
+    if (!gh->owned) {
+        if (!gone) {
+            gh->ended |= last; /* it waits for its owner all the same */
+            return true;
+        }
+        ghost_drop(gh); /* no memory to keep it: as if rejected */
+        es__as_release(gh->a);
     }
     if (last || gone)
         st->ghosts[i] = st->ghosts[--st->nghosts];
@@ -415,8 +496,23 @@ static void comm_up(struct ep_st *st, const struct sctp_assoc_change *sac)
             int fd, err;
             uint16_t os, is;
         } up = {fd, fd < 0 ? -errno : 0, sac->sac_outbound_streams, sac->sac_inbound_streams};
-        if (rt_send(c->pid, ES_AS_FD, &up, sizeof up) < 0 && fd >= 0)
-            close(fd); /* it ended meanwhile (shutdown, abort, owner gone) */
+        bool gone = fd < 0 && errno == EINVAL; /* it came and went: a ghost (top of file) */
+        if (gone) {
+            if (grow((void **)&st->ghosts, &st->capghosts, st->nghosts, sizeof *st->ghosts) < 0) {
+                gone = false; /* no room to follow it: it could not start */
+                up.err = -ENOMEM;
+            } else {
+                ghost_peer(st, c->a);
+                up.fd = ES_GHOST_FD;
+            }
+        }
+        if (rt_send(c->pid, ES_AS_FD, &up, sizeof up) < 0) {
+            if (fd >= 0)
+                close(fd); /* it ended meanwhile (shutdown, abort, owner gone) */
+        } else if (gone) {
+            st->ghosts[st->nghosts++] =
+                (struct ghost){.kid = sac->sac_assoc_id, .a = c->a, .pid = c->pid, .owned = true};
+        }
         st->conns[i] = st->conns[--st->nconns];
         return;
     }
@@ -607,7 +703,7 @@ static void ep_io(struct ep_st *st, rt_msg *m)
      * socket, which all of them share; falling behind there (100
      * associations coming up while the first already send) dropped
      * packets, set-ups among them */
-    for (int k = 0; k < EP_READ_BUDGET && (st->nowners || st->nconns); k++) {
+    for (int k = 0; k < EP_READ_BUDGET && wanted(st); k++) {
         struct iovec iov = {st->nbuf.b, sizeof st->nbuf};
         struct msghdr mh = {.msg_name = &st->rname,
                             .msg_namelen = sizeof st->rname,
@@ -733,6 +829,7 @@ static void reg_owner(struct ep_st *st, const rt_msg *m)
         offer(st, st->pend[i].a, st->pend[i].kid, &pid);
     }
     st->npend = 0;
+    ghosts_offer(st);
     ep_read(st);
 }
 
@@ -973,6 +1070,12 @@ static void ep_terminate(void *state, int reason)
     free(st->owners);
     free(st->conns);
     free(st->pend);
+    for (unsigned i = 0; i < st->nghosts; i++) {
+        if (!st->ghosts[i].owned) {
+            ghost_drop(&st->ghosts[i]);
+            es__as_release(st->ghosts[i].a);
+        }
+    }
     free(st->ghosts);
     free(st->orphans);
     if (st->accept_timer)

@@ -264,7 +264,10 @@ Test(esock_sctp, data_sent_before_the_owner_registers_arrives)
  * and its DOWN. */
 static void gone_before_owner_body(void *arg)
 {
-    int how = *(int *)arg; /* 0: the client shuts down; 1: it aborts */
+    /* 0: the client shuts down; 1: it aborts; 2: it shuts down, and the
+     * server's endpoint reads it while it has no owner, for a connect of
+     * its own */
+    int how = *(int *)arg;
     esock_ep sep, cep;
     esock_assoc c;
     unowned_pair(&sep, &cep, &c, 4);
@@ -283,9 +286,10 @@ static void gone_before_owner_body(void *arg)
         rt_sleep(10);
     }
     CHECK(ci.queued == 0 && ci.unacked == 0 && ci.pending == 0);
-    CHECK_RC(how ? esock_assoc_abort(c) : esock_assoc_shutdown(c), 0);
+    int want = how == 1 ? ESOCK_DOWN_ABORT : ESOCK_DOWN_SHUTDOWN;
+    CHECK_RC(how == 1 ? esock_assoc_abort(c) : esock_assoc_shutdown(c), 0);
     rt_msg *m = wait_tag(ESOCK_MSG_ASSOC_DOWN);
-    CHECK(esock_down_of(m)->reason == (how ? ESOCK_DOWN_ABORT : ESOCK_DOWN_SHUTDOWN));
+    CHECK(esock_down_of(m)->reason == want);
     rt_msg_free(m);
     rt_sleep(100);
     if (rt_mailbox_len() != 0) { /* nobody read the server's side: say what came */
@@ -295,6 +299,19 @@ static void gone_before_owner_body(void *arg)
             rt_msg_free(x);
         }
         CHECK(false);
+    }
+    if (how == 2) {
+        /* the server's endpoint connects to the client's: it reads what
+         * waits on its socket, the gone association's COMM_UP first */
+        esock_addr ca;
+        esock_addr_parse("127.0.0.1", 0, &ca);
+        esock_assoc mine;
+        CHECK_RC(esock_assoc_create(sep, &ca, 1, (uint16_t)esock_ep_port(cep), NULL, &mine), 0);
+        rt_msg *um = wait_tag(ESOCK_MSG_ASSOC_UP); /* (the client's endpoint has no owner) */
+        CHECK(esock_up_of(um)->assoc.id == mine.id);
+        rt_msg_free(um);
+        rt_sleep(100);
+        CHECK(rt_mailbox_len() == 0);
     }
     CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
     m = wait_tag(ESOCK_MSG_ASSOC_UP);
@@ -317,12 +334,12 @@ static void gone_before_owner_body(void *arg)
         rt_msg_free(m);
     }
     m = wait_for(ESOCK_MSG_ASSOC_DOWN, s);
-    CHECK(esock_down_of(m)->reason == (how ? ESOCK_DOWN_ABORT : ESOCK_DOWN_SHUTDOWN));
+    CHECK(esock_down_of(m)->reason == want);
     rt_msg_free(m);
     free(big);
     CHECK_RC(esock_send(s, 0, 1, 0, "late", 4, NULL), ESOCK_ECLOSED);
     esock_assoc list[4];
-    CHECK_RC(esock_ep_assocs(sep, list, 4), 0);
+    CHECK_RC(esock_ep_assocs(sep, list, 4), how == 2 ? 1 : 0); /* (its own, made above) */
     CHECK_RC(esock_ep_close(sep), 0);
     CHECK_RC(esock_ep_close(cep), 0);
 }
@@ -333,6 +350,8 @@ Test(esock_sctp, data_of_a_peer_gone_before_the_owner_registers_arrives)
     int how = 0;
     run(gone_before_owner_body, &how);
     how = 1;
+    run(gone_before_owner_body, &how);
+    how = 2;
     run(gone_before_owner_body, &how);
     es_stop();
 }

@@ -277,12 +277,10 @@ typedef bool (*esock_accept_fn)(void *arg, esock_assoc assoc, const esock_peer *
  * sent, then shut down or aborted, before anyone read) still comes like
  * the others: the owner gets its UP (the peer's primary address only),
  * what it sent, then its DOWN; sends to it are ESOCK_ECLOSED. (The
- * same for one that comes and goes while the endpoint is busy.) Limits:
- * such an association is not handed over when its owner ends, gets no
- * PATH messages, and one that the endpoint reads while it has no owner
- * (it reads then only for an esock_assoc_create of its own in progress)
- * is dropped, as is an association made by esock_assoc_create that ends
- * before its COMM_UP is read (its owner gets CANT_START). The
+ * same for one that comes and goes while the endpoint is busy, and for
+ * one made by esock_assoc_create that ends before the endpoint reads that
+ * it came up.) Limits: such an association is not handed over when its
+ * owner ends and gets no PATH messages. The
  * endpoint monitors the owner and forgets it when it
  * ends. Returns 0, -EEXIST (already an owner), -ESRCH (owner not alive),
  * ESOCK_ESTALE. Waits, so not from a callback actor: an owner that is a
