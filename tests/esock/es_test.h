@@ -201,4 +201,17 @@ static inline int sup_stop(rt_pid sup)
     return rc;
 }
 
+
+/* An accept callback that takes every association and records the stream
+ * counts its peer came with. */
+static _Atomic int seen_os = -1, seen_is = -1;
+
+static inline bool record_streams(void *arg, esock_assoc a, const esock_peer *peer)
+{
+    (void)arg, (void)a;
+    atomic_store(&seen_os, peer->ostreams);
+    atomic_store(&seen_is, peer->istreams);
+    return true;
+}
+
 #endif

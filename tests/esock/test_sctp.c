@@ -1494,21 +1494,12 @@ Test(esock_sctp, unsent_messages_are_handed_back)
 
 /* The accept callback's peer has its stream counts (they were once lost
  * when the peer's addresses were filled in). */
-static _Atomic int rv_os = -1, rv_is = -1;
-
-static bool rv_record(void *arg, esock_assoc a, const esock_peer *peer)
-{
-    (void)arg, (void)a;
-    atomic_store(&rv_os, peer->ostreams);
-    atomic_store(&rv_is, peer->istreams);
-    return true;
-}
 
 static void rv_streams_body(void *arg)
 {
     (void)arg;
     esock_ep sep = ep_on("127.0.0.1", 0), cep = ep_on("127.0.0.1", 0);
-    CHECK_RC(esock_owner_register(sep, rt_self(), rv_record, NULL), 0);
+    CHECK_RC(esock_owner_register(sep, rt_self(), record_streams, NULL), 0);
     esock_addr ra;
     esock_addr_parse("127.0.0.1", 0, &ra);
     esock_assoc c;
@@ -1516,7 +1507,7 @@ static void rv_streams_body(void *arg)
     rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_UP));
     rt_msg *m = wait_tag(ESOCK_MSG_ASSOC_UP);
     rt_msg_free(m);
-    CHECK(atomic_load(&rv_os) == 16 && atomic_load(&rv_is) == 16);
+    CHECK(atomic_load(&seen_os) == 16 && atomic_load(&seen_is) == 16);
     CHECK_RC(esock_ep_close(sep), 0);
     CHECK_RC(esock_ep_close(cep), 0);
 }

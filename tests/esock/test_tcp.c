@@ -1532,24 +1532,15 @@ Test(esock_tcp, a_stalled_reader_does_not_spin_epoll)
 /* The accept callback's peer has its stream counts (they were once lost
  * when the peer's addresses were filled in)
  * (esock.h: "negotiated outbound / inbound streams"). */
-static _Atomic int rv_os = -1, rv_is = -1;
-
-static bool rv_record(void *arg, esock_assoc a, const esock_peer *peer)
-{
-    (void)arg, (void)a;
-    atomic_store(&rv_os, peer->ostreams);
-    atomic_store(&rv_is, peer->istreams);
-    return true;
-}
 
 static void rv_streams_body(void *arg)
 {
     (void)arg;
     esock_ep sep = tcp_ep("127.0.0.1", 0, 0), cep = tcp_ep("127.0.0.1", 0, 0);
-    CHECK_RC(esock_owner_register(sep, rt_self(), rv_record, NULL), 0);
+    CHECK_RC(esock_owner_register(sep, rt_self(), record_streams, NULL), 0);
     esock_assoc c, s;
     connect_to(cep, "127.0.0.1", (uint16_t)esock_ep_port(sep), &c, &s);
-    CHECK(atomic_load(&rv_os) == 1 && atomic_load(&rv_is) == 1);
+    CHECK(atomic_load(&seen_os) == 1 && atomic_load(&seen_is) == 1);
     CHECK_RC(esock_ep_close(sep), 0);
     CHECK_RC(esock_ep_close(cep), 0);
 }
