@@ -456,31 +456,29 @@ static bool ghost_read(struct ep_st *st, sctp_assoc_t kid, const void *p, size_t
     struct ghost *gh = &st->ghosts[i];
     struct es_ghost_read g = {.msg_flags = flags, .ri = *ri};
     rt_msg *m = rt_msg_alloc(ES_AS_GHOST, sizeof g + n);
-    bool gone = m == NULL; /* no memory: its process ends when its owner does */
     if (m != NULL) {
         memcpy(m->data, &g, sizeof g);
         memcpy((char *)m->data + sizeof g, p, n);
-        if (!gh->owned) { /* kept for its first owner */
-            if (grow((void **)&gh->held, &gh->capheld, gh->nheld, sizeof *gh->held) == 0) {
-                gh->held[gh->nheld++] = m;
-            } else {
-                rt_msg_free(m);
-                gone = true;
-            }
-        } else if (rt_forward(gh->pid, m) < 0) { /* it has ended (shutdown, owner gone) */
-            rt_msg_free(m);
-            gone = true;
-        }
     }
+    /* to its process, or kept for its first owner; when neither can be
+     * (it has ended: shutdown, owner gone; or no memory) it is dropped */
+    bool kept;
+    if (gh->owned)
+        kept = m != NULL && rt_forward(gh->pid, m) == 0;
+    else if ((kept = m != NULL &&
+                     grow((void **)&gh->held, &gh->capheld, gh->nheld, sizeof *gh->held) == 0))
+        gh->held[gh->nheld++] = m;
+    if (!kept)
+        rt_msg_free(m);
     if (!gh->owned) {
-        if (!gone) {
+        if (kept) {
             gh->ended |= last; /* it waits for its owner all the same */
             return true;
         }
-        ghost_drop(gh); /* no memory to keep it: as if rejected */
+        ghost_drop(gh); /* as if rejected */
         es__as_release(gh->a);
     }
-    if (last || gone)
+    if (last || !kept)
         st->ghosts[i] = st->ghosts[--st->nghosts];
     return true;
 }

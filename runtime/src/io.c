@@ -254,13 +254,8 @@ static void resume_paused(struct io_sched *io)
         struct ioreq *r = io->paused;
         io->paused = r->next;
         r->state = R_LIVE;
-        if (!rt_alive(r->owner)) {
-            /* its owner ended (its cancel is on the way): its fd may be
-             * closed already, and the number reused */
-            r->flags |= R_CANCELLED;
-            io__complete(io, r, -ECANCELED, false, -1);
-            continue;
-        }
+        /* (an ended owner's requests are still its: its fds stay taken
+         * until their cancel has come here, rt__io_proc_close) */
         int rc = io->be->start(io, r);
         if (rc < 0)
             io__complete(io, r, rc, false, -1);

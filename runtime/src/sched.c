@@ -328,12 +328,10 @@ static struct proc *find_local(struct sched *s)
 {
     struct proc *p;
     inject_drain(s);
-    /* now and then look outside first, so nothing outside starves */
-    if (++s->tick % 61 == 0) {
-        if ((p = inject_get(s)) || (p = global_get(s)))
-            return p;
-    }
-    if ((p = runq_get(s)) || (p = inject_get(s)) || (p = global_get(s)))
+    /* now and then look at the global queue first, so nothing there starves */
+    if (++s->tick % 61 == 0 && (p = global_get(s)))
+        return p;
+    if ((p = runq_get(s)) || (p = global_get(s)))
         return p;
     return NULL;
 }

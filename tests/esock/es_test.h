@@ -201,7 +201,6 @@ static inline int sup_stop(rt_pid sup)
     return rc;
 }
 
-
 /* An accept callback that takes every association and records the stream
  * counts its peer came with. */
 static _Atomic int seen_os = -1, seen_is = -1;

@@ -1181,15 +1181,25 @@ static void moved_driver(void *arg)
     while ((c = rt_accept(l, NULL, NULL, 20)) >= 0)
         rt_close(c);
     rt_close(l);
-    rt_send(*(rt_pid *)arg, TAG_DONE, NULL, 0);
+    int none = 0;
+    rt_send(*(rt_pid *)arg, TAG_DONE, &none, sizeof none);
+}
+
+/* Run `driver` on scheduler 2 (its argument: the caller's pid) and return
+ * the count it sends back with TAG_DONE. */
+static int on_scheduler_2(void (*driver)(void *))
+{
+    rt_pid self = rt_self(), d;
+    rt_spawn_opts on2 = {.sched = 2};
+    cr_assert_eq(rt_spawn(driver, &self, &on2, &d), 0);
+    int n;
+    recv_into(TAG_DONE, 25000, &n, sizeof n);
+    return n;
 }
 
 static void moved_body(void *arg)
 {
-    rt_pid self = rt_self(), d;
-    rt_spawn_opts on2 = {.sched = 2};
-    cr_assert_eq(rt_spawn(moved_driver, &self, &on2, &d), 0);
-    rt_msg_free(test_recv_tag(TAG_DONE, 20000));
+    on_scheduler_2(moved_driver);
 }
 
 IO_TEST(queued_operation_of_moved_process_stays_on_its_fd)
@@ -2076,13 +2086,8 @@ static void rv2_driver(void *arg)
 
 static void rv2_body(void *arg)
 {
-    (void)arg;
-    rt_pid self = rt_self(), d;
-    rt_spawn_opts on2 = {.sched = 2};
-    cr_assert_eq(rt_spawn(rv2_driver, &self, &on2, &d), 0);
-    int lost;
-    recv_into(TAG_DONE, 25000, &lost, sizeof lost);
-    cr_assert_eq(lost, 0, "a moved dead process's restarted receive took another socket's data");
+    cr_assert_eq(on_scheduler_2(rv2_driver), 0,
+                 "a moved dead process's restarted receive took another socket's data");
 }
 
 Test(io_uring, restarted_receive_of_moved_process_stays_on_its_fd)
@@ -2129,13 +2134,7 @@ static void rv3_watcher(void *arg)
 
 static void rv3_body(void *arg)
 {
-    (void)arg;
-    rt_pid self = rt_self(), w;
-    rt_spawn_opts on2 = {.sched = 2};
-    cr_assert_eq(rt_spawn(rv3_watcher, &self, &on2, &w), 0);
-    int open;
-    recv_into(TAG_DONE, 25000, &open, sizeof open);
-    cr_assert_eq(open, 0, "sockets still open when a monitor got DOWN");
+    cr_assert_eq(on_scheduler_2(rv3_watcher), 0, "sockets still open when a monitor got DOWN");
 }
 
 IO_TEST(fds_closed_before_monitors_hear)
