@@ -188,12 +188,19 @@ RT_NORETURN static void exit_now(struct proc *p)
     __builtin_unreachable();
 }
 
-/* Move everything from the mailbox to the private queue, acting on
- * signals on the way. */
-static void drain(struct proc *p)
+#define DRAIN_MAX 256u
+
+/* Move up to `limit` messages from the mailbox to the private queue,
+ * acting on signals on the way; returns false once the mailbox is empty.
+ * Bounded so that a receive scanning for a match looks at what it drained
+ * while it is still in cache, and a sender that keeps pushing cannot hold
+ * the receiver in here. */
+static bool drain(struct proc *p, unsigned limit)
 {
     struct rt__node *n;
-    while ((n = mq_pop(&p->mq)) != NULL) {
+    for (unsigned k = 0; k < limit; k++) {
+        if ((n = mq_pop(&p->mq)) == NULL)
+            return false;
         rt_msg *m = container_of(n, rt_msg, rt__link);
         if (m->rt__kind && !rt__signal_filter(p, m)) {
             if (p->exiting)
@@ -207,6 +214,26 @@ static void drain(struct proc *p)
             p->u.s.priv_head = n;
         p->u.s.priv_tail = n;
     }
+    return true;
+}
+
+/* The oldest message of the mailbox when nothing is kept in the private
+ * queue and any message will do: taken straight from the mailbox, one pass
+ * over it instead of a drain and a scan. */
+static rt_msg *take_next(struct proc *p)
+{
+    struct rt__node *n;
+    while ((n = mq_pop(&p->mq)) != NULL) {
+        rt_msg *m = container_of(n, rt_msg, rt__link);
+        if (m->rt__kind && !rt__signal_filter(p, m)) {
+            if (p->exiting)
+                exit_now(p);
+            continue;
+        }
+        atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
+        return m;
+    }
+    return NULL;
 }
 
 static void cancel_wake(uint64_t *timer)
@@ -225,7 +252,17 @@ static int receive(struct proc *p, rt_match_fn match, void *arg, int timeout_ms,
     uint64_t *timer = &p->u.s.wake_timer;
     struct rt__node *prev = NULL; /* last node examined; what follows is new */
     for (;;) {
-        drain(p);
+        if (match == NULL && p->u.s.priv_head == NULL) {
+            rt_msg *m = take_next(p);
+            if (m) {
+                cancel_wake(timer);
+                p->turn++;
+                *out = m;
+                return 0;
+            }
+            goto none;
+        }
+        bool more = drain(p, DRAIN_MAX);
         struct rt__node *n =
             prev ? atomic_load_explicit(&prev->next, memory_order_relaxed) : p->u.s.priv_head;
         while (n) {
@@ -247,6 +284,9 @@ static int receive(struct proc *p, rt_match_fn match, void *arg, int timeout_ms,
             prev = n;
             n = next;
         }
+        if (more)
+            continue;
+    none:
         if (timeout_ms == 0)
             return -ETIMEDOUT;
         if (deadline) {
@@ -296,7 +336,8 @@ RT_API int rt_mailbox_len(void)
         return RT_ENOTPROC;
     if (p->kind != PROC_STACKFUL)
         return RT_ENOTPROC;
-    drain(p);
+    while (drain(p, DRAIN_MAX))
+        ;
     int n = 0;
     for (struct rt__node *q = p->u.s.priv_head; q;
          q = atomic_load_explicit(&q->next, memory_order_relaxed))
@@ -329,6 +370,6 @@ RT_API int rt_yield(void)
     if (p == NULL)
         return RT_ENOTPROC;
     rt__sched_switch_out(p, PS_YIELD);
-    drain(p);
+    drain(p, DRAIN_MAX);
     return 0;
 }

@@ -248,6 +248,37 @@ Test(core, selective_receive_keeps_order)
     test_stop();
 }
 
+/* A match behind more than a drain's worth of other messages (the receive
+ * drains the mailbox in bounded steps), and the rest after it in order,
+ * some already drained and some still in the mailbox. */
+static void long_queue_body(void *arg)
+{
+    rt_pid self = rt_self();
+    for (int i = 0; i < 3000; i++)
+        rt_send(self, i == 1000 ? 2 : 1, &i, sizeof i);
+    uint32_t want = 2;
+    rt_msg *m;
+    cr_assert_eq(rt_receive_match(tag_is, &want, 0, &m), 0);
+    cr_assert_eq(*(int *)m->data, 1000);
+    rt_msg_free(m);
+    for (int i = 0; i < 3000; i++) {
+        if (i == 1000)
+            continue;
+        cr_assert_eq(rt_receive(0, &m), 0);
+        cr_assert_eq(*(int *)m->data, i, "message %d came out of order", i);
+        rt_msg_free(m);
+    }
+    cr_assert_eq(rt_receive_match(tag_is, &want, 0, &m), -ETIMEDOUT);
+    cr_assert_eq(rt_mailbox_len(), 0);
+}
+
+Test(core, selective_receive_past_a_long_queue)
+{
+    test_start(1);
+    cr_assert_eq(test_run(long_queue_body, NULL, 10000), 0);
+    test_stop();
+}
+
 static void timeout_body(void *arg)
 {
     int64_t *late = arg;
