@@ -347,17 +347,16 @@ static void bench_pingpong(void)
 
 struct fan {
     int senders, per;
+    rt_pid to;
     double secs;
 };
 
+/* Each sender sends its share and ends, as the Go and Erlang peers' do. */
 static void fan_sender(void *arg)
 {
-    rt_pid to = *(rt_pid *)arg;
-    for (int i = 0; i < 1 << 30; i++) {
-        int rc = rt_send(to, 1, NULL, 0);
-        if (rc == -ESRCH)
-            return;
-        if (rc)
+    const struct fan *f = arg;
+    for (int i = 0; i < f->per; i++) {
+        if (rt_send(f->to, 1, NULL, 0))
             die("send");
         if ((i & 255) == 255)
             rt_yield();
@@ -367,10 +366,10 @@ static void fan_sender(void *arg)
 static void fan_main(void *arg)
 {
     struct fan *f = arg;
-    rt_pid self = rt_self();
+    f->to = rt_self();
     double t0 = now_s();
     for (int i = 0; i < f->senders; i++)
-        if (rt_spawn(fan_sender, &self, NULL, NULL))
+        if (rt_spawn(fan_sender, f, NULL, NULL))
             die("spawn");
     long total = (long)f->senders * f->per;
     for (long n = 0; n < total; n++) {
@@ -431,7 +430,7 @@ static void bench_fanin(void)
             struct fan f = {.senders = senders, .per = per / senders};
             start(sc);
             run_main(fan_main, &f);
-            stop(); /* ends the senders, still sending */
+            stop();
             char v[64];
             snprintf(v, sizeof v, "%d sender%s, %u sched", senders, senders > 1 ? "s" : "", sc);
             report("fan-in count", v, (double)senders * f.per / f.secs, "msgs/s",
