@@ -3,7 +3,10 @@
  * plain function calls where threads cannot: a million of them), with the
  * ratio. Erlang and Go peers run from bench/run.
  *
- *   rt_micro [--quick] [--csv FILE] [--compare FILE] [--only NAME]
+ *   rt_micro [--quick] [--csv FILE] [--compare FILE] [--only NAME] [--scheds N]
+ *
+ * --only NAME: one workload (spawn, memory, pingpong, fanin, ring, skynet);
+ * --scheds N: only its variants on N schedulers (for profiling one).
  *
  * Prints a table; with --csv, one line per measurement:
  *   workload,variant,value,unit,peer,peer_value,ratio
@@ -25,6 +28,7 @@ static bool quick;
 static FILE *csv;
 static FILE *cmp; /* --compare FILE: rows in the Go/Erlang peers' format */
 static const char *only;
+static unsigned only_scheds; /* --scheds N: only the variants on N schedulers */
 
 static double now_s(void)
 {
@@ -76,6 +80,11 @@ static void compare(const char *workload, unsigned sched, double v, const char *
 static bool want(const char *name)
 {
     return only == NULL || strcmp(only, name) == 0;
+}
+
+static bool scheds_wanted(unsigned scheds)
+{
+    return only_scheds == 0 || only_scheds == scheds;
 }
 
 static void start(unsigned scheds)
@@ -324,23 +333,27 @@ static void bench_pingpong(void)
 {
     int n = quick ? 200000 : 2000000;
     double peer = thread_pingpong(quick ? 20000 : 100000);
-    struct pp same = {.n = n, .sched_b = 1};
-    start(1);
-    run_main(pinger, &same);
-    stop();
-    report("ping-pong", "1 scheduler", n / same.secs, "round trips/s", "2 pthreads + condvar", peer,
-           true);
-    compare("ping-pong", 1, n / same.secs, "round trips/s");
+    if (scheds_wanted(1)) {
+        struct pp same = {.n = n, .sched_b = 1};
+        start(1);
+        run_main(pinger, &same);
+        stop();
+        report("ping-pong", "1 scheduler", n / same.secs, "round trips/s", "2 pthreads + condvar",
+               peer, true);
+        compare("ping-pong", 1, n / same.secs, "round trips/s");
+    }
     /* two schedulers, the partner placed on the other one; the runtime
      * pulls a process woken by a message to the waker's scheduler, so
      * after the first exchange they share one (DESIGN.md) */
-    struct pp two = {.n = n, .sched_b = 2};
-    start(2);
-    run_main(pinger, &two);
-    stop();
-    report("ping-pong", "2 schedulers", n / two.secs, "round trips/s", "2 pthreads + condvar", peer,
-           true);
-    compare("ping-pong", 2, n / two.secs, "round trips/s");
+    if (scheds_wanted(2)) {
+        struct pp two = {.n = n, .sched_b = 2};
+        start(2);
+        run_main(pinger, &two);
+        stop();
+        report("ping-pong", "2 schedulers", n / two.secs, "round trips/s", "2 pthreads + condvar",
+               peer, true);
+        compare("ping-pong", 2, n / two.secs, "round trips/s");
+    }
 }
 
 /* ---- fan-in: N senders, one counter -------------------------------------------------------- */
@@ -427,6 +440,8 @@ static void bench_fanin(void)
     for (int senders = 1; senders <= 4; senders *= 4) {
         double peer = thread_fanin(senders, per / 4);
         for (unsigned sc = 1; sc <= 2; sc++) {
+            if (!scheds_wanted(sc))
+                continue;
             struct fan f = {.senders = senders, .per = per / senders};
             start(sc);
             run_main(fan_main, &f);
@@ -519,6 +534,8 @@ static void bench_ring(void)
 {
     int hops = quick ? 1000000 : 10000000;
     for (unsigned sc = 1; sc <= 2; sc++) {
+        if (!scheds_wanted(sc))
+            continue;
         struct ringarg ra = {.hops = hops};
         start(sc);
         run_main(ring_main, &ra);
@@ -620,6 +637,8 @@ static void bench_skynet(void)
         plain += sky_plain(0, 1000000);
     double plain_s = (now_s() - t0) / 10;
     for (unsigned sc = 1; sc <= 2; sc++) {
+        if (!scheds_wanted(sc))
+            continue;
         struct skyarg a;
         start(sc);
         run_main(sky_main, &a);
@@ -645,9 +664,12 @@ int main(int argc, char **argv)
             cmp = fopen(argv[++i], "w");
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             only = argv[++i];
+        else if (strcmp(argv[i], "--scheds") == 0 && i + 1 < argc)
+            only_scheds = (unsigned)atoi(argv[++i]);
         else {
             fprintf(stderr,
-                    "usage: rt_micro [--quick] [--csv FILE] [--compare FILE] [--only NAME]\n");
+                    "usage: rt_micro [--quick] [--csv FILE] [--compare FILE] [--only NAME] "
+                    "[--scheds N]\n");
             return 2;
         }
     }
