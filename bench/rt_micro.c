@@ -24,20 +24,16 @@
 
 #include <rt/rt.h>
 
-static bool quick;
+#include "bench.h"
+#include "rt_micro.h"
+
+bool quick;
 static FILE *csv;
 static FILE *cmp; /* --compare FILE: rows in the Go/Erlang peers' format */
 static const char *only;
 static unsigned only_scheds; /* --scheds N: only the variants on N schedulers */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void die(const char *what)
+void die(const char *what)
 {
     fprintf(stderr, "rt_micro: %s\n", what);
     exit(1);
@@ -57,9 +53,8 @@ static const char *csv_text(const char *s)
     return b;
 }
 
-/* higher_better: for rates; for costs (time, bytes) lower is better. */
-static void report(const char *workload, const char *variant, double v, const char *unit,
-                   const char *peer, double pv, bool higher_better)
+void report(const char *workload, const char *variant, double v, const char *unit, const char *peer,
+            double pv, bool higher_better)
 {
     double ratio = pv > 0 && v > 0 ? (higher_better ? v / pv : pv / v) : 0;
     printf("%-20s %-28s %14.*f %-13s | %-32s %14.*f | x%.3g\n", workload, variant, v < 10 ? 3 : 1,
@@ -70,8 +65,7 @@ static void report(const char *workload, const char *variant, double v, const ch
                 csv_text(peer), pv, ratio);
 }
 
-/* A row comparable with bench/peers: workload,N sched,value,unit */
-static void compare(const char *workload, unsigned sched, double v, const char *unit)
+void compare(const char *workload, unsigned sched, double v, const char *unit)
 {
     if (cmp)
         fprintf(cmp, "%s,%u sched,%.3f,%s\n", workload, sched, v, unit);
@@ -82,12 +76,12 @@ static bool want(const char *name)
     return only == NULL || strcmp(only, name) == 0;
 }
 
-static bool scheds_wanted(unsigned scheds)
+bool scheds_wanted(unsigned scheds)
 {
     return only_scheds == 0 || only_scheds == scheds;
 }
 
-static void start(unsigned scheds)
+void start(unsigned scheds)
 {
     /* RT_BATCH: try another rt_opts.batch (messages per turn) */
     const char *b = getenv("RT_BATCH");
@@ -95,14 +89,14 @@ static void start(unsigned scheds)
         die("rt_start");
 }
 
-static void stop(void)
+void stop(void)
 {
     rt_stats l;
     if (rt_stop(5000, &l) != 0 || l.procs_live || l.msgs_live)
         die("the runtime did not stop clean");
 }
 
-static void run_main(void (*fn)(void *), void *arg)
+void run_main(void (*fn)(void *), void *arg)
 {
     rt_pid p;
     int reason = -1;
@@ -667,9 +661,8 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--scheds") == 0 && i + 1 < argc)
             only_scheds = (unsigned)atoi(argv[++i]);
         else {
-            fprintf(stderr,
-                    "usage: rt_micro [--quick] [--csv FILE] [--compare FILE] [--only NAME] "
-                    "[--scheds N]\n");
+            fprintf(stderr, "usage: rt_micro [--quick] [--csv FILE] [--compare FILE] [--only NAME] "
+                            "[--scheds N]\n");
             return 2;
         }
     }
