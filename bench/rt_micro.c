@@ -5,7 +5,8 @@
  *
  *   rt_micro [--quick] [--csv FILE] [--compare FILE] [--only NAME] [--scheds N]
  *
- * --only NAME: one workload (spawn, memory, pingpong, fanin, ring, skynet);
+ * --only NAME: one workload (spawn, memory, pingpong, fanin, ring, skynet,
+ * chameneos);
  * --scheds N: only its variants on N schedulers (for profiling one).
  *
  * Prints a table; with --csv, one line per measurement:
@@ -682,6 +683,8 @@ int main(int argc, char **argv)
         bench_ring();
     if (want("skynet"))
         bench_skynet();
+    if (want("chameneos"))
+        bench_chameneos();
     if (csv)
         fclose(csv);
     if (cmp)

@@ -40,4 +40,7 @@ void stop(void);
  * normally. */
 void run_main(void (*fn)(void *), void *arg);
 
+/* The workloads of rt_savina.c; each runs its variants and reports them. */
+void bench_chameneos(void);
+
 #endif

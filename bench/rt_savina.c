@@ -1,0 +1,330 @@
+/* rt_savina.c: rt_micro's workloads from the Savina actor benchmark suite
+ * (Imam and Sarkar, 2014): chameneos (the shootout's chameneos-redux, with
+ * Savina's mall), big, fork-join create and fork-join throughput. The
+ * actors are callback actors (the runtime's cheap kind), the main of each
+ * workload a stackful process. Each workload runs on 1 and on 2
+ * schedulers, beside POSIX threads doing the same protocol through a
+ * mutex-and-condvar mailbox per thread (struct tbox), and checks its own
+ * result; the Go and Erlang peers (bench/peers) do the same with the same
+ * sizes and the same checks. See rt_micro.h for what is shared with
+ * rt_micro.c.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rt/rt.h>
+
+#include "bench.h"
+#include "rt_micro.h"
+
+static void send_or_die(rt_pid to, uint32_t tag, const void *data, size_t size)
+{
+    if (rt_send(to, tag, data, size) != 0)
+        die("send");
+}
+
+static rt_msg *receive_or_die(void)
+{
+    rt_msg *m;
+    if (rt_receive(RT_INFINITY, &m) != 0)
+        die("receive");
+    return m;
+}
+
+/* ---- the threads' peer: a bounded mailbox per thread ------------------------------------ */
+
+struct tmsg {
+    int kind, from;
+    long a, b;
+};
+
+struct tbox {
+    pthread_mutex_t mu;
+    pthread_cond_t nonempty, nonfull;
+    struct tmsg *q;
+    unsigned cap, head, n;
+};
+
+static void tbox_init(struct tbox *b, unsigned cap)
+{
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->nonempty, NULL);
+    pthread_cond_init(&b->nonfull, NULL);
+    b->q = malloc(cap * sizeof *b->q);
+    if (b->q == NULL)
+        die("malloc");
+    b->cap = cap;
+    b->head = b->n = 0;
+}
+
+static void tbox_destroy(struct tbox *b)
+{
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->nonempty);
+    pthread_cond_destroy(&b->nonfull);
+    free(b->q);
+}
+
+/* Waits while the box is full. */
+static void tbox_put(struct tbox *b, struct tmsg m)
+{
+    pthread_mutex_lock(&b->mu);
+    while (b->n == b->cap)
+        pthread_cond_wait(&b->nonfull, &b->mu);
+    b->q[(b->head + b->n++) % b->cap] = m;
+    pthread_cond_signal(&b->nonempty);
+    pthread_mutex_unlock(&b->mu);
+}
+
+static struct tmsg tbox_get(struct tbox *b)
+{
+    pthread_mutex_lock(&b->mu);
+    while (b->n == 0)
+        pthread_cond_wait(&b->nonempty, &b->mu);
+    struct tmsg m = b->q[b->head];
+    b->head = (b->head + 1) % b->cap;
+    b->n--;
+    pthread_cond_signal(&b->nonfull);
+    pthread_mutex_unlock(&b->mu);
+    return m;
+}
+
+/* ---- chameneos: creatures meet in a mall ------------------------------------------------
+ *
+ * Each creature asks the mall for a meeting (CH_MEET, with its colour and
+ * id). The mall keeps the first asker waiting; the second makes a meeting:
+ * each of the two is told the other's colour and id (CH_MET), takes the
+ * complement of the two colours as its own and asks again. After `meetings`
+ * meetings the mall answers every request with CH_STOP; each creature then
+ * gives the mall its count (CH_COUNT) and ends, and the mall, having heard
+ * from all, hands the totals to the main and ends. Check: the counts add up
+ * to twice the meetings, and no creature met itself. Four messages a
+ * meeting; the mall takes half of them. */
+
+enum { CH_MEET = 1, CH_MET, CH_STOP, CH_COUNT, CH_RESULT };
+
+enum { CH_CREATURES = 100 };
+
+struct ch_colour {
+    int colour, id; /* CH_MEET: the asker's; CH_MET: the partner's */
+};
+
+struct ch_count {
+    long meetings, self;
+};
+
+/* The colour two creatures of colours a and b both take when they meet
+ * (blue 0, red 1, yellow 2): a's own if they are the same, else the third. */
+static int complement(int a, int b)
+{
+    return a == b ? a : 3 - a - b;
+}
+
+struct mall {
+    rt_pid report, waiting; /* waiting: RT_PID_NONE when nobody waits */
+    struct ch_colour w;     /* the waiting creature's */
+    long left;
+    struct ch_count total;
+    int creatures, counted;
+};
+
+static int mall_init(void *st, void *arg)
+{
+    memcpy(st, arg, sizeof(struct mall));
+    return 0;
+}
+
+static void mall_handle(void *st, rt_msg *m)
+{
+    struct mall *s = st;
+    if (m->tag == CH_MEET) {
+        struct ch_colour c;
+        memcpy(&c, m->data, sizeof c);
+        if (s->left == 0) {
+            send_or_die(m->from, CH_STOP, NULL, 0);
+        } else if (rt_pid_is_none(s->waiting)) {
+            s->waiting = m->from;
+            s->w = c;
+        } else {
+            s->left--;
+            send_or_die(m->from, CH_MET, &s->w, sizeof s->w);
+            send_or_die(s->waiting, CH_MET, &c, sizeof c);
+            s->waiting = RT_PID_NONE;
+        }
+    } else if (m->tag == CH_COUNT) {
+        struct ch_count c;
+        memcpy(&c, m->data, sizeof c);
+        s->total.meetings += c.meetings;
+        s->total.self += c.self;
+        if (++s->counted == s->creatures) {
+            send_or_die(s->report, CH_RESULT, &s->total, sizeof s->total);
+            rt_exit(rt_self(), 0);
+        }
+    }
+}
+
+static const rt_actor_ops mall_ops = {
+    .state_size = sizeof(struct mall), .init = mall_init, .handle = mall_handle};
+
+struct creature {
+    rt_pid mall;
+    struct ch_colour me;
+    struct ch_count count;
+};
+
+static int creature_init(void *st, void *arg)
+{
+    struct creature *s = st;
+    memcpy(s, arg, sizeof *s);
+    return rt_send(s->mall, CH_MEET, &s->me, sizeof s->me);
+}
+
+static void creature_handle(void *st, rt_msg *m)
+{
+    struct creature *s = st;
+    if (m->tag == CH_MET) {
+        struct ch_colour p;
+        memcpy(&p, m->data, sizeof p);
+        s->count.self += p.id == s->me.id;
+        s->count.meetings++;
+        s->me.colour = complement(s->me.colour, p.colour);
+        send_or_die(s->mall, CH_MEET, &s->me, sizeof s->me);
+    } else if (m->tag == CH_STOP) {
+        send_or_die(s->mall, CH_COUNT, &s->count, sizeof s->count);
+        rt_exit(rt_self(), 0);
+    }
+}
+
+static const rt_actor_ops creature_ops = {
+    .state_size = sizeof(struct creature), .init = creature_init, .handle = creature_handle};
+
+struct ch_arg {
+    long meetings;
+    struct ch_count total;
+    double secs;
+};
+
+static void ch_main(void *arg)
+{
+    struct ch_arg *a = arg;
+    double t0 = now_s();
+    rt_pid mall;
+    struct mall m0 = {.report = rt_self(), .left = a->meetings, .creatures = CH_CREATURES};
+    if (rt_spawn_actor(&mall_ops, &m0, NULL, &mall))
+        die("spawn");
+    for (int i = 0; i < CH_CREATURES; i++) {
+        struct creature c = {.mall = mall, .me = {.colour = i % 3, .id = i}};
+        if (rt_spawn_actor(&creature_ops, &c, NULL, NULL))
+            die("spawn");
+    }
+    rt_msg *m = receive_or_die();
+    memcpy(&a->total, m->data, sizeof a->total);
+    rt_msg_free(m);
+    a->secs = now_s() - t0;
+}
+
+static void ch_check(long meetings, struct ch_count total)
+{
+    if (total.meetings != 2 * meetings || total.self != 0)
+        die("chameneos: the creatures' counts do not add up to twice the meetings");
+}
+
+/* the peer: the same protocol between threads, a struct tbox each */
+struct tch {
+    struct tbox mall, box[CH_CREATURES];
+};
+
+struct tcreature {
+    struct tch *t;
+    int id;
+};
+
+static void *tcreature_run(void *arg)
+{
+    struct tcreature *c = arg;
+    struct tch *t = c->t;
+    int colour = c->id % 3;
+    long meetings = 0, self = 0;
+    for (;;) {
+        tbox_put(&t->mall, (struct tmsg){CH_MEET, c->id, colour, 0});
+        struct tmsg m = tbox_get(&t->box[c->id]);
+        if (m.kind == CH_STOP)
+            break;
+        self += m.from == c->id;
+        meetings++;
+        colour = complement(colour, (int)m.a);
+    }
+    tbox_put(&t->mall, (struct tmsg){CH_COUNT, c->id, meetings, self});
+    return NULL;
+}
+
+static double thread_chameneos(long meetings)
+{
+    struct tch *t = malloc(sizeof *t);
+    struct tcreature cs[CH_CREATURES];
+    pthread_t ts[CH_CREATURES];
+    if (t == NULL)
+        die("malloc");
+    tbox_init(&t->mall, CH_CREATURES + 1);
+    for (int i = 0; i < CH_CREATURES; i++)
+        tbox_init(&t->box[i], 2);
+    double t0 = now_s();
+    for (int i = 0; i < CH_CREATURES; i++) {
+        cs[i] = (struct tcreature){t, i};
+        pthread_create(&ts[i], NULL, tcreature_run, &cs[i]);
+    }
+    struct tmsg waiting = {0};
+    bool have = false;
+    long left = meetings;
+    struct ch_count total = {0};
+    for (int counted = 0; counted < CH_CREATURES;) {
+        struct tmsg m = tbox_get(&t->mall);
+        if (m.kind == CH_COUNT) {
+            total.meetings += m.a;
+            total.self += m.b;
+            counted++;
+        } else if (left == 0) {
+            tbox_put(&t->box[m.from], (struct tmsg){CH_STOP, 0, 0, 0});
+        } else if (!have) {
+            waiting = m;
+            have = true;
+        } else {
+            left--;
+            tbox_put(&t->box[m.from], (struct tmsg){CH_MET, waiting.from, waiting.a, 0});
+            tbox_put(&t->box[waiting.from], (struct tmsg){CH_MET, m.from, m.a, 0});
+            have = false;
+        }
+    }
+    double secs = now_s() - t0;
+    for (int i = 0; i < CH_CREATURES; i++) {
+        pthread_join(ts[i], NULL);
+        tbox_destroy(&t->box[i]);
+    }
+    tbox_destroy(&t->mall);
+    free(t);
+    ch_check(meetings, total);
+    return meetings / secs;
+}
+
+void bench_chameneos(void)
+{
+    long meetings = quick ? 200000 : 2000000;
+    double peer = thread_chameneos(quick ? 20000 : 100000);
+    for (unsigned sc = 1; sc <= 2; sc++) {
+        if (!scheds_wanted(sc))
+            continue;
+        struct ch_arg a = {.meetings = meetings};
+        start(sc);
+        run_main(ch_main, &a);
+        stop();
+        ch_check(meetings, a.total);
+        char v[48];
+        snprintf(v, sizeof v, "%d creatures, %u sched", CH_CREATURES, sc);
+        report("chameneos", v, meetings / a.secs, "meetings/s", "threads + condvar mailboxes", peer,
+               true);
+        compare("chameneos", sc, meetings / a.secs, "meetings/s");
+    }
+}
