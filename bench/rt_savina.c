@@ -328,3 +328,223 @@ void bench_chameneos(void)
         compare("chameneos", sc, meetings / a.secs, "meetings/s");
     }
 }
+
+/* ---- big: many-to-many pings ------------------------------------------------------------
+ *
+ * BIG_WORKERS workers, each knowing all of them. On BIG_GO each pings one
+ * picked at random (itself included), which answers with a pong; on the
+ * pong it pings the next, until it has sent `pings`; then it tells the sink
+ * (the main) it is done, and goes on answering the others' pings. Once all
+ * are done no ping is left unanswered; the sink stops them (BIG_STOP) and
+ * each ends after telling it how many pings it answered. Check: each sent
+ * its pings and all of them were answered. */
+
+enum { BIG_GO = 1, BIG_PING, BIG_PONG, BIG_DONE, BIG_STOP, BIG_COUNT };
+
+enum { BIG_WORKERS = 120 };
+
+struct big_all {
+    rt_pid pid[BIG_WORKERS];
+    rt_pid sink;
+    long pings;
+};
+
+struct big {
+    const struct big_all *all;
+    uint64_t rng;
+    long sent, answered;
+};
+
+struct big_init {
+    const struct big_all *all;
+    int id;
+};
+
+/* xorshift64*: the worker's own random sequence */
+static unsigned next_random(uint64_t *x, unsigned n)
+{
+    *x ^= *x >> 12;
+    *x ^= *x << 25;
+    *x ^= *x >> 27;
+    return (unsigned)((*x * 0x2545F4914F6CDD1DULL) >> 32) % n;
+}
+
+static int big_init(void *st, void *arg)
+{
+    struct big *s = st;
+    const struct big_init *in = arg;
+    s->all = in->all;
+    s->rng = (uint64_t)(in->id + 1) * 0x9E3779B97F4A7C15ULL;
+    return 0;
+}
+
+static void big_ping(struct big *s)
+{
+    s->sent++;
+    send_or_die(s->all->pid[next_random(&s->rng, BIG_WORKERS)], BIG_PING, NULL, 0);
+}
+
+static void big_handle(void *st, rt_msg *m)
+{
+    struct big *s = st;
+    switch (m->tag) {
+    case BIG_PING:
+        s->answered++;
+        send_or_die(m->from, BIG_PONG, NULL, 0);
+        break;
+    case BIG_PONG:
+        if (s->sent < s->all->pings)
+            big_ping(s);
+        else
+            send_or_die(s->all->sink, BIG_DONE, &s->sent, sizeof s->sent);
+        break;
+    case BIG_GO:
+        big_ping(s);
+        break;
+    case BIG_STOP:
+        send_or_die(s->all->sink, BIG_COUNT, &s->answered, sizeof s->answered);
+        rt_exit(rt_self(), 0);
+        break;
+    }
+}
+
+static const rt_actor_ops big_ops = {
+    .state_size = sizeof(struct big), .init = big_init, .handle = big_handle};
+
+struct big_arg {
+    long pings, answered;
+    bool all_sent;
+    double secs;
+};
+
+static void big_main(void *arg)
+{
+    struct big_arg *a = arg;
+    struct big_all *all = malloc(sizeof *all);
+    if (all == NULL)
+        die("malloc");
+    all->sink = rt_self();
+    all->pings = a->pings;
+    for (int i = 0; i < BIG_WORKERS; i++)
+        if (rt_spawn_actor(&big_ops, &(struct big_init){all, i}, NULL, &all->pid[i]))
+            die("spawn");
+    double t0 = now_s();
+    for (int i = 0; i < BIG_WORKERS; i++)
+        send_or_die(all->pid[i], BIG_GO, NULL, 0);
+    a->all_sent = true;
+    for (int i = 0; i < BIG_WORKERS; i++) {
+        rt_msg *m = receive_or_die();
+        long sent;
+        memcpy(&sent, m->data, sizeof sent);
+        a->all_sent &= m->tag == BIG_DONE && sent == a->pings;
+        rt_msg_free(m);
+    }
+    a->secs = now_s() - t0;
+    for (int i = 0; i < BIG_WORKERS; i++)
+        send_or_die(all->pid[i], BIG_STOP, NULL, 0);
+    for (int i = 0; i < BIG_WORKERS; i++) {
+        rt_msg *m = receive_or_die();
+        long n;
+        memcpy(&n, m->data, sizeof n);
+        a->answered += n;
+        rt_msg_free(m);
+    }
+    free(all); /* the workers have all answered BIG_STOP: none reads it again */
+}
+
+static void big_check(long pings, bool all_sent, long answered)
+{
+    if (!all_sent || answered != BIG_WORKERS * pings)
+        die("big: a worker did not send its pings, or not all were answered");
+}
+
+/* the peer: the same protocol between threads, a struct tbox each (room
+ * for a ping from every worker, its own pong and BIG_STOP: no put waits) */
+struct tbig {
+    struct tbox box[BIG_WORKERS], sink;
+    long pings;
+};
+
+struct tbig_worker {
+    struct tbig *t;
+    int id;
+};
+
+static void *tbig_run(void *arg)
+{
+    struct tbig_worker *w = arg;
+    struct tbig *t = w->t;
+    uint64_t rng = (uint64_t)(w->id + 1) * 0x9E3779B97F4A7C15ULL;
+    long sent = 1, answered = 0;
+    tbox_put(&t->box[next_random(&rng, BIG_WORKERS)], (struct tmsg){BIG_PING, w->id, 0, 0});
+    for (;;) {
+        struct tmsg m = tbox_get(&t->box[w->id]);
+        if (m.kind == BIG_PING) {
+            answered++;
+            tbox_put(&t->box[m.from], (struct tmsg){BIG_PONG, w->id, 0, 0});
+        } else if (m.kind == BIG_PONG && sent < t->pings) {
+            sent++;
+            tbox_put(&t->box[next_random(&rng, BIG_WORKERS)], (struct tmsg){BIG_PING, w->id, 0, 0});
+        } else if (m.kind == BIG_PONG) {
+            tbox_put(&t->sink, (struct tmsg){BIG_DONE, w->id, sent, 0});
+        } else {
+            tbox_put(&t->sink, (struct tmsg){BIG_COUNT, w->id, answered, 0});
+            return NULL;
+        }
+    }
+}
+
+static double thread_big(long pings)
+{
+    struct tbig *t = malloc(sizeof *t);
+    struct tbig_worker ws[BIG_WORKERS];
+    pthread_t ts[BIG_WORKERS];
+    if (t == NULL)
+        die("malloc");
+    t->pings = pings;
+    tbox_init(&t->sink, BIG_WORKERS);
+    for (int i = 0; i < BIG_WORKERS; i++)
+        tbox_init(&t->box[i], BIG_WORKERS + 2);
+    double t0 = now_s();
+    for (int i = 0; i < BIG_WORKERS; i++) {
+        ws[i] = (struct tbig_worker){t, i};
+        pthread_create(&ts[i], NULL, tbig_run, &ws[i]);
+    }
+    bool all_sent = true;
+    for (int i = 0; i < BIG_WORKERS; i++)
+        all_sent &= tbox_get(&t->sink).a == pings;
+    double secs = now_s() - t0;
+    for (int i = 0; i < BIG_WORKERS; i++)
+        tbox_put(&t->box[i], (struct tmsg){BIG_STOP, 0, 0, 0});
+    long answered = 0;
+    for (int i = 0; i < BIG_WORKERS; i++)
+        answered += tbox_get(&t->sink).a;
+    for (int i = 0; i < BIG_WORKERS; i++) {
+        pthread_join(ts[i], NULL);
+        tbox_destroy(&t->box[i]);
+    }
+    tbox_destroy(&t->sink);
+    free(t);
+    big_check(pings, all_sent, answered);
+    return 2.0 * BIG_WORKERS * pings / secs;
+}
+
+void bench_big(void)
+{
+    long pings = quick ? 2000 : 20000;
+    double peer = thread_big(quick ? 200 : 1000);
+    for (unsigned sc = 1; sc <= 2; sc++) {
+        if (!scheds_wanted(sc))
+            continue;
+        struct big_arg a = {.pings = pings};
+        start(sc);
+        run_main(big_main, &a);
+        stop();
+        big_check(pings, a.all_sent, a.answered);
+        char v[48];
+        snprintf(v, sizeof v, "%d workers, %u sched", BIG_WORKERS, sc);
+        double rate = 2.0 * BIG_WORKERS * pings / a.secs; /* pings and pongs */
+        report("big", v, rate, "msgs/s", "threads + condvar mailboxes", peer, true);
+        compare("big", sc, rate, "msgs/s");
+    }
+}
