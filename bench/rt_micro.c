@@ -6,7 +6,7 @@
  *   rt_micro [--quick] [--csv FILE] [--compare FILE] [--only NAME] [--scheds N]
  *
  * --only NAME: one workload (spawn, memory, pingpong, fanin, ring, skynet,
- * chameneos, big);
+ * chameneos, big, fjcreate);
  * --scheds N: only its variants on N schedulers (for profiling one).
  *
  * Prints a table; with --csv, one line per measurement:
@@ -687,6 +687,8 @@ int main(int argc, char **argv)
         bench_chameneos();
     if (want("big"))
         bench_big();
+    if (want("fjcreate"))
+        bench_fjcreate();
     if (csv)
         fclose(csv);
     if (cmp)

@@ -43,5 +43,6 @@ void run_main(void (*fn)(void *), void *arg);
 /* The workloads of rt_savina.c; each runs its variants and reports them. */
 void bench_chameneos(void);
 void bench_big(void);
+void bench_fjcreate(void);
 
 #endif

@@ -548,3 +548,145 @@ void bench_big(void)
         compare("big", sc, rate, "msgs/s");
     }
 }
+
+/* ---- fork-join create: an actor per message ------------------------------------------------
+ *
+ * The main spawns n actors, one after another, and sends each one message
+ * (its index); each hands the index to a sink and ends. The sink sums them
+ * and tells the main when it has all n. Savina's actors also compute a
+ * little on the message; here they do not, so the figure is the runtime's
+ * own: spawn, send, handle, send, end. Check: the sum of the indices. The
+ * main yields every 1024 spawns so that the actors run (Go and Erlang
+ * preempt their spawner). */
+
+enum { FJ_WORK = 1, FJ_DONE, FJ_RESULT };
+
+struct fj_sink {
+    rt_pid report;
+    long n, got, sum;
+};
+
+static int fj_sink_init(void *st, void *arg)
+{
+    memcpy(st, arg, sizeof(struct fj_sink));
+    return 0;
+}
+
+static void fj_sink_handle(void *st, rt_msg *m)
+{
+    struct fj_sink *s = st;
+    long v;
+    memcpy(&v, m->data, sizeof v);
+    s->sum += v;
+    if (++s->got == s->n) {
+        send_or_die(s->report, FJ_RESULT, &s->sum, sizeof s->sum);
+        rt_exit(rt_self(), 0);
+    }
+}
+
+static const rt_actor_ops fj_sink_ops = {
+    .state_size = sizeof(struct fj_sink), .init = fj_sink_init, .handle = fj_sink_handle};
+
+static int fjc_init(void *st, void *arg)
+{
+    memcpy(st, arg, sizeof(rt_pid));
+    return 0;
+}
+
+static void fjc_handle(void *st, rt_msg *m)
+{
+    send_or_die(*(rt_pid *)st, FJ_DONE, m->data, m->size);
+    rt_exit(rt_self(), 0);
+}
+
+static const rt_actor_ops fjc_ops = {
+    .state_size = sizeof(rt_pid), .init = fjc_init, .handle = fjc_handle};
+
+struct fjc_arg {
+    long n, sum;
+    double secs;
+};
+
+static void fjc_main(void *arg)
+{
+    struct fjc_arg *a = arg;
+    double t0 = now_s();
+    rt_pid sink;
+    if (rt_spawn_actor(&fj_sink_ops, &(struct fj_sink){.report = rt_self(), .n = a->n}, NULL,
+                       &sink))
+        die("spawn");
+    for (long i = 0; i < a->n; i++) {
+        rt_pid p;
+        if (rt_spawn_actor(&fjc_ops, &sink, NULL, &p))
+            die("spawn");
+        send_or_die(p, FJ_WORK, &i, sizeof i);
+        if ((i & 1023) == 1023)
+            rt_yield();
+    }
+    rt_msg *m = receive_or_die();
+    memcpy(&a->sum, m->data, sizeof a->sum);
+    rt_msg_free(m);
+    a->secs = now_s() - t0;
+}
+
+static void fjc_check(long n, long sum)
+{
+    if (sum != n * (n - 1) / 2)
+        die("fork-join create: wrong sum of the indices");
+}
+
+/* the peer: a thread per message, created with it, joined in batches */
+struct tfjc {
+    long msg, handled;
+};
+
+static void *tfjc_run(void *arg)
+{
+    struct tfjc *t = arg;
+    t->handled = t->msg; /* the main adds them up after the join */
+    return NULL;
+}
+
+static double thread_fjcreate(long n)
+{
+    enum { BATCH = 256 };
+    pthread_t ts[BATCH];
+    struct tfjc vs[BATCH];
+    long sum = 0;
+    double t0 = now_s();
+    for (long i = 0; i < n; i += BATCH) {
+        int k = 0;
+        for (; k < BATCH && i + k < n; k++) {
+            vs[k] = (struct tfjc){.msg = i + k};
+            if (pthread_create(&ts[k], NULL, tfjc_run, &vs[k]))
+                die("pthread_create");
+        }
+        for (int j = 0; j < k; j++) {
+            pthread_join(ts[j], NULL);
+            sum += vs[j].handled;
+        }
+    }
+    double secs = now_s() - t0;
+    fjc_check(n, sum);
+    return secs / n * 1e9;
+}
+
+void bench_fjcreate(void)
+{
+    long n = quick ? 100000 : 1000000;
+    double peer = thread_fjcreate(quick ? 5000 : 20000);
+    for (unsigned sc = 1; sc <= 2; sc++) {
+        if (!scheds_wanted(sc))
+            continue;
+        struct fjc_arg a = {.n = n};
+        start(sc);
+        run_main(fjc_main, &a);
+        stop();
+        fjc_check(n, a.sum);
+        char v[48];
+        snprintf(v, sizeof v, "callback actors, %u sched", sc);
+        report("fork-join create", v, a.secs / n * 1e9, "ns each",
+               "a thread per message (create, join)", peer, false);
+        compare("fork-join create", sc, a.secs / n * 1e9, "ns each");
+    }
+}
