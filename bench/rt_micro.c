@@ -6,7 +6,7 @@
  *   rt_micro [--quick] [--csv FILE] [--compare FILE] [--only NAME] [--scheds N]
  *
  * --only NAME: one workload (spawn, memory, pingpong, fanin, ring, skynet,
- * chameneos, big, fjcreate);
+ * chameneos, big, fjcreate, fjthroughput);
  * --scheds N: only its variants on N schedulers (for profiling one).
  *
  * Prints a table; with --csv, one line per measurement:
@@ -689,6 +689,8 @@ int main(int argc, char **argv)
         bench_big();
     if (want("fjcreate"))
         bench_fjcreate();
+    if (want("fjthroughput"))
+        bench_fjthroughput();
     if (csv)
         fclose(csv);
     if (cmp)

@@ -44,5 +44,6 @@ void run_main(void (*fn)(void *), void *arg);
 void bench_chameneos(void);
 void bench_big(void);
 void bench_fjcreate(void);
+void bench_fjthroughput(void);
 
 #endif

@@ -690,3 +690,147 @@ void bench_fjcreate(void)
         compare("fork-join create", sc, a.secs / n * 1e9, "ns each");
     }
 }
+
+/* ---- fork-join throughput: one sender, round robin ------------------------------------------
+ *
+ * FJT_ACTORS actors; the main sends messages 0, 1, ..., per-1 to each in
+ * turn (message i to every actor before i+1 to any); each actor checks it
+ * gets them in order and, with the last, tells the main and ends. Savina's
+ * actors also compute a little on each message; here they do not. Check:
+ * every actor got all its messages, in order. The main yields every 4
+ * rounds (240 messages: fan-in's senders yield every 256), without which
+ * on one scheduler every message would be queued before any actor ran. */
+
+enum { FJT_ACTORS = 60 };
+
+struct fjt {
+    rt_pid report;
+    long got, per;
+    bool in_order;
+};
+
+static int fjt_init(void *st, void *arg)
+{
+    struct fjt *s = st;
+    memcpy(s, arg, sizeof *s);
+    s->in_order = true;
+    return 0;
+}
+
+static void fjt_handle(void *st, rt_msg *m)
+{
+    struct fjt *s = st;
+    long v;
+    memcpy(&v, m->data, sizeof v);
+    s->in_order &= v == s->got;
+    if (++s->got == s->per) {
+        long ok = s->in_order;
+        send_or_die(s->report, FJ_DONE, &ok, sizeof ok);
+        rt_exit(rt_self(), 0);
+    }
+}
+
+static const rt_actor_ops fjt_ops = {
+    .state_size = sizeof(struct fjt), .init = fjt_init, .handle = fjt_handle};
+
+struct fjt_arg {
+    long per;
+    bool ok;
+    double secs;
+};
+
+static void fjt_main(void *arg)
+{
+    struct fjt_arg *a = arg;
+    rt_pid actors[FJT_ACTORS];
+    for (int k = 0; k < FJT_ACTORS; k++)
+        if (rt_spawn_actor(&fjt_ops, &(struct fjt){.report = rt_self(), .per = a->per}, NULL,
+                           &actors[k]))
+            die("spawn");
+    double t0 = now_s();
+    for (long i = 0; i < a->per; i++) {
+        for (int k = 0; k < FJT_ACTORS; k++)
+            send_or_die(actors[k], FJ_WORK, &i, sizeof i);
+        if ((i & 3) == 3)
+            rt_yield();
+    }
+    a->ok = true;
+    for (int k = 0; k < FJT_ACTORS; k++) {
+        rt_msg *m = receive_or_die();
+        long ok;
+        memcpy(&ok, m->data, sizeof ok);
+        a->ok &= ok == 1;
+        rt_msg_free(m);
+    }
+    a->secs = now_s() - t0;
+}
+
+static void fjt_check(bool ok)
+{
+    if (!ok)
+        die("fork-join throughput: an actor got its messages out of order");
+}
+
+/* the peer: the same between threads, a struct tbox of 1024 each */
+struct tfjt {
+    struct tbox box;
+    long per;
+    bool in_order;
+};
+
+static void *tfjt_run(void *arg)
+{
+    struct tfjt *t = arg;
+    for (long i = 0; i < t->per; i++)
+        t->in_order &= tbox_get(&t->box).a == i;
+    return NULL;
+}
+
+static double thread_fjthroughput(long per)
+{
+    struct tfjt *ts = calloc(FJT_ACTORS, sizeof *ts);
+    pthread_t th[FJT_ACTORS];
+    if (ts == NULL)
+        die("malloc");
+    for (int k = 0; k < FJT_ACTORS; k++) {
+        tbox_init(&ts[k].box, 1024);
+        ts[k].per = per;
+        ts[k].in_order = true;
+        pthread_create(&th[k], NULL, tfjt_run, &ts[k]);
+    }
+    double t0 = now_s();
+    for (long i = 0; i < per; i++)
+        for (int k = 0; k < FJT_ACTORS; k++)
+            tbox_put(&ts[k].box, (struct tmsg){FJ_WORK, 0, i, 0});
+    bool ok = true;
+    for (int k = 0; k < FJT_ACTORS; k++) {
+        pthread_join(th[k], NULL);
+        ok &= ts[k].in_order;
+        tbox_destroy(&ts[k].box);
+    }
+    double secs = now_s() - t0;
+    free(ts);
+    fjt_check(ok);
+    return (double)FJT_ACTORS * per / secs;
+}
+
+void bench_fjthroughput(void)
+{
+    long per = quick ? 10000 : 100000;
+    double peer = thread_fjthroughput(quick ? 2000 : 10000);
+    for (unsigned sc = 1; sc <= 2; sc++) {
+        if (!scheds_wanted(sc))
+            continue;
+        struct fjt_arg a = {.per = per};
+        start(sc);
+        run_main(fjt_main, &a);
+        stop();
+        fjt_check(a.ok);
+        char v[48];
+        snprintf(v, sizeof v, "%d actors, %u sched", FJT_ACTORS, sc);
+        double rate = (double)FJT_ACTORS * per / a.secs;
+        report("fork-join throughput", v, rate, "msgs/s", "threads + condvar mailboxes", peer,
+               true);
+        compare("fork-join throughput", sc, rate, "msgs/s");
+    }
+}
