@@ -223,6 +223,10 @@ struct sched {
     _Atomic uint32_t rq_tail;
     struct proc *_Atomic rq[RQ_SIZE];
     struct mq inject; /* processes made runnable by other threads */
+    /* owner only: the process the running one made runnable, run next (Go's
+     * runnext), and how many turns in a row went to such processes */
+    struct proc *next;
+    uint32_t next_streak;
     /* parking (park.c) */
     _Atomic uint32_t park_seq;
     _Atomic bool sleeping;

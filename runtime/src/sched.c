@@ -197,11 +197,27 @@ static void maybe_wake_peer(struct sched *s)
     }
 }
 
+/* Runnable processes here: the ring and the one to run next. Owner only. */
+static uint32_t local_len(struct sched *s)
+{
+    return runq_len(s) + (s->next != NULL);
+}
+
 void rt__sched_ready(struct proc *p)
 {
     struct sched *s = rt__sched_self();
     if (s) {
         atomic_store_explicit(&p->sched, s, memory_order_relaxed);
+        /* made runnable by the running process (a message, a reply): it
+         * runs as soon as that one's turn ends, without the ring's CAS; the
+         * one it displaces joins the ring */
+        if (s->cur) {
+            struct proc *old = s->next;
+            s->next = p;
+            if (old == NULL)
+                return;
+            p = old;
+        }
         runq_put(s, p);
         maybe_wake_peer(s);
     } else {
@@ -324,6 +340,11 @@ static void inject_drain(struct sched *s)
         runq_put(s, p);
 }
 
+/* Turns in a row the process to run next may take before the ring's head:
+ * two processes that answer each other keep the CPU between them for this
+ * many turns, then wait behind the others once. */
+#define NEXT_STREAK 16u
+
 static struct proc *find_local(struct sched *s)
 {
     struct proc *p;
@@ -331,6 +352,13 @@ static struct proc *find_local(struct sched *s)
     /* now and then look at the global queue first, so nothing there starves */
     if (++s->tick % 61 == 0 && (p = global_get(s)))
         return p;
+    if ((p = s->next) != NULL) {
+        s->next = NULL;
+        if (++s->next_streak < NEXT_STREAK || runq_len(s) == 0)
+            return p;
+        runq_put(s, p);
+    }
+    s->next_streak = 0;
     if ((p = runq_get(s)) || (p = global_get(s)))
         return p;
     return NULL;
@@ -390,7 +418,7 @@ static struct proc *idle(struct sched *s)
 /* True if `s` has something to do: asked by park.c after announcing sleep. */
 bool rt__sched_has_work(struct sched *s)
 {
-    if (runq_len(s) || !mq_empty(&s->inject) ||
+    if (local_len(s) || !mq_empty(&s->inject) ||
         atomic_load_explicit(&rt__rt.gq_len, memory_order_relaxed) ||
         atomic_load_explicit(&rt__rt.shutdown, memory_order_acquire) || rt__io_has_work(s))
         return true;
@@ -423,7 +451,7 @@ static void *sched_main(void *arg)
             p = idle(s);
         if (p) {
             run(s, p);
-            rt__io_after_turn(s, runq_len(s) == 0);
+            rt__io_after_turn(s, local_len(s) == 0);
         }
     }
     rt__pool_flush(s->pool);

@@ -722,3 +722,64 @@ Test(core, placed_processes_start_on_a_busy_scheduler)
     cr_assert_eq(rt_wait_idle(5000), 0);
     test_stop();
 }
+
+/* Two processes that answer each other run one after the other without
+ * going through the run queue (the scheduler's "next" slot), but only for
+ * a streak: a third process on the same scheduler still gets turns while
+ * they play. Without the limit it never ran again. */
+static _Atomic bool pair_stop;
+static _Atomic unsigned long pair_trips;
+
+static void pair_player(void *arg)
+{
+    rt_pid other = RT_PID_NONE;
+    rt_msg *m;
+    if (arg) { /* the server: learns its partner from the first ball */
+        cr_assert_eq(rt_receive(5000, &m), 0);
+        other = m->from;
+        rt_msg_free(m);
+        rt_send(other, 1, NULL, 0);
+    } else {
+        rt_pid server;
+        cr_assert_eq(rt_spawn(pair_player, (void *)1, &(rt_spawn_opts){.link = true}, &server), 0);
+        rt_send(server, 1, NULL, 0);
+    }
+    while (!atomic_load(&pair_stop)) {
+        if (rt_receive(1000, &m) != 0)
+            return;
+        other = m->from;
+        rt_msg_free(m);
+        atomic_fetch_add(&pair_trips, 1);
+        rt_send(other, 1, NULL, 0);
+    }
+}
+
+static void pair_bystander(void *arg)
+{
+    unsigned long *trips_seen = arg;
+    for (int i = 0; i < 1000; i++) {
+        trips_seen[i] = atomic_load(&pair_trips);
+        rt_yield();
+    }
+}
+
+Test(core, processes_that_answer_each_other_leave_room_for_others)
+{
+    test_start(1);
+    atomic_store(&pair_stop, false);
+    atomic_store(&pair_trips, 0);
+    rt_pid client;
+    cr_assert_eq(rt_spawn(pair_player, NULL, &(rt_spawn_opts){.joinable = true}, &client), 0);
+    while (atomic_load(&pair_trips) < 1000)
+        usleep(1000);
+    static unsigned long seen[1000];
+    cr_assert_eq(test_run(pair_bystander, seen, 10000), 0);
+    atomic_store(&pair_stop, true);
+    cr_assert_eq(rt_join(client, 5000, NULL), 0);
+    /* each of the bystander's turns came within a few dozen of the pair's */
+    for (int i = 1; i < 1000; i++)
+        cr_assert_lt(seen[i] - seen[i - 1], 200, "the bystander waited %lu trips for turn %d",
+                     seen[i] - seen[i - 1], i);
+    cr_assert_eq(rt_wait_idle(5000), 0);
+    test_stop();
+}
