@@ -290,10 +290,14 @@ struct runtime {
     _Atomic int n_parked;
     _Atomic bool shutdown; /* schedulers leave their loops */
     rt_pid root_sup;       /* started on first use (sup.c, under its lock) */
-    /* global run queue: overflow of local queues */
+    /* global run queue, the local rings' overflow (sched.c): a ring of
+     * pointers that grows, and past it, when it cannot grow (out of
+     * memory), a list through the processes' rq_link */
     pthread_mutex_t gq_lock;
+    struct proc **gq_ring;
+    uint32_t gq_cap, gq_first, gq_n; /* capacity (a power of 2), oldest, count */
     struct rt__node *gq_head, *gq_tail;
-    _Atomic uint32_t gq_len;
+    _Atomic uint32_t gq_len; /* both; read without the lock as a hint */
     /* idle waiters (rt_wait_idle) and joiners (rt_join) */
     pthread_mutex_t wait_lock;
     pthread_cond_t wait_cond;

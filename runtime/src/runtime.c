@@ -216,6 +216,9 @@ RT_API int rt_stop(int grace_ms, rt_stats *leaks)
     pthread_cond_destroy(&rt__rt.wait_cond);
     pthread_mutex_destroy(&rt__rt.wait_lock);
     pthread_mutex_destroy(&rt__rt.gq_lock);
+    free(rt__rt.gq_ring);
+    rt__rt.gq_ring = NULL;
+    rt__rt.gq_cap = rt__rt.gq_first = rt__rt.gq_n = 0;
     atomic_store_explicit(&rt__rt.state, 0, memory_order_release);
     pthread_mutex_unlock(&life_lock);
     if (leaks)
