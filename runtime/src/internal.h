@@ -179,6 +179,7 @@ void rt__proc_terminate(struct proc *p);          /* on the scheduler stack */
 void rt__proc_set_exit(struct proc *p, int reason);
 int rt__proc_table_init(void);
 void rt__proc_table_fini(void);
+void rt__proc_sched_idle(struct sched *s, bool stopping); /* credits (and slots) back */
 void rt__proc_kill_all(int reason);
 
 /* signal.c */
@@ -240,6 +241,14 @@ struct sched {
     struct stack *stacks;
     _Atomic uint32_t nstacks; /* owner writes; rt_stats_get reads (relaxed) */
     uint32_t tick;
+    /* process slots freed here, reused here first (proc.c): a list through
+     * the slots' next_free, as slot index + 1 (0: none) */
+    uint32_t slot_head, slot_tail, slot_n;
+    /* rt__rt.procs_live counts live processes plus every scheduler's
+     * credits: a spawn here spends one, an end here earns one, and the
+     * shared counter moves a batch at a time (owner writes; relaxed reads
+     * by rt_stats_get) */
+    _Atomic int64_t credits;
     /* counters (written by the owner only; relaxed atomics for readers) */
     _Atomic uint64_t n_alloc;
     _Atomic uint64_t n_free;

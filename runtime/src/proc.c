@@ -24,12 +24,19 @@
 struct slot {
     _Atomic uint64_t ctl;
     struct proc *_Atomic proc;
+    /* free: the next free slot of its batch (index + 1, 0 ends it), and,
+     * in a batch's first slot, the next batch of the global list */
     _Atomic uint32_t next_free;
+    _Atomic uint32_t next_batch;
 };
 
 static struct slot *_Atomic chunks[MAX_CHUNKS];
 static _Atomic uint32_t nslots;    /* slots ever handed out */
-static _Atomic uint64_t free_head; /* tag << 32 | (slot + 1); 0: empty */
+/* free slots not held by a scheduler: a stack of batches, as
+ * tag << 32 | (first slot + 1), the low half 0 when empty; the tag changes
+ * with every update, so a pop that read a head since popped and pushed
+ * again fails (ABA) */
+static _Atomic uint64_t free_head;
 static pthread_mutex_t grow_lock = PTHREAD_MUTEX_INITIALIZER;
 /* the actor whose init runs on a thread that is not a scheduler (see
  * tls_sched in sched.c for the TLS model) */
@@ -57,22 +64,75 @@ void rt__proc_table_fini(void)
     }
 }
 
-static int slot_alloc(uint32_t *idx_out)
+#define SLOT_BATCH 256u /* a scheduler keeps at most this many freed slots */
+
+/* Pop a batch of free slots from the global stack: its first slot, or
+ * false if there is none. */
+static bool batch_pop(uint32_t *first)
 {
-    /* acquire: read the popped slot's next_free written before its push */
+    /* acquire: the batch's links, written before its push, are visible */
     uint64_t head = atomic_load_explicit(&free_head, memory_order_acquire);
-    while (head != 0) {
+    while ((uint32_t)head != 0) {
         uint32_t idx = (uint32_t)head - 1;
-        uint32_t next = atomic_load_explicit(&slot_at(idx)->next_free, memory_order_relaxed);
-        uint64_t nh = next ? (((head >> 32) + 1) << 32) | next : 0;
+        uint32_t next = atomic_load_explicit(&slot_at(idx)->next_batch, memory_order_relaxed);
+        uint64_t nh = (((head >> 32) + 1) << 32) | next;
         if (atomic_compare_exchange_weak_explicit(&free_head, &head, nh, memory_order_acquire,
                                                   memory_order_acquire)) {
+            *first = idx;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Push a batch: slots linked through next_free from `first`, the last with
+ * 0. */
+static void batch_push(uint32_t first)
+{
+    struct slot *s = slot_at(first);
+    uint64_t head = atomic_load_explicit(&free_head, memory_order_relaxed);
+    for (;;) {
+        atomic_store_explicit(&s->next_batch, (uint32_t)head, memory_order_relaxed);
+        uint64_t nh = (((head >> 32) + 1) << 32) | (first + 1);
+        /* release: the batch's links and its slots' new generations are
+         * visible to the thread that pops it */
+        if (atomic_compare_exchange_weak_explicit(&free_head, &head, nh, memory_order_release,
+                                                  memory_order_relaxed))
+            return;
+    }
+}
+
+/* A free slot: a scheduler takes one it freed itself, or a batch others
+ * handed back, before it makes a new one; another thread takes a batch and
+ * hands back the rest. A single list shared by all, with its CAS and the
+ * miss on the popped slot's link, was a quarter of the spawning
+ * scheduler's time in skynet on two schedulers. */
+static int slot_alloc(uint32_t *idx_out)
+{
+    struct sched *cs = rt__sched_self();
+    uint32_t idx;
+    if (cs) {
+        if (cs->slot_head == 0 && batch_pop(&idx)) {
+            cs->slot_head = idx + 1;
+            cs->slot_n = SLOT_BATCH; /* at most; only bounds the next spill */
+        }
+        if (cs->slot_head) {
+            idx = cs->slot_head - 1;
+            cs->slot_head = atomic_load_explicit(&slot_at(idx)->next_free, memory_order_relaxed);
+            if (cs->slot_n)
+                cs->slot_n--;
             *idx_out = idx;
             return 0;
         }
+    } else if (batch_pop(&idx)) {
+        uint32_t rest = atomic_load_explicit(&slot_at(idx)->next_free, memory_order_relaxed);
+        if (rest)
+            batch_push(rest - 1);
+        *idx_out = idx;
+        return 0;
     }
     /* relaxed: only uniqueness of the index matters */
-    uint32_t idx = atomic_fetch_add_explicit(&nslots, 1, memory_order_relaxed);
+    idx = atomic_fetch_add_explicit(&nslots, 1, memory_order_relaxed);
     if (idx >= MAX_CHUNKS * CHUNK) {
         atomic_fetch_sub_explicit(&nslots, 1, memory_order_relaxed);
         return -EAGAIN;
@@ -97,19 +157,91 @@ static int slot_alloc(uint32_t *idx_out)
     return 0;
 }
 
+/* A slot whose process is gone: kept by the scheduler freeing it, which
+ * hands its list back as a batch once it holds SLOT_BATCH; from another
+ * thread, a batch of one. */
 static void slot_free(uint32_t idx)
 {
+    struct sched *cs = rt__sched_self();
     struct slot *s = slot_at(idx);
-    uint64_t head = atomic_load_explicit(&free_head, memory_order_relaxed);
-    for (;;) {
-        atomic_store_explicit(&s->next_free, head ? (uint32_t)head : 0, memory_order_relaxed);
-        uint64_t nh = (((head >> 32) + 1) << 32) | (idx + 1);
-        /* release: next_free and the slot's new generation are visible to
-         * the thread that pops it */
-        if (atomic_compare_exchange_weak_explicit(&free_head, &head, nh, memory_order_release,
-                                                  memory_order_relaxed))
-            return;
+    if (cs == NULL) {
+        atomic_store_explicit(&s->next_free, 0, memory_order_relaxed);
+        batch_push(idx);
+        return;
     }
+    if (cs->slot_n >= SLOT_BATCH) {
+        batch_push(cs->slot_head - 1);
+        cs->slot_head = 0;
+        cs->slot_n = 0;
+    }
+    atomic_store_explicit(&s->next_free, cs->slot_head, memory_order_relaxed);
+    cs->slot_head = idx + 1;
+    cs->slot_n++;
+}
+
+/* procs_live: a spawn on a scheduler spends one of its credits, taking a
+ * batch from the shared count when it has none; an end earns one back, and
+ * the scheduler returns what it holds past two batches, and everything
+ * when it goes idle or stops (rt__proc_sched_idle). So the shared count is
+ * the live processes plus the credits held, and reaches 0 only when no
+ * process is left and no credit held. A shared counter moved on every
+ * spawn and every end was a cache line the schedulers passed back and
+ * forth. */
+#define CREDITS 64
+
+static void live_inc(void)
+{
+    struct sched *cs = rt__sched_self();
+    if (cs == NULL) {
+        /* relaxed: counts only */
+        atomic_fetch_add_explicit(&rt__rt.procs_live, 1, memory_order_relaxed);
+        return;
+    }
+    int64_t c = atomic_load_explicit(&cs->credits, memory_order_relaxed);
+    if (c == 0) {
+        atomic_fetch_add_explicit(&rt__rt.procs_live, CREDITS, memory_order_relaxed);
+        c = CREDITS;
+    }
+    atomic_store_explicit(&cs->credits, c - 1, memory_order_relaxed);
+}
+
+static void live_sub(uint64_t n)
+{
+    /* acq_rel: the last end is seen by rt_wait_idle after every other */
+    if (atomic_fetch_sub_explicit(&rt__rt.procs_live, n, memory_order_acq_rel) == n)
+        rt__idle_check();
+}
+
+static void live_dec(void)
+{
+    struct sched *cs = rt__sched_self();
+    if (cs == NULL) {
+        live_sub(1);
+        return;
+    }
+    int64_t c = atomic_load_explicit(&cs->credits, memory_order_relaxed) + 1;
+    if (c > 2 * CREDITS) {
+        live_sub((uint64_t)(c - CREDITS)); /* keeps CREDITS: cannot reach 0 */
+        c = CREDITS;
+    }
+    atomic_store_explicit(&cs->credits, c, memory_order_relaxed);
+}
+
+/* A scheduler with nothing to run, or stopping (`stopping`: its slots go
+ * back too), gives its credits back, so that the count reaches 0 once the
+ * last process is gone. */
+void rt__proc_sched_idle(struct sched *cs, bool stopping)
+{
+    if (stopping && cs->slot_head) {
+        batch_push(cs->slot_head - 1);
+        cs->slot_head = 0;
+        cs->slot_n = 0;
+    }
+    int64_t c = atomic_load_explicit(&cs->credits, memory_order_relaxed);
+    if (c == 0)
+        return;
+    atomic_store_explicit(&cs->credits, 0, memory_order_relaxed);
+    live_sub((uint64_t)c);
 }
 
 struct proc *rt__proc_get(rt_pid pid)
@@ -166,9 +298,7 @@ static void proc_free(struct proc *p)
     else
         rt__pool_free(p, cls);
     slot_free(idx);
-    /* acq_rel: the last free is seen by rt_wait_idle after every other */
-    if (atomic_fetch_sub_explicit(&rt__rt.procs_live, 1, memory_order_acq_rel) == 1)
-        rt__idle_check();
+    live_dec();
 }
 
 void rt__proc_hold(struct proc *p)
@@ -272,8 +402,7 @@ static int publish(struct proc *p)
     p->idx = idx;
     p->gen = (uint32_t)(atomic_load_explicit(&s->ctl, memory_order_relaxed) >> 32);
     atomic_store_explicit(&s->proc, p, memory_order_relaxed);
-    /* relaxed: counts only */
-    atomic_fetch_add_explicit(&rt__rt.procs_live, 1, memory_order_relaxed);
+    live_inc();
     struct sched *cs = rt__sched_self();
     if (cs)
         atomic_store_explicit(&cs->n_spawned,

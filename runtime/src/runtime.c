@@ -161,7 +161,11 @@ static void sum_stats(rt_stats *st)
             st->io_syscalls += rt__io_syscalls(s);
     }
     st->msgs_live = alloc - freed;
-    st->procs_live = atomic_load_explicit(&rt__rt.procs_live, memory_order_relaxed);
+    /* the shared count holds the schedulers' credits too (proc.c) */
+    int64_t live = (int64_t)atomic_load_explicit(&rt__rt.procs_live, memory_order_relaxed);
+    for (unsigned i = 0; i < rt__rt.nsched; i++)
+        live -= atomic_load_explicit(&rt__rt.sched[i].credits, memory_order_relaxed);
+    st->procs_live = live > 0 ? (uint64_t)live : 0;
     st->timers_live = atomic_load_explicit(&rt__rt.timers_live, memory_order_relaxed);
     st->stacks_unguarded = atomic_load_explicit(&rt__rt.stacks_unguarded, memory_order_relaxed);
 }

@@ -457,6 +457,7 @@ static void fire_timers(struct sched *s)
 static struct proc *idle(struct sched *s)
 {
     struct proc *p = NULL;
+    rt__proc_sched_idle(s, false);
     if (rt__rt.spin_ns > 0) {
         atomic_fetch_add_explicit(&rt__rt.n_spinning, 1, memory_order_relaxed);
         int64_t until = rt__now_ns() + rt__rt.spin_ns;
@@ -479,6 +480,9 @@ static struct proc *idle(struct sched *s)
         return p;
     atomic_store_explicit(&s->n_parks, atomic_load_explicit(&s->n_parks, memory_order_relaxed) + 1,
                           memory_order_relaxed);
+    /* again: an end seen while spinning (a completion dropping a process's
+     * last reference) earned one */
+    rt__proc_sched_idle(s, false);
     rt__park(s, atomic_load_explicit(&s->next_deadline, memory_order_acquire));
     return NULL;
 }
@@ -522,6 +526,7 @@ static void *sched_main(void *arg)
             rt__io_after_turn(s, local_len(s) == 0);
         }
     }
+    rt__proc_sched_idle(s, true);
     rt__pool_flush(s->pool);
     rt__stack_flush(s);
     rt__fault_thread_fini(altstack);
