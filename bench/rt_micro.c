@@ -159,15 +159,21 @@ static void bench_spawn(void)
         pthread_join(t, NULL);
     }
     double peer_ns = (now_s() - tp0) / tn * 1e9;
-    for (int k = 0; k < 2; k++) {
-        struct spawn_arg a = {.n = n, .actor = k == 0};
-        start(1);
-        run_main(spawn_main, &a);
-        stop();
-        report("spawn+exit", a.actor ? "callback actor, 1 sched" : "stackful, 1 sched",
-               a.secs / n * 1e9, "ns each", "pthread_create+join", peer_ns, false);
-        if (a.actor)
-            compare("spawn+exit", 1, a.secs / n * 1e9, "ns each");
+    for (unsigned sc = 1; sc <= 2; sc++) {
+        if (!scheds_wanted(sc))
+            continue;
+        for (int k = 0; k < 2; k++) {
+            struct spawn_arg a = {.n = n, .actor = k == 0};
+            start(sc);
+            run_main(spawn_main, &a);
+            stop();
+            char v[48];
+            snprintf(v, sizeof v, "%s, %u sched", a.actor ? "callback actor" : "stackful", sc);
+            report("spawn+exit", v, a.secs / n * 1e9, "ns each", "pthread_create+join", peer_ns,
+                   false);
+            if (a.actor)
+                compare("spawn+exit", sc, a.secs / n * 1e9, "ns each");
+        }
     }
 }
 
