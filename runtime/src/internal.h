@@ -180,6 +180,17 @@ void rt__proc_set_exit(struct proc *p, int reason);
 int rt__proc_table_init(void);
 void rt__proc_table_fini(void);
 void rt__proc_sched_idle(struct sched *s, bool stopping); /* credits (and slots) back */
+/* A send from a scheduler's turn without a reference on the receiver:
+ * -ESRCH, or 0 with `m` delivered (epoch.c says why that is safe). */
+int rt__proc_send_fast(struct sched *s, rt_pid to, rt_msg *m);
+void rt__proc_reclaim(struct proc *p); /* an ended process's memory, at last */
+
+/* epoch.c */
+void rt__epoch_init(void);
+void rt__epoch_fini(void);
+void rt__epoch_enter(struct sched *s); /* before each turn */
+void rt__epoch_idle(struct sched *s);  /* no turns for now */
+void rt__epoch_retire(struct proc *p);
 void rt__proc_kill_all(int reason);
 
 /* signal.c */
@@ -212,6 +223,13 @@ int64_t rt__now_ns(void);
 /* ---- schedulers ------------------------------------------------------------ */
 
 #define RQ_SIZE 256u
+
+/* ended processes whose memory waits for an epoch (epoch.c), oldest
+ * first, through their rq_link */
+struct limbo {
+    struct rt__node *head, *tail;
+    uint32_t n;
+};
 
 struct sched {
     unsigned idx;
@@ -249,6 +267,10 @@ struct sched {
      * shared counter moves a batch at a time (owner writes; relaxed reads
      * by rt_stats_get) */
     _Atomic int64_t credits;
+    /* epoch.c: the epoch announced before this turn, 0 while idle; and the
+     * processes ended here whose memory waits */
+    _Atomic uint64_t ep_local;
+    struct limbo limbo;
     /* counters (written by the owner only; relaxed atomics for readers) */
     _Atomic uint64_t n_alloc;
     _Atomic uint64_t n_free;
@@ -307,6 +329,12 @@ struct runtime {
     uint32_t gq_cap, gq_first, gq_n; /* capacity (a power of 2), oldest, count */
     struct rt__node *gq_head, *gq_tail;
     _Atomic uint32_t gq_len; /* both; read without the lock as a hint */
+    /* epoch.c: the global epoch, and ended processes whose last
+     * reference a thread that is not a scheduler dropped */
+    _Atomic uint64_t epoch;
+    pthread_mutex_t limbo_lock;
+    struct limbo limbo;
+    _Atomic uint32_t limbo_n;
     /* idle waiters (rt_wait_idle) and joiners (rt_join) */
     pthread_mutex_t wait_lock;
     pthread_cond_t wait_cond;

@@ -83,11 +83,38 @@ static int check_send(uint32_t tag, const void *data, size_t size)
     return 0;
 }
 
+/* Deliver a message made for `to`, or free it: 0 or -ESRCH. A scheduler's
+ * turn sends without a reference on the receiver (epoch.c). */
+static int deliver_new(struct sched *s, rt_pid to, rt_msg *m)
+{
+    int rc = rt__proc_send_fast(s, to, m);
+    if (rc < 0)
+        rt__msg_free(m);
+    return rc;
+}
+
+/* The scheduler of this thread, if it is in a turn that may send the fast
+ * way (epoch.c); NULL otherwise. */
+static inline struct sched *fast_sched(void)
+{
+    struct sched *s = rt__sched_self();
+    return s && atomic_load_explicit(&s->ep_local, memory_order_relaxed) ? s : NULL;
+}
+
 RT_API int rt_send(rt_pid to, uint32_t tag, const void *data, size_t size)
 {
     int rc = check_send(tag, data, size);
     if (rc < 0)
         return rc;
+    struct sched *s = fast_sched();
+    if (s) {
+        rt_msg *m = rt__msg_new(tag, size);
+        if (m == NULL)
+            return -ENOMEM;
+        if (size)
+            memcpy(m->data, data, size);
+        return deliver_new(s, to, m);
+    }
     struct proc *p = rt__proc_get(to);
     if (p == NULL)
         return -ESRCH;
@@ -108,6 +135,26 @@ RT_API int rt_send_move(rt_pid to, uint32_t tag, void *data, size_t size, void (
     int rc = check_send(tag, data, size);
     if (rc < 0)
         return rc;
+    struct sched *s = fast_sched();
+    if (s) {
+        rt_msg *m = msg_block(0);
+        if (m == NULL)
+            return -ENOMEM;
+        m->from = rt_self();
+        m->tag = tag;
+        m->size = (uint32_t)size;
+        m->data = data;
+        m->rt__free = free_fn;
+        m->rt__lent = data;
+        int drc = rt__proc_send_fast(s, to, m);
+        if (drc < 0) { /* not sent: `data` stays the caller's */
+            m->rt__free = NULL;
+            m->rt__lent = NULL;
+            rt__msg_free(m);
+            return drc;
+        }
+        return 0;
+    }
     struct proc *p = rt__proc_get(to);
     if (p == NULL)
         return -ESRCH;
@@ -135,7 +182,8 @@ RT_API int rt_forward(rt_pid to, rt_msg *msg)
         return -EINVAL;
     struct proc *cur = rt__proc_current();
     bool handling = cur && cur->kind == PROC_ACTOR && cur->u.a.cur == msg;
-    int rc = rt__send_msg(to, msg);
+    struct sched *s = msg->rt__kind == 0 ? fast_sched() : NULL; /* signals take a reference */
+    int rc = s ? rt__proc_send_fast(s, to, msg) : rt__send_msg(to, msg);
     if (rc == 0 && handling)
         cur->msg_taken = true;
     return rc;

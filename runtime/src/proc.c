@@ -264,6 +264,10 @@ struct proc *rt__proc_get(rt_pid pid)
     }
 }
 
+/* The end of a process once its last reference is gone: what it left
+ * runs and goes, and the count of live processes drops. Its memory (the
+ * mailbox a send that read it as alive may still push to, and the slot)
+ * waits in limbo for an epoch (epoch.c), then rt__proc_reclaim. */
 static void proc_free(struct proc *p)
 {
     rt_pid pid = proc_pid(p);
@@ -285,6 +289,22 @@ static void proc_free(struct proc *p)
     }
     rt__ext_free(p->ext);
     p->ext = NULL;
+    live_dec();
+    /* seq_cst: a write of the slot (ALIVE was cleared before, maybe on
+     * another thread) ahead of the retirement's fence */
+    atomic_fetch_add_explicit(&slot_at(p->idx)->ctl, 0, memory_order_seq_cst);
+    rt__epoch_retire(p);
+}
+
+void rt__proc_reclaim(struct proc *p)
+{
+    rt_pid pid = proc_pid(p);
+    struct rt__node *n;
+    /* messages that senders who read it as alive pushed after its end */
+    while ((n = mq_pop(&p->mq)) != NULL || !mq_empty(&p->mq)) {
+        if (n)
+            rt__signal_drain_dead(container_of(n, rt_msg, rt__link), pid);
+    }
     uint32_t idx = p->idx, gen = p->gen + 1;
     if (gen == 0)
         gen = 1;
@@ -298,7 +318,6 @@ static void proc_free(struct proc *p)
     else
         rt__pool_free(p, cls);
     slot_free(idx);
-    live_dec();
 }
 
 void rt__proc_hold(struct proc *p)
@@ -345,6 +364,23 @@ void rt__proc_deliver(struct proc *p, rt_msg *m)
 {
     if (mq_push(&p->mq, &m->rt__link))
         rt__sched_ready(p);
+}
+
+int rt__proc_send_fast(struct sched *cs, rt_pid to, rt_msg *m)
+{
+    (void)cs; /* announced: the caller checked (epoch.c) */
+    uint32_t idx = (uint32_t)to.id, gen = (uint32_t)(to.id >> 32);
+    if (gen == 0 || idx >= atomic_load_explicit(&nslots, memory_order_acquire) ||
+        atomic_load_explicit(&chunks[idx >> CHUNK_BITS], memory_order_acquire) == NULL)
+        return -ESRCH;
+    struct slot *s = slot_at(idx);
+    /* acquire: the process's fields, published with the release store of
+     * ctl in publish(); its memory stays until this turn is over */
+    uint64_t c = atomic_load_explicit(&s->ctl, memory_order_acquire);
+    if ((uint32_t)(c >> 32) != gen || !(c & CTL_ALIVE))
+        return -ESRCH;
+    rt__proc_deliver(atomic_load_explicit(&s->proc, memory_order_relaxed), m);
+    return 0;
 }
 
 int rt__send_msg(rt_pid to, rt_msg *m)

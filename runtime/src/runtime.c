@@ -85,6 +85,7 @@ RT_API int rt_start(const rt_opts *opts)
     pthread_condattr_destroy(&ca);
     rt__pool_init();
     rt__proc_table_init();
+    rt__epoch_init();
     rt__registry_init();
     /* release: everything above is visible to threads that see "running" */
     atomic_store_explicit(&rt__rt.state, 1, memory_order_release);
@@ -94,6 +95,7 @@ RT_API int rt_start(const rt_opts *opts)
     if (rc < 0) {
         rt__fault_uninstall();
         atomic_store_explicit(&rt__rt.state, 0, memory_order_release);
+        rt__epoch_fini();
         free(rt__rt.sched);
         rt__pool_fini();
         rt__proc_table_fini();
@@ -203,6 +205,7 @@ RT_API int rt_stop(int grace_ms, rt_stats *leaks)
         }
     }
     rt__sched_stop(); /* joins the threads, frees their timers */
+    rt__epoch_fini(); /* the ended processes still in limbo */
     rt__fault_uninstall();
     rt_stats st;
     sum_stats(&st);

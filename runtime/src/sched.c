@@ -458,6 +458,7 @@ static struct proc *idle(struct sched *s)
 {
     struct proc *p = NULL;
     rt__proc_sched_idle(s, false);
+    rt__epoch_idle(s);
     if (rt__rt.spin_ns > 0) {
         atomic_fetch_add_explicit(&rt__rt.n_spinning, 1, memory_order_relaxed);
         int64_t until = rt__now_ns() + rt__rt.spin_ns;
@@ -481,8 +482,9 @@ static struct proc *idle(struct sched *s)
     atomic_store_explicit(&s->n_parks, atomic_load_explicit(&s->n_parks, memory_order_relaxed) + 1,
                           memory_order_relaxed);
     /* again: an end seen while spinning (a completion dropping a process's
-     * last reference) earned one */
+     * last reference) earned one, and its memory waits */
     rt__proc_sched_idle(s, false);
+    rt__epoch_idle(s);
     rt__park(s, atomic_load_explicit(&s->next_deadline, memory_order_acquire));
     return NULL;
 }
@@ -522,6 +524,7 @@ static void *sched_main(void *arg)
         if (p == NULL)
             p = idle(s);
         if (p) {
+            rt__epoch_enter(s);
             run(s, p);
             rt__io_after_turn(s, local_len(s) == 0);
         }

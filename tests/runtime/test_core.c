@@ -867,3 +867,71 @@ Test(core, live_count_and_slots_of_processes_ended_on_two_schedulers)
     cr_assert_eq(st.procs_live, 0);
     test_stop();
 }
+
+/* Sends race the end of their receivers, on two schedulers, while the
+ * receivers' slots are reused at once by new processes: a send goes to the
+ * process it named or fails with -ESRCH, never to the next process in the
+ * slot, and nothing leaks (a send from a process takes no reference on
+ * its receiver; the memory of an ended one waits, epoch.c). */
+#define RACE_RECEIVERS 64
+#define RACE_ROUNDS    500
+static atomic_int race_misdelivered, race_received;
+
+static void race_handle(void *st, rt_msg *m)
+{
+    int *got = st;
+    rt_pid to;
+    memcpy(&to, m->data, sizeof to);
+    if (to.id != rt_self().id)
+        atomic_fetch_add(&race_misdelivered, 1);
+    atomic_fetch_add(&race_received, 1);
+    if (++*got == 1)
+        rt_exit(rt_self(), RT_EXIT_NORMAL);
+}
+
+static const rt_actor_ops race_ops = {.state_size = sizeof(int), .handle = race_handle};
+
+static void race_sender(void *arg)
+{
+    rt_pid *pids = arg;
+    for (int k = 0; k < 8; k++)
+        for (int i = 0; i < RACE_RECEIVERS; i++) {
+            int rc = rt_send(pids[i], 1, &pids[i], sizeof pids[i]);
+            cr_assert(rc == 0 || rc == -ESRCH, "send: %s", rt_strerror(rc));
+        }
+}
+
+static void race_main(void *arg)
+{
+    static rt_pid pids[RACE_RECEIVERS];
+    for (int round = 0; round < RACE_ROUNDS; round++) {
+        for (int i = 0; i < RACE_RECEIVERS; i++)
+            cr_assert_eq(rt_spawn_actor(&race_ops, NULL, &(rt_spawn_opts){.sched = 1 + i % 2},
+                                        &pids[i]),
+                         0);
+        for (int k = 1; k <= 2; k++) {
+            rt_pid sender;
+            rt_ref ref;
+            cr_assert_eq(rt_spawn(race_sender, pids, &(rt_spawn_opts){.sched = k}, &sender), 0);
+            cr_assert_eq(rt_monitor(sender, &ref), 0);
+        }
+        for (int k = 0; k < 2; k++)
+            rt_msg_free(test_recv_tag(RT_MSG_DOWN, 10000));
+        for (int i = 0; i < RACE_RECEIVERS; i++)
+            rt_exit(pids[i], RT_EXIT_KILL);
+    }
+}
+
+Test(core, sends_racing_the_end_of_their_receivers)
+{
+    test_start(2);
+    atomic_store(&race_misdelivered, 0);
+    atomic_store(&race_received, 0);
+    cr_assert_eq(test_run(race_main, NULL, 60000), 0);
+    cr_assert_eq(atomic_load(&race_misdelivered), 0, "%d messages reached another process",
+                 atomic_load(&race_misdelivered));
+    cr_assert_eq(atomic_load(&race_received), RACE_ROUNDS * RACE_RECEIVERS,
+                 "each receiver handles its first message, then ends");
+    cr_assert_eq(rt_wait_idle(5000), 0);
+    test_stop();
+}
