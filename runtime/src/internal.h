@@ -246,6 +246,12 @@ struct sched {
      * runnext), and how many turns in a row went to such processes */
     struct proc *next;
     uint32_t next_streak;
+    /* a stackful process that switched straight to another (sched.c):
+     * what the scheduler does after a turn (mark it waiting, or requeue
+     * it) is done by whichever context runs next here; and how many such
+     * switches in a row since the scheduler's loop last ran */
+    struct proc *handoff;
+    uint32_t direct;
     /* parking (park.c) */
     _Atomic uint32_t park_seq;
     _Atomic bool sleeping;
@@ -284,6 +290,7 @@ struct sched *rt__sched_self(void);
 void rt__sched_ready(struct proc *p);                /* p's scheduled flag was just taken */
 void rt__sched_place(struct proc *p, int sched_opt); /* first run of a new process */
 void rt__sched_switch_out(struct proc *p, enum proc_state st); /* stackful: give the CPU back */
+void rt__sched_switched_in(void); /* a stackful process's first code (handoffs) */
 int rt__sched_start(unsigned n);
 void rt__sched_stop(void);
 bool rt__sched_has_work(struct sched *s);

@@ -486,6 +486,7 @@ static void stackful_main(void *arg)
 {
     struct proc *p = arg;
     ctx_started();
+    rt__sched_switched_in();
     p->u.s.fn(p->u.s.arg);
     rt__proc_set_exit(p, RT_EXIT_NORMAL);
     rt__sched_switch_out(p, PS_EXIT);

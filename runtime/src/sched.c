@@ -29,6 +29,11 @@ RT_NOIPA struct sched *rt__sched_self(void)
     return tls_sched;
 }
 
+/* Turns in a row the process to run next may take before the ring's head:
+ * two processes that answer each other keep the CPU between them for this
+ * many turns, then wait behind the others once. */
+#define NEXT_STREAK 16u
+
 /* ---- the local ring ---------------------------------------------------------- */
 
 /* Room for `n` more in the global ring, doubling it; false when out of
@@ -315,23 +320,11 @@ void rt__sched_place(struct proc *p, int sched_opt)
 
 /* ---- running processes --------------------------------------------------------- */
 
-void rt__sched_switch_out(struct proc *p, enum proc_state st)
+/* What the scheduler does with a stackful process that gave the CPU back,
+ * on a stack that is not the process's own: once its mailbox is marked
+ * empty another thread may run it. */
+static void after_turn(struct sched *s, struct proc *p)
 {
-    struct sched *s = rt__sched_self();
-    p->state = (uint8_t)st;
-    if (!p->u.s.stack->guarded && !rt__stack_canary_ok(p->u.s.stack)) {
-        fprintf(stderr, "rt: stack overflow in process <%u.%u> (stack of %zu bytes)\n", p->idx,
-                p->gen, p->u.s.stack->size);
-        abort();
-    }
-    ctx_switch(&p->u.s.ctx, &s->ctx, st == PS_EXIT);
-}
-
-static void run_stackful(struct sched *s, struct proc *p)
-{
-    p->state = PS_RUNNING;
-    p->turn = 0;
-    ctx_switch(&s->ctx, &p->u.s.ctx, 0);
     switch (p->state) {
     case PS_YIELD:
         runq_put(s, p);
@@ -346,6 +339,67 @@ static void run_stackful(struct sched *s, struct proc *p)
     default:
         abort(); /* a process switched out without saying why: our bug */
     }
+}
+
+/* Every context that a stackful process switched to straight away
+ * finishes that process's turn first. */
+static inline void finish_handoff(struct sched *s)
+{
+    struct proc *h = s->handoff;
+    if (h) {
+        s->handoff = NULL;
+        after_turn(s, h);
+    }
+}
+
+void rt__sched_switched_in(void)
+{
+    finish_handoff(rt__sched_self());
+}
+
+/* Switches in a row from one stackful process straight to the next before
+ * the scheduler's loop runs again (timers, I/O completions, the epoch). */
+#define DIRECT_MAX 16u
+
+void rt__sched_switch_out(struct proc *p, enum proc_state st)
+{
+    struct sched *s = rt__sched_self();
+    p->state = (uint8_t)st;
+    if (!p->u.s.stack->guarded && !rt__stack_canary_ok(p->u.s.stack)) {
+        fprintf(stderr, "rt: stack overflow in process <%u.%u> (stack of %zu bytes)\n", p->idx,
+                p->gen, p->u.s.stack->size);
+        abort();
+    }
+    /* the process this one made runnable is stackful too (ping-pong, a
+     * call and its reply): switch to it at once, without the scheduler's
+     * loop in between, within the limits find_local keeps for it */
+    struct proc *n = s->next;
+    if (st != PS_EXIT && n && n->kind == PROC_STACKFUL && !n->exiting && s->direct < DIRECT_MAX &&
+        (s->next_streak + 1 < NEXT_STREAK || runq_len(s) == 0)) {
+        s->next = NULL;
+        s->next_streak++;
+        s->direct++;
+        s->handoff = p;
+        atomic_store_explicit(&n->sched, s, memory_order_relaxed);
+        s->cur = n;
+        n->state = PS_RUNNING;
+        n->turn = 0;
+        ctx_switch(&p->u.s.ctx, &n->u.s.ctx, 0);
+        /* running again, maybe on another scheduler */
+        finish_handoff(rt__sched_self());
+        return;
+    }
+    ctx_switch(&p->u.s.ctx, &s->ctx, st == PS_EXIT);
+    finish_handoff(rt__sched_self());
+}
+
+static void run_stackful(struct sched *s, struct proc *p)
+{
+    p->state = PS_RUNNING;
+    p->turn = 0;
+    ctx_switch(&s->ctx, &p->u.s.ctx, 0);
+    /* the process that gave the CPU back: p, or one p switched to */
+    after_turn(s, s->cur);
 }
 
 static void run_actor(struct sched *s, struct proc *p)
@@ -407,11 +461,6 @@ static void inject_drain(struct sched *s)
     for (unsigned n = 0; n < RQ_SIZE / 2 && (p = inject_get(s)) != NULL; n++)
         runq_put(s, p);
 }
-
-/* Turns in a row the process to run next may take before the ring's head:
- * two processes that answer each other keep the CPU between them for this
- * many turns, then wait behind the others once. */
-#define NEXT_STREAK 16u
 
 static struct proc *find_local(struct sched *s)
 {
@@ -525,6 +574,7 @@ static void *sched_main(void *arg)
             p = idle(s);
         if (p) {
             rt__epoch_enter(s);
+            s->direct = 0;
             run(s, p);
             rt__io_after_turn(s, local_len(s) == 0);
         }

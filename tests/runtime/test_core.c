@@ -935,3 +935,38 @@ Test(core, sends_racing_the_end_of_their_receivers)
     cr_assert_eq(rt_wait_idle(5000), 0);
     test_stop();
 }
+
+/* While two stackful processes answer each other (switching straight from
+ * one to the other), the scheduler's loop still runs between their turns
+ * often enough for timers: a sleeper on the same scheduler wakes on time. */
+static void sleeper_body(void *arg)
+{
+    int64_t *late = arg;
+    for (int i = 0; i < 10; i++) {
+        int64_t t0 = rt_now_ms();
+        cr_assert_eq(rt_sleep(20), 0);
+        int64_t dt = rt_now_ms() - t0 - 20;
+        if (dt > *late)
+            *late = dt;
+    }
+}
+
+Test(core, timers_fire_while_processes_answer_each_other)
+{
+    test_start(1);
+    atomic_store(&pair_stop, false);
+    atomic_store(&pair_trips, 0);
+    rt_pid client;
+    cr_assert_eq(rt_spawn(pair_player, NULL, &(rt_spawn_opts){.joinable = true}, &client), 0);
+    while (atomic_load(&pair_trips) < 1000)
+        usleep(1000);
+    int64_t late = 0;
+    cr_assert_eq(test_run(sleeper_body, &late, 10000), 0);
+    unsigned long trips = atomic_load(&pair_trips);
+    atomic_store(&pair_stop, true);
+    cr_assert_eq(rt_join(client, 5000, NULL), 0);
+    cr_assert_gt(trips, 10000, "the pair played meanwhile (%lu trips)", trips);
+    cr_assert_lt(late, 50, "a 20 ms sleep ended %lld ms late", (long long)late);
+    cr_assert_eq(rt_wait_idle(5000), 0);
+    test_stop();
+}
