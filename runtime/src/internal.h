@@ -236,6 +236,8 @@ struct sched {
     pthread_t thread;
     struct ctx ctx;   /* the scheduler loop's own context */
     struct proc *cur; /* running process */
+    rt_pid cur_pid;   /* its pid: rt_self without a look at its struct, whose
+                       * first line other threads write (mailbox pushes) */
     /* local run queue (Go's design): owner puts at tail; owner and thieves
      * take from head with a CAS */
     _Atomic uint32_t rq_head;
@@ -284,6 +286,13 @@ struct sched {
     _Atomic uint64_t n_steals;
     _Atomic uint64_t n_spawned;
 } __attribute__((aligned(64)));
+
+/* The running process of scheduler `s` (NULL: none). */
+static inline void sched_set_cur(struct sched *s, struct proc *p)
+{
+    s->cur = p;
+    s->cur_pid = p ? proc_pid(p) : RT_PID_NONE;
+}
 
 struct io_sched;
 struct sched *rt__sched_self(void);

@@ -355,7 +355,7 @@ static void set_current(struct proc *p)
 {
     struct sched *s = rt__sched_self();
     if (s)
-        s->cur = p;
+        sched_set_cur(s, p);
     else
         tls_cur = p;
 }
@@ -633,8 +633,10 @@ void rt__proc_kill_all(int reason)
 
 RT_API rt_pid rt_self(void)
 {
-    struct proc *p = rt__proc_current();
-    return p ? proc_pid(p) : RT_PID_NONE;
+    struct sched *s = rt__sched_self();
+    if (s)
+        return s->cur_pid;
+    return tls_cur ? proc_pid(tls_cur) : RT_PID_NONE;
 }
 
 RT_API bool rt_alive(rt_pid pid)

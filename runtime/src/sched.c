@@ -381,7 +381,7 @@ void rt__sched_switch_out(struct proc *p, enum proc_state st)
         s->direct++;
         s->handoff = p;
         atomic_store_explicit(&n->sched, s, memory_order_relaxed);
-        s->cur = n;
+        sched_set_cur(s, n);
         n->state = PS_RUNNING;
         n->turn = 0;
         ctx_switch(&p->u.s.ctx, &n->u.s.ctx, 0);
@@ -430,12 +430,12 @@ static void run_actor(struct sched *s, struct proc *p)
 static void run(struct sched *s, struct proc *p)
 {
     atomic_store_explicit(&p->sched, s, memory_order_relaxed);
-    s->cur = p;
+    sched_set_cur(s, p);
     if (p->kind == PROC_ACTOR)
         run_actor(s, p);
     else
         run_stackful(s, p);
-    s->cur = NULL;
+    sched_set_cur(s, NULL);
 }
 
 /* ---- finding work ------------------------------------------------------------------ */
