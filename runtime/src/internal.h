@@ -190,6 +190,7 @@ void rt__epoch_init(void);
 void rt__epoch_fini(void);
 void rt__epoch_enter(struct sched *s); /* before each turn */
 void rt__epoch_idle(struct sched *s);  /* no turns for now */
+void rt__epoch_quiet(struct sched *s); /* between two runtime calls of a turn */
 void rt__epoch_retire(struct proc *p);
 void rt__proc_kill_all(int reason);
 
@@ -279,6 +280,7 @@ struct sched {
      * processes ended here whose memory waits */
     _Atomic uint64_t ep_local;
     struct limbo limbo;
+    uint32_t ep_calls; /* spawns and sends in this thread (rt__epoch_quiet) */
     /* counters (written by the owner only; relaxed atomics for readers) */
     _Atomic uint64_t n_alloc;
     _Atomic uint64_t n_free;

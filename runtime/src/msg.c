@@ -98,7 +98,10 @@ static int deliver_new(struct sched *s, rt_pid to, rt_msg *m)
 static inline struct sched *fast_sched(void)
 {
     struct sched *s = rt__sched_self();
-    return s && atomic_load_explicit(&s->ep_local, memory_order_relaxed) ? s : NULL;
+    if (s == NULL || atomic_load_explicit(&s->ep_local, memory_order_relaxed) == 0)
+        return NULL;
+    rt__epoch_quiet(s); /* before the send: nothing of it is under way yet */
+    return s;
 }
 
 RT_API int rt_send(rt_pid to, uint32_t tag, const void *data, size_t size)

@@ -453,6 +453,9 @@ static int publish(struct proc *p)
 
 static int check_spawn(const rt_spawn_opts *o, struct proc **parent)
 {
+    struct sched *cs = rt__sched_self();
+    if (cs)
+        rt__epoch_quiet(cs); /* a turn that spawns without end (epoch.c) */
     int st = atomic_load_explicit(&rt__rt.state, memory_order_acquire);
     if (st == 0)
         return RT_ENORUNTIME;
