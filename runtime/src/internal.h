@@ -45,6 +45,11 @@ void rt__pool_fini(void);
 unsigned rt__pool_class(size_t size);
 void *rt__pool_alloc(unsigned cls);
 void rt__pool_free(void *blk, unsigned cls);
+/* the same, `s` being this thread's scheduler (NULL: none), looked up once
+ * by a caller that needs it several times */
+struct sched;
+void *rt__pool_alloc_on(struct sched *s, unsigned cls);
+void rt__pool_free_on(struct sched *s, void *blk, unsigned cls);
 void rt__pool_flush(struct pool_cache *caches);
 
 /* ---- stack.c: guarded, pooled stacks -------------------------------------- */
@@ -298,6 +303,9 @@ static inline void sched_set_cur(struct sched *s, struct proc *p)
 
 struct io_sched;
 struct sched *rt__sched_self(void);
+/* this thread's scheduler: read only in RT_NOIPA functions (a stackful
+ * process may resume on another thread; see rt__sched_self) */
+extern _Thread_local struct sched *rt__tls_sched __attribute__((tls_model("initial-exec")));
 void rt__sched_ready(struct proc *p);                /* p's scheduled flag was just taken */
 void rt__sched_place(struct proc *p, int sched_opt); /* first run of a new process */
 void rt__sched_switch_out(struct proc *p, enum proc_state st); /* stackful: give the CPU back */

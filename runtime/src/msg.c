@@ -12,9 +12,8 @@ static inline void *inline_data(rt_msg *m)
     return (char *)m + HDR;
 }
 
-static inline void count(bool alloc)
+static inline void count(struct sched *s, bool alloc)
 {
-    struct sched *s = rt__sched_self();
     if (s) {
         _Atomic uint64_t *c = alloc ? &s->n_alloc : &s->n_free;
         /* relaxed load+store: only this thread writes its counter */
@@ -27,11 +26,12 @@ static inline void count(bool alloc)
     }
 }
 
-static rt_msg *msg_block(size_t payload_inline)
+/* `s`: this thread's scheduler or NULL (one look-up per call of the API) */
+static rt_msg *msg_block(struct sched *s, size_t payload_inline)
 {
     size_t total = HDR + payload_inline;
     unsigned cls = rt__pool_class(total);
-    rt_msg *m = cls == POOL_CLASS_MALLOC ? malloc(total) : rt__pool_alloc(cls);
+    rt_msg *m = cls == POOL_CLASS_MALLOC ? malloc(total) : rt__pool_alloc_on(s, cls);
     if (m == NULL)
         return NULL;
     atomic_store_explicit(&m->rt__link.next, NULL, memory_order_relaxed);
@@ -40,16 +40,29 @@ static rt_msg *msg_block(size_t payload_inline)
     m->rt__aux = 0;
     m->rt__free = NULL;
     m->rt__lent = NULL;
-    count(true);
+    count(s, true);
+    return m;
+}
+
+static rt_msg *msg_new_on(struct sched *s, uint32_t tag, size_t size)
+{
+    rt_msg *m = msg_block(s, size);
+    if (m == NULL)
+        return NULL;
+    m->from = s ? s->cur_pid : rt_self();
+    m->tag = tag;
+    m->size = (uint32_t)size;
+    m->data = size ? inline_data(m) : NULL;
     return m;
 }
 
 rt_msg *rt__msg_new(uint32_t tag, size_t size)
 {
-    rt_msg *m = msg_block(size);
+    struct sched *s = rt__sched_self();
+    rt_msg *m = msg_block(s, size);
     if (m == NULL)
         return NULL;
-    m->from = rt_self();
+    m->from = s ? s->cur_pid : rt_self();
     m->tag = tag;
     m->size = (uint32_t)size;
     m->data = size ? inline_data(m) : NULL;
@@ -62,12 +75,13 @@ void rt__msg_free(rt_msg *m)
         rt__io_msg_release(m);
     if (m->rt__free)
         m->rt__free(m->rt__lent);
+    struct sched *s = rt__sched_self(); /* after the callbacks: they may switch */
     unsigned cls = m->rt__class;
     if (cls == POOL_CLASS_MALLOC)
         free(m);
     else
-        rt__pool_free(m, cls);
-    count(false);
+        rt__pool_free_on(s, m, cls);
+    count(s, false);
 }
 
 static int check_send(uint32_t tag, const void *data, size_t size)
@@ -111,7 +125,7 @@ RT_API int rt_send(rt_pid to, uint32_t tag, const void *data, size_t size)
         return rc;
     struct sched *s = fast_sched();
     if (s) {
-        rt_msg *m = rt__msg_new(tag, size);
+        rt_msg *m = msg_new_on(s, tag, size);
         if (m == NULL)
             return -ENOMEM;
         if (size)
@@ -140,7 +154,7 @@ RT_API int rt_send_move(rt_pid to, uint32_t tag, void *data, size_t size, void (
         return rc;
     struct sched *s = fast_sched();
     if (s) {
-        rt_msg *m = msg_block(0);
+        rt_msg *m = msg_block(s, 0);
         if (m == NULL)
             return -ENOMEM;
         m->from = rt_self();
@@ -161,7 +175,7 @@ RT_API int rt_send_move(rt_pid to, uint32_t tag, void *data, size_t size, void (
     struct proc *p = rt__proc_get(to);
     if (p == NULL)
         return -ESRCH;
-    rt_msg *m = msg_block(0);
+    rt_msg *m = msg_block(rt__sched_self(), 0);
     if (m == NULL) {
         rt__proc_put(p);
         return -ENOMEM;

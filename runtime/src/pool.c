@@ -179,14 +179,19 @@ static void spill(struct pool_cache *c, unsigned cls)
 
 void *rt__pool_alloc(unsigned cls)
 {
+    return rt__pool_alloc_on(rt__sched_self(), cls);
+}
+
+void *rt__pool_alloc_on(struct sched *s, unsigned cls)
+{
     if (cls == POOL_CLASS_MALLOC)
         return NULL;
 #ifdef RT_ASAN
     /* under AddressSanitizer every block is its own allocation, so a use
      * after free or an overflow of a message or process is reported */
+    (void)s;
     return malloc(class_size[cls]);
 #endif
-    struct sched *s = rt__sched_self();
     if (s == NULL) {
         struct depot *d = &depot[cls];
         pthread_mutex_lock(&d->lock);
@@ -228,11 +233,16 @@ void *rt__pool_alloc(unsigned cls)
 
 void rt__pool_free(void *b, unsigned cls)
 {
+    rt__pool_free_on(rt__sched_self(), b, cls);
+}
+
+void rt__pool_free_on(struct sched *s, void *b, unsigned cls)
+{
 #ifdef RT_ASAN
+    (void)s;
     free(b);
     return;
 #endif
-    struct sched *s = rt__sched_self();
     if (s == NULL) {
         struct depot *d = &depot[cls];
         pthread_mutex_lock(&d->lock);

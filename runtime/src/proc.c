@@ -347,7 +347,7 @@ bool rt__proc_alive(rt_pid pid)
 
 RT_NOIPA struct proc *rt__proc_current(void)
 {
-    struct sched *s = rt__sched_self();
+    struct sched *s = rt__tls_sched; /* RT_NOIPA: read afresh each call */
     return s ? s->cur : tls_cur;
 }
 

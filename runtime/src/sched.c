@@ -22,7 +22,8 @@
 /* initial-exec: a plain %fs-relative load instead of a __tls_get_addr call on
  * every runtime operation (the library is linked, not dlopen'ed late; glibc
  * keeps static TLS room for the few bytes even then) */
-static _Thread_local struct sched *tls_sched __attribute__((tls_model("initial-exec")));
+_Thread_local struct sched *rt__tls_sched __attribute__((tls_model("initial-exec")));
+#define tls_sched rt__tls_sched
 
 RT_NOIPA struct sched *rt__sched_self(void)
 {
