@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "internal.h"
 
@@ -21,16 +20,8 @@ static const uint32_t class_size[POOL_NCLASS] = {32,  48,  64,  96,   128,  160,
 #define BATCH     32u
 #define CACHE_MAX (4u * BATCH)
 
-/* Slabs are carved from arenas of 2 MiB, aligned and advised for
- * transparent huge pages: a million processes touched 280 MB of fresh
- * slabs, 70,000 page faults (a fifth of skynet's time in the kernel); with
- * huge pages, where the kernel gives them (THP "always" or "madvise"),
- * one fault per 2 MiB. */
-#define ARENA_SIZE (2u << 20)
-
-struct arena {
-    struct arena *next;
-    void *base;
+struct slab {
+    struct slab *next;
 };
 
 /* A batch in the depot: the blocks are linked through their first word; the
@@ -46,8 +37,7 @@ struct depot {
 
 static struct depot depot[POOL_NCLASS];
 static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct arena *arenas;
-static char *arena_pos, *arena_end; /* slab_lock */
+static struct slab *slabs;
 
 static inline void *next_of(void *b)
 {
@@ -92,13 +82,11 @@ void rt__pool_fini(void)
     for (unsigned i = 0; i < POOL_NCLASS; i++)
         pthread_mutex_destroy(&depot[i].lock);
     pthread_mutex_lock(&slab_lock);
-    while (arenas) {
-        struct arena *a = arenas;
-        arenas = a->next;
-        munmap(a->base, ARENA_SIZE);
-        free(a);
+    while (slabs) {
+        struct slab *s = slabs;
+        slabs = s->next;
+        free(s);
     }
-    arena_pos = arena_end = NULL;
     pthread_mutex_unlock(&slab_lock);
 }
 
@@ -117,48 +105,21 @@ unsigned rt__pool_class(size_t size)
     return lo;
 }
 
-/* A new slab of SLAB_SIZE bytes, from the current arena or a new one. */
-static void *slab_new(void)
-{
-    pthread_mutex_lock(&slab_lock);
-    if (arena_pos == NULL || arena_pos + SLAB_SIZE > arena_end) {
-        struct arena *a = malloc(sizeof *a);
-        /* twice the size, then the aligned middle kept */
-        char *m = a ? mmap(NULL, 2 * ARENA_SIZE, PROT_READ | PROT_WRITE,
-                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-                    : MAP_FAILED;
-        if (m == MAP_FAILED) {
-            pthread_mutex_unlock(&slab_lock);
-            free(a);
-            return NULL;
-        }
-        char *base = (char *)(((uintptr_t)m + ARENA_SIZE - 1) & ~(uintptr_t)(ARENA_SIZE - 1));
-        if (base > m)
-            munmap(m, (size_t)(base - m));
-        munmap(base + ARENA_SIZE, (size_t)(m + 2 * ARENA_SIZE - (base + ARENA_SIZE)));
-        madvise(base, ARENA_SIZE, MADV_HUGEPAGE); /* a hint: fails harmlessly without THP */
-        a->base = base;
-        a->next = arenas;
-        arenas = a;
-        arena_pos = base;
-        arena_end = base + ARENA_SIZE;
-    }
-    void *slab = arena_pos;
-    arena_pos += SLAB_SIZE;
-    pthread_mutex_unlock(&slab_lock);
-    return slab;
-}
-
 /* Carve one block from the class's slab, or a new slab. Depot lock held. */
 static void *carve(struct depot *d, unsigned cls)
 {
     size_t sz = class_size[cls];
     if (d->bump == NULL || d->bump + sz > d->bump_end) {
-        char *slab = slab_new();
-        if (slab == NULL)
+        /* 16-byte aligned slab; the header sits in the first 64 bytes */
+        struct slab *s = aligned_alloc(64, SLAB_SIZE);
+        if (s == NULL)
             return NULL;
-        d->bump = slab;
-        d->bump_end = slab + SLAB_SIZE;
+        pthread_mutex_lock(&slab_lock);
+        s->next = slabs;
+        slabs = s;
+        pthread_mutex_unlock(&slab_lock);
+        d->bump = (char *)s + 64;
+        d->bump_end = (char *)s + SLAB_SIZE;
     }
     void *b = d->bump;
     d->bump += sz;
