@@ -58,15 +58,7 @@ static rt_msg *msg_new_on(struct sched *s, uint32_t tag, size_t size)
 
 rt_msg *rt__msg_new(uint32_t tag, size_t size)
 {
-    struct sched *s = rt__sched_self();
-    rt_msg *m = msg_block(s, size);
-    if (m == NULL)
-        return NULL;
-    m->from = s ? s->cur_pid : rt_self();
-    m->tag = tag;
-    m->size = (uint32_t)size;
-    m->data = size ? inline_data(m) : NULL;
-    return m;
+    return msg_new_on(rt__sched_self(), tag, size);
 }
 
 void rt__msg_free(rt_msg *m)
@@ -97,16 +89,6 @@ static int check_send(uint32_t tag, const void *data, size_t size)
     return 0;
 }
 
-/* Deliver a message made for `to`, or free it: 0 or -ESRCH. A scheduler's
- * turn sends without a reference on the receiver (epoch.c). */
-static int deliver_new(struct sched *s, rt_pid to, rt_msg *m)
-{
-    int rc = rt__proc_send_fast(s, to, m);
-    if (rc < 0)
-        rt__msg_free(m);
-    return rc;
-}
-
 /* The scheduler of this thread, if it is in a turn that may send the fast
  * way (epoch.c); NULL otherwise. */
 static inline struct sched *fast_sched(void)
@@ -118,33 +100,29 @@ static inline struct sched *fast_sched(void)
     return s;
 }
 
+/* Deliver `m`, made for `to`: from a scheduler's turn (`s`) without a
+ * reference on the receiver, otherwise with one. -ESRCH leaves `m` to the
+ * caller. */
+static int deliver(struct sched *s, rt_pid to, rt_msg *m)
+{
+    return s ? rt__proc_send_fast(s, to, m) : rt__send_msg(to, m);
+}
+
 RT_API int rt_send(rt_pid to, uint32_t tag, const void *data, size_t size)
 {
     int rc = check_send(tag, data, size);
     if (rc < 0)
         return rc;
     struct sched *s = fast_sched();
-    if (s) {
-        rt_msg *m = msg_new_on(s, tag, size);
-        if (m == NULL)
-            return -ENOMEM;
-        if (size)
-            memcpy(m->data, data, size);
-        return deliver_new(s, to, m);
-    }
-    struct proc *p = rt__proc_get(to);
-    if (p == NULL)
-        return -ESRCH;
-    rt_msg *m = rt__msg_new(tag, size);
-    if (m == NULL) {
-        rt__proc_put(p);
+    rt_msg *m = msg_new_on(s ? s : rt__sched_self(), tag, size);
+    if (m == NULL)
         return -ENOMEM;
-    }
     if (size)
         memcpy(m->data, data, size);
-    rt__proc_deliver(p, m);
-    rt__proc_put(p);
-    return 0;
+    rc = deliver(s, to, m);
+    if (rc < 0)
+        rt__msg_free(m);
+    return rc;
 }
 
 RT_API int rt_send_move(rt_pid to, uint32_t tag, void *data, size_t size, void (*free_fn)(void *))
@@ -153,42 +131,20 @@ RT_API int rt_send_move(rt_pid to, uint32_t tag, void *data, size_t size, void (
     if (rc < 0)
         return rc;
     struct sched *s = fast_sched();
-    if (s) {
-        rt_msg *m = msg_block(s, 0);
-        if (m == NULL)
-            return -ENOMEM;
-        m->from = rt_self();
-        m->tag = tag;
-        m->size = (uint32_t)size;
-        m->data = data;
-        m->rt__free = free_fn;
-        m->rt__lent = data;
-        int drc = rt__proc_send_fast(s, to, m);
-        if (drc < 0) { /* not sent: `data` stays the caller's */
-            m->rt__free = NULL;
-            m->rt__lent = NULL;
-            rt__msg_free(m);
-            return drc;
-        }
-        return 0;
-    }
-    struct proc *p = rt__proc_get(to);
-    if (p == NULL)
-        return -ESRCH;
-    rt_msg *m = msg_block(rt__sched_self(), 0);
-    if (m == NULL) {
-        rt__proc_put(p);
+    rt_msg *m = msg_new_on(s ? s : rt__sched_self(), tag, 0);
+    if (m == NULL)
         return -ENOMEM;
-    }
-    m->from = rt_self();
-    m->tag = tag;
     m->size = (uint32_t)size;
     m->data = data;
     m->rt__free = free_fn;
     m->rt__lent = data;
-    rt__proc_deliver(p, m);
-    rt__proc_put(p);
-    return 0;
+    rc = deliver(s, to, m);
+    if (rc < 0) { /* not sent: `data` stays the caller's */
+        m->rt__free = NULL;
+        m->rt__lent = NULL;
+        rt__msg_free(m);
+    }
+    return rc;
 }
 
 RT_API int rt_forward(rt_pid to, rt_msg *msg)
@@ -200,7 +156,7 @@ RT_API int rt_forward(rt_pid to, rt_msg *msg)
     struct proc *cur = rt__proc_current();
     bool handling = cur && cur->kind == PROC_ACTOR && cur->u.a.cur == msg;
     struct sched *s = msg->rt__kind == 0 ? fast_sched() : NULL; /* signals take a reference */
-    int rc = s ? rt__proc_send_fast(s, to, msg) : rt__send_msg(to, msg);
+    int rc = deliver(s, to, msg);
     if (rc == 0 && handling)
         cur->msg_taken = true;
     return rc;

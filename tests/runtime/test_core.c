@@ -759,6 +759,24 @@ static void pair_player(void *arg)
     }
 }
 
+/* A pair playing on scheduler 1 (started from the test's thread). */
+static rt_pid pair_start(void)
+{
+    atomic_store(&pair_stop, false);
+    atomic_store(&pair_trips, 0);
+    rt_pid client;
+    cr_assert_eq(rt_spawn(pair_player, NULL, &(rt_spawn_opts){.joinable = true}, &client), 0);
+    while (atomic_load(&pair_trips) < 1000)
+        usleep(1000);
+    return client;
+}
+
+static void pair_stop_and_join(rt_pid client)
+{
+    atomic_store(&pair_stop, true);
+    cr_assert_eq(rt_join(client, 5000, NULL), 0);
+}
+
 static void pair_bystander(void *arg)
 {
     unsigned long *trips_seen = arg;
@@ -771,16 +789,10 @@ static void pair_bystander(void *arg)
 Test(core, processes_that_answer_each_other_leave_room_for_others)
 {
     test_start(1);
-    atomic_store(&pair_stop, false);
-    atomic_store(&pair_trips, 0);
-    rt_pid client;
-    cr_assert_eq(rt_spawn(pair_player, NULL, &(rt_spawn_opts){.joinable = true}, &client), 0);
-    while (atomic_load(&pair_trips) < 1000)
-        usleep(1000);
+    rt_pid client = pair_start();
     static unsigned long seen[1000];
     cr_assert_eq(test_run(pair_bystander, seen, 10000), 0);
-    atomic_store(&pair_stop, true);
-    cr_assert_eq(rt_join(client, 5000, NULL), 0);
+    pair_stop_and_join(client);
     /* each of the bystander's turns came within a few dozen of the pair's */
     for (int i = 1; i < 1000; i++)
         cr_assert_lt(seen[i] - seen[i - 1], 200, "the bystander waited %lu trips for turn %d",
@@ -955,17 +967,11 @@ static void sleeper_body(void *arg)
 Test(core, timers_fire_while_processes_answer_each_other)
 {
     test_start(1);
-    atomic_store(&pair_stop, false);
-    atomic_store(&pair_trips, 0);
-    rt_pid client;
-    cr_assert_eq(rt_spawn(pair_player, NULL, &(rt_spawn_opts){.joinable = true}, &client), 0);
-    while (atomic_load(&pair_trips) < 1000)
-        usleep(1000);
+    rt_pid client = pair_start();
     int64_t late = 0;
     cr_assert_eq(test_run(sleeper_body, &late, 10000), 0);
     unsigned long trips = atomic_load(&pair_trips);
-    atomic_store(&pair_stop, true);
-    cr_assert_eq(rt_join(client, 5000, NULL), 0);
+    pair_stop_and_join(client);
     cr_assert_gt(trips, 10000, "the pair played meanwhile (%lu trips)", trips);
     cr_assert_lt(late, 50, "a 20 ms sleep ended %lld ms late", (long long)late);
     cr_assert_eq(rt_wait_idle(5000), 0);
