@@ -211,37 +211,9 @@ RT_NORETURN static void exit_now(struct proc *p)
 
 #define DRAIN_MAX 256u
 
-/* Move up to `limit` messages from the mailbox to the private queue,
- * acting on signals on the way; returns false once the mailbox is empty.
- * Bounded so that a receive scanning for a match looks at what it drained
- * while it is still in cache, and a sender that keeps pushing cannot hold
- * the receiver in here. */
-static bool drain(struct proc *p, unsigned limit)
-{
-    struct rt__node *n;
-    for (unsigned k = 0; k < limit; k++) {
-        if ((n = mq_pop(&p->mq)) == NULL)
-            return false;
-        rt_msg *m = container_of(n, rt_msg, rt__link);
-        if (m->rt__kind && !rt__signal_filter(p, m)) {
-            if (p->exiting)
-                exit_now(p);
-            continue;
-        }
-        atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
-        if (p->u.s.priv_tail)
-            atomic_store_explicit(&p->u.s.priv_tail->next, n, memory_order_relaxed);
-        else
-            p->u.s.priv_head = n;
-        p->u.s.priv_tail = n;
-    }
-    return true;
-}
-
-/* The oldest message of the mailbox when nothing is kept in the private
- * queue and any message will do: taken straight from the mailbox, one pass
- * over it instead of a drain and a scan. */
-static rt_msg *take_next(struct proc *p)
+/* The mailbox's oldest message, acting on the signals before it (an exit
+ * decided by one ends the process here); NULL when it is empty. */
+static rt_msg *pop_message(struct proc *p)
 {
     struct rt__node *n;
     while ((n = mq_pop(&p->mq)) != NULL) {
@@ -255,6 +227,26 @@ static rt_msg *take_next(struct proc *p)
         return m;
     }
     return NULL;
+}
+
+/* Move up to `limit` messages from the mailbox to the private queue;
+ * returns false once the mailbox is empty. Bounded so that a receive
+ * scanning for a match looks at what it drained while it is still in
+ * cache, and a sender that keeps pushing cannot hold the receiver in
+ * here. */
+static bool drain(struct proc *p, unsigned limit)
+{
+    for (unsigned k = 0; k < limit; k++) {
+        rt_msg *m = pop_message(p);
+        if (m == NULL)
+            return false;
+        if (p->u.s.priv_tail)
+            atomic_store_explicit(&p->u.s.priv_tail->next, &m->rt__link, memory_order_relaxed);
+        else
+            p->u.s.priv_head = &m->rt__link;
+        p->u.s.priv_tail = &m->rt__link;
+    }
+    return true;
 }
 
 static void cancel_wake(uint64_t *timer)
@@ -273,8 +265,10 @@ static int receive(struct proc *p, rt_match_fn match, void *arg, int timeout_ms,
     uint64_t *timer = &p->u.s.wake_timer;
     struct rt__node *prev = NULL; /* last node examined; what follows is new */
     for (;;) {
+        /* nothing kept and any message will do: the mailbox's oldest,
+         * one pass over it instead of a drain and a scan */
         if (match == NULL && p->u.s.priv_head == NULL) {
-            rt_msg *m = take_next(p);
+            rt_msg *m = pop_message(p);
             if (m) {
                 cancel_wake(timer);
                 p->turn++;
