@@ -973,7 +973,9 @@ Test(core, timers_fire_while_processes_answer_each_other)
     unsigned long trips = atomic_load(&pair_trips);
     pair_stop_and_join(client);
     cr_assert_gt(trips, 10000, "the pair played meanwhile (%lu trips)", trips);
-    cr_assert_lt(late, 50, "a 20 ms sleep ended %lld ms late", (long long)late);
+    /* on time within what a loaded machine (or a sanitizer) adds; without
+     * the bound on straight switches they never ended */
+    cr_assert_lt(late, 250, "a 20 ms sleep ended %lld ms late", (long long)late);
     cr_assert_eq(rt_wait_idle(5000), 0);
     test_stop();
 }
