@@ -543,7 +543,7 @@ RT_API int rt_spawn_actor(const rt_actor_ops *ops, void *arg, const rt_spawn_opt
         return rc;
     if (ops == NULL || ops->handle == NULL || ops->state_size > RT_MSG_MAX_SIZE)
         return -EINVAL;
-    size_t size = ((sizeof(struct proc) + 15) & ~(size_t)15) + ops->state_size;
+    size_t size = PROC_ACTOR_HDR + ops->state_size;
     struct proc *p = proc_new(size, PROC_ACTOR, o);
     if (p == NULL)
         return -ENOMEM;
