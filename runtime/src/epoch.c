@@ -13,9 +13,10 @@
  * - A global epoch. A scheduler announces the epoch it saw before each
  *   turn (ep_local; a store and a fence only when the epoch moved), and 0
  *   while it is idle or outside turns: only then does it send the fast way.
- * - An ended process is retired with the epoch read after a fence that
- *   follows a write of its slot (the ALIVE bit was cleared before): a
- *   sender whose turn began after that fence sees it ended.
+ * - An ended process is retired with the epoch read (seq_cst) after the
+ *   seq_cst RMW of its slot that dropped its last reference (the ALIVE
+ *   bit was cleared before): a sender whose turn was announced (a store
+ *   and a seq_cst fence) after that RMW sees it ended.
  * - The epoch moves from g to g + 1 once every scheduler announces g or 0;
  *   a process retired at e is reclaimed at e + 2: by then every scheduler
  *   has announced again since, so its turns that might have sent to it are
@@ -145,9 +146,10 @@ void rt__epoch_idle(struct sched *s)
 
 void rt__epoch_retire(struct proc *p)
 {
-    /* seq_cst: after the caller's write of the slot; a turn announced
-     * after this fence reads the process as ended */
-    atomic_thread_fence(memory_order_seq_cst);
+    /* seq_cst, as the caller's RMW of the slot before it (the drop of the
+     * last reference, after ALIVE was cleared): a turn announced after
+     * that RMW in the single total order reads the process as ended, and
+     * one announced before it announced at most the epoch read here */
     uint64_t e = atomic_load_explicit(&rt__rt.epoch, memory_order_seq_cst);
     p->turn = (uint32_t)e;
     struct sched *s = rt__sched_self();

@@ -290,9 +290,9 @@ static void proc_free(struct proc *p)
     rt__ext_free(p->ext);
     p->ext = NULL;
     live_dec();
-    /* seq_cst: a write of the slot (ALIVE was cleared before, maybe on
-     * another thread) ahead of the retirement's fence */
-    atomic_fetch_add_explicit(&slot_at(p->idx)->ctl, 0, memory_order_seq_cst);
+    /* the caller dropped the last reference with a seq_cst RMW of the slot
+     * (after ALIVE was cleared, maybe on another thread): epoch.c needs
+     * that ahead of the retirement's epoch load */
     rt__epoch_retire(p);
 }
 
@@ -329,7 +329,9 @@ void rt__proc_put(struct proc *p)
 {
     struct slot *s = slot_at(p->idx);
     /* acq_rel: the last holder sees every earlier holder's pushes */
-    uint64_t c = atomic_fetch_sub_explicit(&s->ctl, 1, memory_order_acq_rel) - 1;
+    /* seq_cst: the last one retires the process (epoch.c); the same
+     * instruction as acq_rel on x86 */
+    uint64_t c = atomic_fetch_sub_explicit(&s->ctl, 1, memory_order_seq_cst) - 1;
     if ((c & (CTL_ALIVE | CTL_REFS)) == 0)
         proc_free(p);
 }
@@ -565,7 +567,7 @@ RT_API int rt_spawn_actor(const rt_actor_ops *ops, void *arg, const rt_spawn_opt
             /* never existed: no links, no monitors fire; drop our reference */
             p->exiting = true;
             struct slot *s = slot_at(p->idx);
-            uint64_t c = atomic_fetch_sub_explicit(&s->ctl, CTL_ALIVE + 1, memory_order_acq_rel);
+            uint64_t c = atomic_fetch_sub_explicit(&s->ctl, CTL_ALIVE + 1, memory_order_seq_cst);
             if (((c - CTL_ALIVE - 1) & (CTL_ALIVE | CTL_REFS)) == 0)
                 proc_free(p);
             return rc;
