@@ -175,6 +175,8 @@ static void runq_put(struct sched *s, struct proc *p)
 /* A hint: p's first lines (its state, mailbox and, for an actor, the start
  * of its state) on their way to the cache. p may be stale: a prefetch of
  * any address is harmless. */
+#define PREFETCH_AHEAD 4u
+
 static inline void prefetch_proc(const struct proc *p)
 {
     __builtin_prefetch(p);
@@ -197,8 +199,9 @@ static struct proc *runq_get(struct sched *s)
             /* start loading the process after next: many processes that
              * waited (a million actors in skynet) are no longer in cache,
              * and their misses then overlap instead of coming one a turn */
-            if (t - h > 2)
-                prefetch_proc(atomic_load_explicit(&s->rq[(h + 2) % RQ_SIZE], memory_order_relaxed));
+            if (t - h > PREFETCH_AHEAD)
+                prefetch_proc(atomic_load_explicit(&s->rq[(h + PREFETCH_AHEAD) % RQ_SIZE],
+                                                   memory_order_relaxed));
             return p;
         }
     }
