@@ -35,7 +35,7 @@
     static void name(int backend)
 
 /* Test tags (application range). */
-enum { TAG_PORT = 1, TAG_DONE, TAG_DATA, TAG_READY, TAG_GO, TAG_LAT, TAG_RESULT };
+enum { TAG_PORT = 1, TAG_DONE, TAG_DATA, TAG_READY, TAG_GO, TAG_LAT, TAG_RESULT, TAG_SETTLED };
 
 /* Timing tolerances: sanitizer builds run several times slower. */
 #if defined(RT_SANITIZE_ADDRESS) || defined(RT_SANITIZE_THREAD)
@@ -916,6 +916,26 @@ static void udp_blast(uint16_t port_be, int n)
     close(s);
 }
 
+/* Each of the `n` schedulers has been once round its loop since the call:
+ * what it was asked before to do (cancel an ended process's requests, free
+ * the fd numbers held for it: rt__io_proc_close) is done, and the caller
+ * sees it done (a process there yields once, then answers). */
+static void settler(void *arg)
+{
+    rt_pid to = *(rt_pid *)arg;
+    rt_yield();
+    rt_send(to, TAG_SETTLED, NULL, 0);
+}
+
+static void settle_schedulers(unsigned n)
+{
+    rt_pid self = rt_self();
+    for (unsigned k = 1; k <= n; k++)
+        cr_assert_eq(rt_spawn(settler, &self, &(rt_spawn_opts){.sched = k}, NULL), 0);
+    for (unsigned k = 1; k <= n; k++)
+        rt_msg_free(test_recv_tag(TAG_SETTLED, 5000));
+}
+
 static void kill_body(void *arg)
 {
     rt_pid self = rt_self();
@@ -953,7 +973,11 @@ static void kill_body(void *arg)
         cr_assert_eq(((rt_down_info *)m->data)->reason, RT_EXIT_KILLED);
         rt_msg_free(m);
     }
-    /* a process ends, then its monitors hear of it: by now its fds are closed */
+    /* a process ends, then its monitors hear of it: by now its fds are closed
+     * (the numbers may still be held by /dev/null until the other
+     * scheduler has cancelled its requests: once that is done too, the
+     * look at them below no longer races with their closing) */
+    settle_schedulers(2);
     for (int i = 0; i < 2; i++)
         for (int k = 0; k < h[i].n; k++)
             cr_assert(!fd_is_socket(h[i].fds[k]), "victim %d's socket %d still open after DOWN", i,
