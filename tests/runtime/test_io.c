@@ -1598,6 +1598,53 @@ IO_TEST(cross_thread_wakeup)
     io_stop();
 }
 
+/* A receive that completes while its scheduler spins for work (before it
+ * would park) is seen then, not when the spin ends: the epoll control
+ * looked at its fds only when busy, and answered up to spin_us late. */
+static int spin_fd;
+static int64_t spin_got;
+
+static void spin_receiver(void *arg)
+{
+    (void)arg;
+    char c;
+    cr_assert_eq(rt_recv(spin_fd, &c, 1, 5000), 1);
+    spin_got = now_ns();
+}
+
+IO_TEST(receive_seen_while_the_scheduler_spins)
+{
+    fds_before = test_count_fds();
+    /* a spin of 2 s: it does not end before the byte comes */
+    rt_opts o = {.schedulers = 1, .io = backend, .spin_us = 2000000};
+    int rc = rt_start(&o);
+    if (rc < 0 && backend == RT_IO_URING)
+        cr_skip_test("io_uring is not available here: %s", rt_strerror(rc));
+    cr_assert_eq(rc, 0, "rt_start: %s", rt_strerror(rc));
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    spin_fd = sv[0];
+    rt_pid p;
+    cr_assert_eq(rt_spawn(spin_receiver, NULL, &(rt_spawn_opts){.joinable = true}, &p), 0);
+    usleep(20000); /* the receive is waiting, the scheduler spinning */
+    rt_stats s0, s1;
+    rt_stats_get(&s0);
+    int64_t sent = now_ns();
+    cr_assert_eq(write(sv[1], "x", 1), 1);
+    int reason = -1;
+    cr_assert_eq(rt_join(p, 10000, &reason), 0);
+    cr_assert_eq(reason, 0);
+    rt_stats_get(&s1);
+    cr_assert_eq(s1.parks, s0.parks, "the scheduler parked: the spin was not tested");
+    cr_log_info("%s: a byte seen by a spinning scheduler after %.1f us", rt_io_backend(),
+                (spin_got - sent) / 1e3);
+    cr_assert_lt(spin_got - sent, (int64_t)SLACK_MS * 1000000, "seen after %.1f ms",
+                 (spin_got - sent) / 1e6);
+    close(sv[0]);
+    close(sv[1]);
+    io_stop();
+}
+
 /* ==== errors, passed through unchanged
  * ============================================================ */
 
