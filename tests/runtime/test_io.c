@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1640,6 +1641,122 @@ IO_TEST(receive_seen_while_the_scheduler_spins)
                 (spin_got - sent) / 1e3);
     cr_assert_lt(spin_got - sent, (int64_t)SLACK_MS * 1000000, "seen after %.1f ms",
                  (spin_got - sent) / 1e6);
+    close(sv[0]);
+    close(sv[1]);
+    io_stop();
+}
+
+/* Large transfers that the kernel can take at once go straight to it
+ * (rt_recv, rt_send_all), without the trip through the ring that gave the
+ * other processes a turn: a process that finds 32 KiB waiting, again and
+ * again, must still let them run in between. */
+#define HOG_BUF (32 * 1024)
+
+static int hog_fd;
+static _Atomic int hog_reads;
+static int others_saw[50];
+
+static void hog(void *arg)
+{
+    (void)arg;
+    char *buf = malloc(HOG_BUF);
+    for (;;) {
+        ssize_t n = rt_recv(hog_fd, buf, HOG_BUF, 5000);
+        if (n <= 0)
+            break;
+        atomic_fetch_add(&hog_reads, 1);
+    }
+    free(buf);
+}
+
+static void other(void *arg)
+{
+    (void)arg;
+    /* started first, so that it is there for the whole of the hog's reads */
+    for (int64_t end = rt_now_ms() + 5000; atomic_load(&hog_reads) == 0 && rt_now_ms() < end;)
+        rt_yield();
+    for (int i = 0; i < 50; i++) {
+        others_saw[i] = atomic_load(&hog_reads);
+        rt_yield();
+    }
+}
+
+IO_TEST(large_receives_leave_others_a_turn)
+{
+    io_start(backend, 1, 0, 0);
+    atomic_store(&hog_reads, 0);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    int big = 4 << 20;
+    if (setsockopt(sv[1], SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) < 0)
+        setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    /* waiting before the receiver starts: every read finds a full buffer */
+    static char chunk[HOG_BUF];
+    long long filled = 0;
+    for (ssize_t n; (n = send(sv[1], chunk, sizeof chunk, MSG_DONTWAIT | MSG_NOSIGNAL)) > 0;)
+        filled += n;
+    if (filled < 20 * HOG_BUF)
+        cr_skip_test("a socket here holds only %lld bytes", filled);
+    hog_fd = sv[0];
+    rt_pid h, o;
+    cr_assert_eq(rt_spawn(other, NULL, &(rt_spawn_opts){.joinable = true}, &o), 0);
+    cr_assert_eq(rt_spawn(hog, NULL, &(rt_spawn_opts){.joinable = true}, &h), 0);
+    int reason = -1;
+    cr_assert_eq(rt_join(o, 5000, &reason), 0);
+    cr_assert_eq(reason, 0);
+    close(sv[1]); /* the end of the stream */
+    cr_assert_eq(rt_join(h, 5000, &reason), 0);
+    cr_assert_eq(reason, 0);
+    int total = atomic_load(&hog_reads), between = 0;
+    for (int i = 0; i < 50; i++)
+        between += others_saw[i] > 1 && others_saw[i] < total;
+    cr_log_info("%s: %d reads of %d KiB; the other process ran %d times in between",
+                rt_io_backend(), total, HOG_BUF / 1024, between);
+    cr_assert_gt(between, 0, "%d reads, and no other process ran in between", total);
+    close(sv[0]);
+    io_stop();
+}
+
+/* ... but never ahead of an operation of the same process still queued:
+ * a large rt_send_all after an rt_io_send not yet handed to the kernel
+ * (it waits in the scheduler's batch) comes after it in the stream. */
+#define ORDER_CHUNK (64 * 1024)
+
+static int order_fd;
+static unsigned char order_buf[2 * ORDER_CHUNK];
+
+static void ordered_sender(void *arg)
+{
+    (void)arg;
+    for (size_t i = 0; i < sizeof order_buf; i++)
+        order_buf[i] = pattern(7, i);
+    rt_io_req req;
+    cr_assert_eq(rt_io_send(order_fd, order_buf, ORDER_CHUNK, 0, &req), 0);
+    cr_assert_eq(rt_send_all(order_fd, order_buf + ORDER_CHUNK, ORDER_CHUNK, 5000), ORDER_CHUNK);
+    cr_assert_eq(await_res(req, 5000), ORDER_CHUNK);
+}
+
+IO_TEST(large_send_after_a_queued_one_keeps_the_order)
+{
+    io_start(backend, 1, 0, 0);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    int big = 1 << 20;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    order_fd = sv[0];
+    rt_pid p;
+    cr_assert_eq(rt_spawn(ordered_sender, NULL, &(rt_spawn_opts){.joinable = true}, &p), 0);
+    static unsigned char got[2 * ORDER_CHUNK];
+    for (size_t n = 0; n < sizeof got;) {
+        ssize_t k = recv(sv[1], got + n, sizeof got - n, 0);
+        cr_assert_gt(k, 0);
+        n += (size_t)k;
+    }
+    int reason = -1;
+    cr_assert_eq(rt_join(p, 5000, &reason), 0);
+    cr_assert_eq(reason, 0);
+    for (size_t i = 0; i < sizeof got; i++)
+        cr_assert_eq(got[i], pattern(7, i), "byte %zu out of order", i);
     close(sv[0]);
     close(sv[1]);
     io_stop();
