@@ -105,6 +105,9 @@ struct io_sched {
     unsigned nfree;
     unsigned bufs_out; /* buffers handed out by completions, not yet back */
     struct ioreq *paused;
+    /* per fd number: its last rt_recv here was large (io.c, rt_recv) */
+    uint8_t *hot;
+    unsigned nhot;
     /* from other threads (lock) */
     pthread_mutex_t lock;
     unsigned *ret;

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -35,7 +36,7 @@
     static void name(int backend)
 
 /* Test tags (application range). */
-enum { TAG_PORT = 1, TAG_DONE, TAG_DATA, TAG_READY, TAG_GO, TAG_LAT, TAG_RESULT };
+enum { TAG_PORT = 1, TAG_DONE, TAG_DATA, TAG_READY, TAG_GO, TAG_LAT, TAG_RESULT, TAG_SETTLED };
 
 /* Timing tolerances: sanitizer builds run several times slower. */
 #if defined(RT_SANITIZE_ADDRESS) || defined(RT_SANITIZE_THREAD)
@@ -916,6 +917,26 @@ static void udp_blast(uint16_t port_be, int n)
     close(s);
 }
 
+/* Each of the `n` schedulers has been once round its loop since the call:
+ * what it was asked before to do (cancel an ended process's requests, free
+ * the fd numbers held for it: rt__io_proc_close) is done, and the caller
+ * sees it done (a process there yields once, then answers). */
+static void settler(void *arg)
+{
+    rt_pid to = *(rt_pid *)arg;
+    rt_yield();
+    rt_send(to, TAG_SETTLED, NULL, 0);
+}
+
+static void settle_schedulers(unsigned n)
+{
+    rt_pid self = rt_self();
+    for (unsigned k = 1; k <= n; k++)
+        cr_assert_eq(rt_spawn(settler, &self, &(rt_spawn_opts){.sched = k}, NULL), 0);
+    for (unsigned k = 1; k <= n; k++)
+        rt_msg_free(test_recv_tag(TAG_SETTLED, 5000));
+}
+
 static void kill_body(void *arg)
 {
     rt_pid self = rt_self();
@@ -953,7 +974,11 @@ static void kill_body(void *arg)
         cr_assert_eq(((rt_down_info *)m->data)->reason, RT_EXIT_KILLED);
         rt_msg_free(m);
     }
-    /* a process ends, then its monitors hear of it: by now its fds are closed */
+    /* a process ends, then its monitors hear of it: by now its fds are closed
+     * (the numbers may still be held by /dev/null until the other
+     * scheduler has cancelled its requests: once that is done too, the
+     * look at them below no longer races with their closing) */
+    settle_schedulers(2);
     for (int i = 0; i < 2; i++)
         for (int k = 0; k < h[i].n; k++)
             cr_assert(!fd_is_socket(h[i].fds[k]), "victim %d's socket %d still open after DOWN", i,
@@ -1571,6 +1596,169 @@ IO_TEST(cross_thread_wakeup)
                 rt_io_backend(), wake_lat[WAKES / 2] / 1e3, wake_lat[WAKES - 1] / 1e3);
     cr_assert_lt(wake_lat[WAKES - 1], 50 * 1000000LL, "a wake-up took %.1f ms",
                  wake_lat[WAKES - 1] / 1e6);
+    io_stop();
+}
+
+/* A receive that completes while its scheduler spins for work (before it
+ * would park) is seen then, not when the spin ends: the epoll control
+ * looked at its fds only when busy, and answered up to spin_us late. */
+static int spin_fd;
+static int64_t spin_got;
+
+static void spin_receiver(void *arg)
+{
+    (void)arg;
+    char c;
+    cr_assert_eq(rt_recv(spin_fd, &c, 1, 5000), 1);
+    spin_got = now_ns();
+}
+
+IO_TEST(receive_seen_while_the_scheduler_spins)
+{
+    fds_before = test_count_fds();
+    /* a spin of 2 s: it does not end before the byte comes */
+    rt_opts o = {.schedulers = 1, .io = backend, .spin_us = 2000000};
+    int rc = rt_start(&o);
+    if (rc < 0 && backend == RT_IO_URING)
+        cr_skip_test("io_uring is not available here: %s", rt_strerror(rc));
+    cr_assert_eq(rc, 0, "rt_start: %s", rt_strerror(rc));
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    spin_fd = sv[0];
+    rt_pid p;
+    cr_assert_eq(rt_spawn(spin_receiver, NULL, &(rt_spawn_opts){.joinable = true}, &p), 0);
+    usleep(20000); /* the receive is waiting, the scheduler spinning */
+    rt_stats s0, s1;
+    rt_stats_get(&s0);
+    int64_t sent = now_ns();
+    cr_assert_eq(write(sv[1], "x", 1), 1);
+    int reason = -1;
+    cr_assert_eq(rt_join(p, 10000, &reason), 0);
+    cr_assert_eq(reason, 0);
+    rt_stats_get(&s1);
+    cr_assert_eq(s1.parks, s0.parks, "the scheduler parked: the spin was not tested");
+    cr_log_info("%s: a byte seen by a spinning scheduler after %.1f us", rt_io_backend(),
+                (spin_got - sent) / 1e3);
+    cr_assert_lt(spin_got - sent, (int64_t)SLACK_MS * 1000000, "seen after %.1f ms",
+                 (spin_got - sent) / 1e6);
+    close(sv[0]);
+    close(sv[1]);
+    io_stop();
+}
+
+/* Large transfers that the kernel can take at once go straight to it
+ * (rt_recv, rt_send_all), without the trip through the ring that gave the
+ * other processes a turn: a process that finds 32 KiB waiting, again and
+ * again, must still let them run in between. */
+#define HOG_BUF (32 * 1024)
+
+static int hog_fd;
+static _Atomic int hog_reads;
+static int others_saw[50];
+
+static void hog(void *arg)
+{
+    (void)arg;
+    char *buf = malloc(HOG_BUF);
+    for (;;) {
+        ssize_t n = rt_recv(hog_fd, buf, HOG_BUF, 5000);
+        if (n <= 0)
+            break;
+        atomic_fetch_add(&hog_reads, 1);
+    }
+    free(buf);
+}
+
+static void other(void *arg)
+{
+    (void)arg;
+    /* started first, so that it is there for the whole of the hog's reads */
+    for (int64_t end = rt_now_ms() + 5000; atomic_load(&hog_reads) == 0 && rt_now_ms() < end;)
+        rt_yield();
+    for (int i = 0; i < 50; i++) {
+        others_saw[i] = atomic_load(&hog_reads);
+        rt_yield();
+    }
+}
+
+IO_TEST(large_receives_leave_others_a_turn)
+{
+    io_start(backend, 1, 0, 0);
+    atomic_store(&hog_reads, 0);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    int big = 4 << 20;
+    if (setsockopt(sv[1], SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) < 0)
+        setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    /* waiting before the receiver starts: every read finds a full buffer */
+    static char chunk[HOG_BUF];
+    long long filled = 0;
+    for (ssize_t n; (n = send(sv[1], chunk, sizeof chunk, MSG_DONTWAIT | MSG_NOSIGNAL)) > 0;)
+        filled += n;
+    if (filled < 20 * HOG_BUF)
+        cr_skip_test("a socket here holds only %lld bytes", filled);
+    hog_fd = sv[0];
+    rt_pid h, o;
+    cr_assert_eq(rt_spawn(other, NULL, &(rt_spawn_opts){.joinable = true}, &o), 0);
+    cr_assert_eq(rt_spawn(hog, NULL, &(rt_spawn_opts){.joinable = true}, &h), 0);
+    int reason = -1;
+    cr_assert_eq(rt_join(o, 5000, &reason), 0);
+    cr_assert_eq(reason, 0);
+    close(sv[1]); /* the end of the stream */
+    cr_assert_eq(rt_join(h, 5000, &reason), 0);
+    cr_assert_eq(reason, 0);
+    int total = atomic_load(&hog_reads), between = 0;
+    for (int i = 0; i < 50; i++)
+        between += others_saw[i] > 1 && others_saw[i] < total;
+    cr_log_info("%s: %d reads of %d KiB; the other process ran %d times in between",
+                rt_io_backend(), total, HOG_BUF / 1024, between);
+    cr_assert_gt(between, 0, "%d reads, and no other process ran in between", total);
+    close(sv[0]);
+    io_stop();
+}
+
+/* ... but never ahead of an operation of the same process still queued:
+ * a large rt_send_all after an rt_io_send not yet handed to the kernel
+ * (it waits in the scheduler's batch) comes after it in the stream. */
+#define ORDER_CHUNK (64 * 1024)
+
+static int order_fd;
+static unsigned char order_buf[2 * ORDER_CHUNK];
+
+static void ordered_sender(void *arg)
+{
+    (void)arg;
+    for (size_t i = 0; i < sizeof order_buf; i++)
+        order_buf[i] = pattern(7, i);
+    rt_io_req req;
+    cr_assert_eq(rt_io_send(order_fd, order_buf, ORDER_CHUNK, 0, &req), 0);
+    cr_assert_eq(rt_send_all(order_fd, order_buf + ORDER_CHUNK, ORDER_CHUNK, 5000), ORDER_CHUNK);
+    cr_assert_eq(await_res(req, 5000), ORDER_CHUNK);
+}
+
+IO_TEST(large_send_after_a_queued_one_keeps_the_order)
+{
+    io_start(backend, 1, 0, 0);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    int big = 1 << 20;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    order_fd = sv[0];
+    rt_pid p;
+    cr_assert_eq(rt_spawn(ordered_sender, NULL, &(rt_spawn_opts){.joinable = true}, &p), 0);
+    static unsigned char got[2 * ORDER_CHUNK];
+    for (size_t n = 0; n < sizeof got;) {
+        ssize_t k = recv(sv[1], got + n, sizeof got - n, 0);
+        cr_assert_gt(k, 0);
+        n += (size_t)k;
+    }
+    int reason = -1;
+    cr_assert_eq(rt_join(p, 5000, &reason), 0);
+    cr_assert_eq(reason, 0);
+    for (size_t i = 0; i < sizeof got; i++)
+        cr_assert_eq(got[i], pattern(7, i), "byte %zu out of order", i);
+    close(sv[0]);
+    close(sv[1]);
     io_stop();
 }
 

@@ -157,10 +157,16 @@ RT_API int rt_socket(int domain, int type, int protocol);
 RT_API int rt_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int timeout_ms);
 /* rt_connect: returns 0 or -errno. */
 RT_API int rt_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int timeout_ms);
-/* rt_recv: up to len bytes; returns the count (0 at end of stream) or -errno. */
+/* rt_recv: up to len bytes; returns the count (0 at end of stream) or -errno.
+ * Large receives (len of 32 KiB or more, on an fd whose last rt_recv on
+ * this scheduler brought 32 KiB or more) that find data waiting are made
+ * with recv(2) itself, not through the ring, when the process has no
+ * operation in flight; after 16 such in a row it yields first. */
 RT_API ssize_t rt_recv(int fd, void *buf, size_t len, int timeout_ms);
 /* rt_send_all: all len bytes (several sends if needed); returns len or
- * -errno (bytes already sent are then unknown to the caller). */
+ * -errno (bytes already sent are then unknown to the caller). From 32 KiB
+ * on, what the socket takes at once is sent with send(2) itself (as for
+ * rt_recv), the rest through the ring. */
 RT_API ssize_t rt_send_all(int fd, const void *buf, size_t len, int timeout_ms);
 /* rt_close: close through the ring (disowning it); returns 0 or -errno. */
 RT_API int rt_close(int fd);
