@@ -574,6 +574,7 @@ struct counting {
     struct many_conn *conns; /* by fd */
     uint64_t bytes[MANY_CONNS];
     int ended, errors, multishot_restarts;
+    int bad_bytes, recv_errors, first_error; /* what `errors` counts, apart */
 };
 
 static void counting_data(struct counting *c, int fd, const unsigned char *p, size_t n)
@@ -587,10 +588,14 @@ static void counting_data(struct counting *c, int fd, const unsigned char *p, si
     memcpy(&k->id, k->hdr, 4);
     if (k->id >= MANY_CONNS) {
         c->errors++;
+        c->bad_bytes++;
         return;
     }
     for (; i < n; i++, k->off++)
-        c->errors += p[i] != pattern(k->id, k->off);
+        if (p[i] != pattern(k->id, k->off)) {
+            c->errors++;
+            c->bad_bytes++;
+        }
     c->bytes[k->id] = k->off;
 }
 
@@ -617,14 +622,18 @@ static void counting_handle(void *st, rt_msg *m)
         }
         return;
     }
-    if (r->res < 0)
+    if (r->res < 0) {
         c->errors++;
+        if (c->recv_errors++ == 0)
+            c->first_error = r->res;
+    }
     if (r->flags & RT_IO_F_MORE)
         return;
     cr_assert_eq(rt_io_close(r->fd, NULL), 0);
     ++c->ended;
     if (c->ended == MANY_CONNS) {
-        int out[2] = {c->errors, c->multishot_restarts};
+        int out[5] = {c->errors, c->multishot_restarts, c->bad_bytes, c->recv_errors,
+                      c->first_error};
         for (int i = 0; i < MANY_CONNS; i++)
             if (c->bytes[i] != many_total((uint32_t)i))
                 out[0]++;
@@ -688,9 +697,12 @@ static void many_body(void *arg)
         *w = (struct writer_arg){port, i};
         cr_assert_eq(rt_spawn(many_writer, w, NULL, NULL), 0);
     }
-    int res[2];
+    int res[5];
     recv_into(TAG_DONE, 30000, res, sizeof res);
-    cr_assert_eq(res[0], 0, "%d connections short or corrupted", res[0]);
+    cr_assert_eq(res[0], 0,
+                 "%d wrong: %d bytes not as sent, %d receives failed (the first: %s), the rest "
+                 "connections short",
+                 res[0], res[2], res[3], res[3] ? rt_strerror(res[4]) : "-");
     cr_log_info(
         "%s: %d connections x %d messages, every byte in order; multishot re-armed %d times",
         rt_io_backend(), MANY_CONNS, MANY_MSGS, res[1]);
