@@ -218,13 +218,15 @@ typedef struct esock_ep_opts {
  *    messages does not make a packet of each: the first esock_send of a
  *    process's turn goes to the socket at once (request/response waits for
  *    nothing); small messages (up to 2 KiB) that follow it in the same
- *    turn wait in the send queue, up to 64 KiB, and go out together in one
- *    write when the sender's turn ends (it blocks, yields or ends, or its
- *    callback returns): the association's process, which runs next on the
- *    sender's scheduler, writes them. A larger message, or one past the
- *    64 KiB, goes out at once, after those waiting. Only a sender on the
- *    association process's scheduler batches; from another scheduler or a
- *    thread that is not a process, each esock_send writes at once. What
+ *    turn wait in the send queue, up to 64 KiB, and go out together (one
+ *    sendmsg(2) per 64 of them) when the sender's turn ends (it blocks,
+ *    yields or ends, or its callback returns): the association's process,
+ *    which runs after it on the sender's scheduler, writes them. A larger
+ *    message, or one past the 64 KiB, goes out at once, after those
+ *    waiting. Only a sender on the association process's scheduler
+ *    batches (rt_sched_of: a hint, as stealing may move either); from
+ *    another scheduler or a thread that is not a process, each esock_send
+ *    writes at once. What
  *    waits counts as queued (esock_assoc_info.queued) and comes first, in
  *    order; esock_assoc_shutdown and a graceful close write it before the
  *    FIN; an abort hands it back (ESOCK_MSG_SEND_FAILED, never on the wire);
