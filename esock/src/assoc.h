@@ -131,7 +131,9 @@ void es__sctp_ghost(struct as_st *st, const rt_msg *m); /* ES_AS_GHOST */
 /* tcp.c */
 int es__tcp_read_one(struct as_st *st);
 int es__tcp_write(struct as_ent *a, struct sq_item *q, const void *data);
-int es__tcp_write_queue(struct as_ent *a); /* 1 (all out), 0 (the socket is full), -errno */
+/* Write the queue, many messages a call: 1 (all out), 0 (the socket is
+ * full), -errno. Under a->lock. */
+int es__tcp_write_queue(struct as_ent *a);
 void es__tcp_connect(struct as_st *st);                          /* start (or go on) connecting */
 void es__tcp_connected(struct as_st *st, const rt_io_result *r); /* its completion */
 void es__tcp_shutdown(struct as_st *st);                         /* the queue is empty: FIN */
