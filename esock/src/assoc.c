@@ -9,8 +9,12 @@
  *
  * Sending does not go through the process: esock_send writes to the socket
  * from the caller's thread (one system call, under the association's
- * lock). Only when the socket's buffer is full does the message wait, in a
- * queue the process drains when the socket is writable again.
+ * lock). When the socket's buffer is full the message waits, in a queue
+ * the process drains when the socket is writable again. TCP: small
+ * messages that follow another in their sender's turn wait in that queue
+ * too (`held`), and the process, kicked, writes them all at once after the
+ * sender's turn (may_hold): one segment for many, where each would
+ * otherwise be a packet of its own (TCP_NODELAY).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -71,13 +75,17 @@ static void close_socket(struct as_st *st, bool abort, bool final)
     if (st->proto == ESOCK_TCP)
         es__tcp_cleanup(st);
     pthread_mutex_lock(&a->lock);
+    /* TCP, a quiet end: what was held for the end of its sender's turn was
+     * as good as sent (what waits for a full socket comes back) */
+    if (!abort && a->held && a->fd >= 0)
+        (void)es__tcp_write_queue(a);
     a->state = final ? ESOCK_ASSOC_CLOSED : ESOCK_ASSOC_CONNECTING;
     int fd = a->fd;
     a->fd = -1;
     struct sq_item *q = a->head;
     a->head = a->tail = NULL;
     a->queued = 0;
-    a->kicked = a->want_ready = false;
+    a->kicked = a->want_ready = a->held = false;
     a->broken = 0;
     /* TCP with framing: a message written in part leaves the peer inside
      * it; a quiet end would have it take what comes next as the rest */
@@ -558,6 +566,45 @@ static int proto_write(struct as_ent *a, struct sq_item *q, const void *data)
     return a->proto == ESOCK_TCP ? es__tcp_write(a, q, data) : es__sctp_write(a, q, data);
 }
 
+/* The last esock_send to a TCP association on this thread: by whom, to
+ * which. An association process that runs on the thread clears it: the
+ * turn of the process that sent has ended by then. */
+static _Thread_local struct {
+    uint64_t pid, assoc;
+} last_send;
+
+/* Whether a send from the caller may wait in the queue until the end of
+ * the caller's turn, and make sure a kick is on its way then: TCP, a small
+ * message with room beside those held; one that follows another from the
+ * same process in the same turn (the first of a turn goes out at once, so
+ * request/response pays nothing), or any while a kick is on its way
+ * anyway; and the caller a process of the association process's
+ * scheduler, which runs the kick after the caller's turn (from another
+ * thread or scheduler the kick could come late: the message goes out
+ * now). A process can run again before the association process did (the
+ * others of its scheduler need not be association processes): it then
+ * holds the first message of that turn too, which costs a kick, no more. */
+static bool may_hold(struct as_ent *a, size_t len)
+{
+    if (a->proto != ESOCK_TCP || len > ES_TCP_HOLD_MSG || a->queued + len > ES_TCP_HOLD_MAX)
+        return false;
+    rt_pid self = rt_self();
+    if (rt_pid_is_none(self))
+        return false;
+    uint64_t h = es__as_handle(a).id;
+    bool follows = last_send.pid == self.id && last_send.assoc == h;
+    last_send.pid = self.id;
+    last_send.assoc = h;
+    if (!follows && !a->kicked)
+        return false;
+    int here = rt_sched_of(self);
+    if (here < 0 || rt_sched_of(a->pid) != here)
+        return false;
+    if (!a->kicked)
+        a->kicked = rt_send(a->pid, ES_AS_KICK, NULL, 0) == 0;
+    return a->kicked;
+}
+
 int es__send_locked(struct as_ent *a, uint16_t stream, uint32_t ppid, unsigned flags,
                     uint32_t context, uint32_t lifetime, const void *data, size_t len)
 {
@@ -572,7 +619,18 @@ int es__send_locked(struct as_ent *a, uint16_t stream, uint32_t ppid, unsigned f
     if (ppid == 0)
         ppid = a->default_ppid;
     struct sq_item it = {NULL, stream, (uint16_t)flags, ppid, context, lifetime, len, 0};
-    if (a->head == NULL) {
+    bool hold = (a->head == NULL || a->held) && may_hold(a, len);
+    if (a->held && !hold) {
+        /* TCP: what is held goes out first, this one after it */
+        int rc = es__tcp_write_queue(a);
+        if (rc < 0)
+            return es__map_send_err(-rc);
+        a->held = false; /* all out, or the socket is full: the kick on its way
+                            then watches for POLLOUT */
+    }
+    if (hold) {
+        a->held = true;
+    } else if (a->head == NULL) {
         /* straight to the socket; what it cannot take now waits */
         int rc = proto_write(a, &it, data);
         if (rc != 0)
@@ -635,7 +693,15 @@ static void flush(struct as_st *st)
         es__as_stop(st, ESOCK_DOWN_CRASH, err, true);
         return;
     }
-    while (a->head && a->fd >= 0) {
+    a->held = false; /* written now: all of it, or up to a full socket */
+    if (a->proto == ESOCK_TCP) {
+        int rc = a->head && a->fd >= 0 ? es__tcp_write_queue(a) : 1;
+        if (rc == 0)
+            again = true;
+        else if (rc < 0)
+            err = rc;
+    }
+    while (a->proto == ESOCK_SCTP && a->head && a->fd >= 0) {
         struct sq_item *q = a->head;
         int rc = proto_write(a, q, q->data);
         if (rc <= 0) {
@@ -792,6 +858,7 @@ static void unowned(struct as_st *st)
 static void as_handle(void *state, rt_msg *m)
 {
     struct as_st *st = state;
+    last_send.pid = 0; /* whoever sent last on this thread, its turn is over */
     switch (m->tag) {
     case RT_MSG_IO: {
         const rt_io_result *r = rt_io_result_of(m);

@@ -90,6 +90,13 @@ struct as_st {
  * message (no copy: bulk flows). */
 #define ES_COPY_MAX 2048u
 
+/* TCP: small messages from a process on its association's scheduler are
+ * held and written together when that process's turn ends (esock_send):
+ * messages up to ES_TCP_HOLD_MSG bytes, up to ES_TCP_HOLD_MAX bytes in
+ * all (then they go out at once, as a larger message does, after them). */
+#define ES_TCP_HOLD_MSG 2048u
+#define ES_TCP_HOLD_MAX (64u << 10)
+
 /* TCP: how long esock_assoc_shutdown gives the queue and the peer's end. */
 #define ES_TCP_SHUTDOWN_MS 10000
 
@@ -124,6 +131,9 @@ void es__sctp_ghost(struct as_st *st, const rt_msg *m); /* ES_AS_GHOST */
 /* tcp.c */
 int es__tcp_read_one(struct as_st *st);
 int es__tcp_write(struct as_ent *a, struct sq_item *q, const void *data);
+/* Write the queue, many messages a call: 1 (all out), 0 (the socket is
+ * full), -errno. Under a->lock. */
+int es__tcp_write_queue(struct as_ent *a);
 void es__tcp_connect(struct as_st *st);                          /* start (or go on) connecting */
 void es__tcp_connected(struct as_st *st, const rt_io_result *r); /* its completion */
 void es__tcp_shutdown(struct as_st *st);                         /* the queue is empty: FIN */

@@ -177,7 +177,7 @@ struct as_ent *es__as_new(void)
             memset(&a->peer, 0, sizeof a->peer);
             a->head = a->tail = NULL;
             a->queued = 0;
-            a->want_ready = a->kicked = false;
+            a->want_ready = a->kicked = a->held = false;
             a->broken = 0;
             a->proto = ESOCK_SCTP;
             a->framed = false;

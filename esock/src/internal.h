@@ -18,7 +18,7 @@
 #define ES_AS_CANT_START     (ESOCK_MSG_BASE + 0x111) /* ep -> assoc */
 #define ES_AS_SHUTDOWN       (ESOCK_MSG_BASE + 0x112)
 #define ES_AS_ABORT          (ESOCK_MSG_BASE + 0x113)
-#define ES_AS_KICK           (ESOCK_MSG_BASE + 0x114) /* a sender queued: watch for POLLOUT */
+#define ES_AS_KICK           (ESOCK_MSG_BASE + 0x114) /* a sender queued: write the queue */
 #define ES_AS_RETRY          (ESOCK_MSG_BASE + 0x115) /* its own backoff timer */
 #define ES_AS_READ           (ESOCK_MSG_BASE + 0x116) /* go on reading (its budget ran out) */
 #define ES_EP_ACCEPT_AGAIN   (ESOCK_MSG_BASE + 0x105) /* TCP: out of fds a while ago */
@@ -105,13 +105,17 @@ struct as_ent {
     uint16_t lport;
     esock_peer peer;
     uint32_t default_ppid;
-    /* send queue, when the socket's buffer is full */
+    /* send queue: when the socket's buffer is full, or (TCP, `held`) small
+     * messages held for one write at the end of their sender's turn */
     struct sq_item *head, *tail;
     size_t queued, hiwat;
     bool want_ready; /* a sender was refused: tell the owner when it drains */
     int broken;      /* TCP: the rest of a message written in part could not be
                         queued (-ENOMEM): the process ends the association */
-    bool kicked;     /* the process has been asked to watch for POLLOUT */
+    bool kicked;     /* the process has been asked to write the queue (ES_AS_KICK:
+                        it watches for POLLOUT when the socket is full) */
+    bool held;       /* TCP: the queue is held by choice, not because the socket
+                        was full; the ES_AS_KICK on its way writes it */
 };
 
 struct ep_ent {

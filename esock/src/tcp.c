@@ -19,6 +19,9 @@
 
 /* Unframed, bulk: a read straight into a message of this size. */
 #define ES_TCP_CHUNK (64u << 10)
+/* Messages written by one sendmsg(2) when the queue is written (two iovecs
+ * each when framed). */
+#define ES_TCP_IOV 128
 /* Framed: a message up to this size gets its memory when its length comes;
  * a larger one as its bytes come. */
 #define ES_FRAME_EAGER (1u << 20)
@@ -492,4 +495,51 @@ int es__tcp_write(struct as_ent *a, struct sq_item *q, const void *data)
         return (int)w;
     q->off += (size_t)w;
     return q->off == q->len + (a->framed ? 4u : 0u) ? 1 : 0;
+}
+
+/* Write the queue from its head, many messages per sendmsg(2): what went
+ * out is freed, a message written in part keeps how far it got. Returns 1
+ * (the queue is empty), 0 (the socket is full), or the kernel's -errno.
+ * The caller holds a->lock. */
+int es__tcp_write_queue(struct as_ent *a)
+{
+    size_t hl = a->framed ? 4 : 0;
+    while (a->head != NULL) {
+        struct iovec iov[ES_TCP_IOV];
+        uint32_t be[ES_TCP_IOV / 2];
+        int n = 0, k = 0;
+        size_t want = 0;
+        for (const struct sq_item *q = a->head; q != NULL && n + 2 <= ES_TCP_IOV; q = q->next) {
+            if (q->off < hl) {
+                be[k] = htonl((uint32_t)q->len);
+                iov[n++] = (struct iovec){(char *)&be[k] + q->off, hl - q->off};
+                k++;
+            }
+            size_t doff = q->off > hl ? q->off - hl : 0;
+            if (q->len > doff)
+                iov[n++] = (struct iovec){(char *)q->data + doff, q->len - doff};
+            want += hl + q->len - q->off;
+        }
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t w = sendmsg(a->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+        for (size_t left = (size_t)w; left > 0;) {
+            struct sq_item *q = a->head;
+            size_t rest = hl + q->len - q->off;
+            if (left < rest) {
+                q->off += left;
+                break;
+            }
+            left -= rest;
+            a->head = q->next;
+            if (a->head == NULL)
+                a->tail = NULL;
+            a->queued -= q->len;
+            free(q);
+        }
+        if ((size_t)w < want)
+            return 0;
+    }
+    return 1;
 }

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
@@ -1549,5 +1550,300 @@ Test(esock_tcp, accept_callback_sees_stream_counts)
 {
     es_start();
     run(rv_streams_body, NULL);
+    es_stop();
+}
+
+/* ---- sends batched per turn (esock.h: "sends are batched per turn") ----------------------------
+ */
+
+unsigned tcp_data_segs_in(int fd); /* tcp_segs.c */
+
+/* es_start with `n` schedulers (ESOCK_TEST_IO as es_start). */
+static void es_start_n(unsigned n)
+{
+    const char *io = getenv("ESOCK_TEST_IO");
+    test_start_opts(&(rt_opts){.schedulers = n,
+                               .io = io && strcmp(io, "epoll") == 0 ? RT_IO_EPOLL : RT_IO_AUTO});
+    int rc = esock_start();
+    cr_assert_eq(rc, 0, "esock_start: %s", esock_strerror(rc));
+}
+
+static int raw_listen(uint16_t *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 8) == 0);
+    CHECK(getsockname(fd, (struct sockaddr *)&a, &l) == 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* Accept one connection within 10 s, without blocking the scheduler. */
+static int raw_accept(int l)
+{
+    for (int i = 0; i < 1000; i++) {
+        int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0)
+            return fd;
+        CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
+        rt_sleep(10);
+    }
+    CHECK(!"no connection within 10 s");
+    return -1;
+}
+
+#define TURN_MSG 16 /* the size of turn_sender's messages: a sequence number, then its bytes */
+
+/* How turn_sender ends its turn after the sends. */
+enum turn_end { TURN_BLOCKS, TURN_SHUTS_DOWN, TURN_ENDS };
+
+struct turn_arg {
+    rt_pid test;
+    uint16_t port;
+    unsigned n;
+    enum turn_end how;
+};
+
+/* The owner of a connection to a plain socket: once up it tells the test
+ * (tag 5), waits for the go (tag 6), sends n small messages one after
+ * another, and then blocks (until tag 7), shuts the connection down, or
+ * ends. */
+static void turn_sender(void *arg)
+{
+    const struct turn_arg *a = arg;
+    esock_ep cep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_LEN32);
+    esock_assoc c;
+    connect_to(cep, "127.0.0.1", a->port, &c, NULL);
+    rt_send(a->test, 5, NULL, 0);
+    rt_msg_free(wait_tag(6));
+    unsigned char msg[TURN_MSG];
+    for (uint32_t i = 0; i < a->n; i++) {
+        memset(msg, (int)(i & 0xff), sizeof msg);
+        memcpy(msg, &i, sizeof i);
+        CHECK_RC(esock_send(c, 0, 0, 0, msg, sizeof msg, NULL), 0);
+    }
+    if (a->how == TURN_ENDS)
+        return; /* the endpoint stays: the connection ends with its owner, gracefully */
+    if (a->how == TURN_BLOCKS)
+        rt_msg_free(wait_tag(7)); /* nothing else can push them out meanwhile */
+    CHECK_RC(esock_assoc_shutdown(c), 0);
+    rt_msg *m = wait_for(ESOCK_MSG_ASSOC_DOWN, c);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN && esock_down_of(m)->error == 0);
+    rt_msg_free(m);
+    CHECK_RC(esock_ep_close(cep), 0);
+}
+
+/* The peer's side: n messages, whole and in order. */
+static void read_turn_msgs(int fd, unsigned n)
+{
+    unsigned char got[4 + TURN_MSG], want[TURN_MSG];
+    for (uint32_t i = 0; i < n; i++) {
+        raw_read(fd, got, sizeof got);
+        CHECK(got[0] == 0 && got[1] == 0 && got[2] == 0 && got[3] == TURN_MSG);
+        memset(want, (int)(i & 0xff), sizeof want);
+        memcpy(want, &i, sizeof i);
+        CHECK(memcmp(got + 4, want, sizeof want) == 0);
+    }
+}
+
+/* Start a turn_sender (monitored), accept its connection from `l`, and
+ * give it the go. */
+static int turn_start(struct turn_arg *a, int l, rt_pid *pid)
+{
+    rt_ref mon;
+    CHECK_RC(rt_spawn(turn_sender, a, NULL, pid), 0);
+    CHECK_RC(rt_monitor(*pid, &mon), 0);
+    int fd = raw_accept(l);
+    rt_msg_free(wait_tag(5));
+    CHECK_RC(rt_send(*pid, 6, NULL, 0), 0);
+    return fd;
+}
+
+/* The turn_sender ended, and well. */
+static void turn_done(void)
+{
+    rt_msg *m = wait_tag(RT_MSG_DOWN);
+    const rt_down_info *d = m->data;
+    CHECK(d->reason == RT_EXIT_NORMAL);
+    rt_msg_free(m);
+}
+
+static void turn_body(void *arg)
+{
+    (void)arg;
+    uint16_t port;
+    int l = raw_listen(&port);
+    rt_pid s;
+
+    /* a sender that blocks after its sends: they are out by then, in one
+     * write after the first (each would be a segment of its own) */
+    struct turn_arg a = {rt_self(), port, 40, TURN_BLOCKS};
+    int fd = turn_start(&a, l, &s);
+    read_turn_msgs(fd, a.n);
+    unsigned segs = tcp_data_segs_in(fd);
+    CHECK(segs >= 1 && segs <= 3);
+    CHECK_RC(rt_send(s, 7, NULL, 0), 0);
+    CHECK(raw_end(fd) == 0);
+    close(fd); /* its end: the sender's shutdown is done */
+    turn_done();
+
+    /* one that shuts down in the same turn (more than a turn's sends, too):
+     * everything before the FIN */
+    a = (struct turn_arg){rt_self(), port, 1000, TURN_SHUTS_DOWN};
+    fd = turn_start(&a, l, &s);
+    read_turn_msgs(fd, a.n);
+    CHECK(raw_end(fd) == 0);
+    close(fd);
+    turn_done();
+
+    /* and one that ends right after them: its connection is closed
+     * gracefully, after them */
+    a = (struct turn_arg){rt_self(), port, 1000, TURN_ENDS};
+    fd = turn_start(&a, l, &s);
+    read_turn_msgs(fd, a.n);
+    CHECK(raw_end(fd) == 0);
+    close(fd);
+    turn_done();
+    close(l);
+}
+
+Test(esock_tcp, small_sends_go_out_together_by_the_end_of_the_senders_turn)
+{
+    /* one scheduler: the association's process stays beside its owner */
+    es_start_n(1);
+    run(turn_body, NULL);
+    es_stop();
+}
+
+/* Several senders on one connection at once: processes beside the
+ * association's (their small sends wait for the end of their turns), on
+ * the other scheduler and a plain thread (theirs go out at once, after what
+ * waits), in small and large messages. Each sender's messages arrive whole,
+ * in its order, and all of them. */
+
+#define MIX_SENDERS 4 /* 3 processes and a thread */
+#define MIX_N       20000
+
+struct mix_arg {
+    esock_assoc c;
+    uint32_t id;
+    rt_pid test;
+    _Atomic int rc; /* the thread's: 0, or the esock_send that failed */
+};
+
+static size_t mix_len(uint32_t seq)
+{
+    return seq % 97 == 0 ? 3000 : 8 + seq % 50; /* every 97th beyond ES_TCP_HOLD_MSG */
+}
+
+static unsigned char mix_byte(uint32_t id, uint32_t seq, size_t i)
+{
+    return (unsigned char)(id * 31 + seq + i);
+}
+
+/* Send them all; returns 0 or the error. `pause` waits a little when the
+ * queue is full (the owner, not the sender, gets SEND_READY). */
+static int mix_send(struct mix_arg *a, void (*pause)(void))
+{
+    unsigned char msg[3000]; /* not _Thread_local: a process may move to another thread */
+    for (uint32_t seq = 0; seq < MIX_N;) {
+        size_t len = mix_len(seq);
+        memcpy(msg, &a->id, 4);
+        memcpy(msg + 4, &seq, 4);
+        for (size_t i = 8; i < len; i++)
+            msg[i] = mix_byte(a->id, seq, i);
+        int rc = esock_send(a->c, 0, 0, 0, msg, len, NULL);
+        if (rc == ESOCK_EWOULDBLOCK) {
+            pause();
+            continue;
+        }
+        if (rc != 0)
+            return rc;
+        seq++;
+    }
+    return 0;
+}
+
+static void mix_pause_proc(void)
+{
+    rt_sleep(1);
+}
+
+static void mix_pause_thread(void)
+{
+    usleep(1000);
+}
+
+static void mix_proc(void *arg)
+{
+    struct mix_arg *a = arg;
+    CHECK_RC(mix_send(a, mix_pause_proc), 0);
+}
+
+static void *mix_thread(void *arg)
+{
+    struct mix_arg *a = arg;
+    atomic_store(&a->rc, mix_send(a, mix_pause_thread));
+    return NULL;
+}
+
+static void mix_body(void *arg)
+{
+    (void)arg;
+    struct pair p;
+    pair_up("127.0.0.1", ESOCK_FRAME_LEN32, &p);
+    struct mix_arg a[MIX_SENDERS];
+    rt_ref mon[MIX_SENDERS - 1];
+    for (uint32_t i = 0; i < MIX_SENDERS; i++)
+        a[i] = (struct mix_arg){.c = p.c, .id = i, .test = rt_self()};
+    /* beside the test (and so beside its association), twice, and on
+     * each scheduler by number (one of them the other) */
+    int here = rt_sched_of(rt_self());
+    CHECK(here >= 0);
+    int where[MIX_SENDERS - 1] = {0, here + 1, (here + 1) % 2 + 1};
+    for (int i = 0; i < MIX_SENDERS - 1; i++) {
+        rt_pid pid;
+        CHECK_RC(rt_spawn(mix_proc, &a[i], &(rt_spawn_opts){.sched = where[i]}, &pid), 0);
+        CHECK_RC(rt_monitor(pid, &mon[i]), 0);
+    }
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, mix_thread, &a[MIX_SENDERS - 1]) == 0);
+    uint32_t next[MIX_SENDERS] = {0};
+    unsigned got = 0, ended = 0;
+    while (got < MIX_SENDERS * MIX_N || ended < MIX_SENDERS - 1) {
+        rt_msg *m = NULL;
+        CHECK(rt_receive(10000, &m) == 0);
+        if (m->tag == RT_MSG_DOWN) {
+            CHECK(((const rt_down_info *)m->data)->reason == RT_EXIT_NORMAL);
+            ended++;
+        }
+        const esock_data *d = esock_data_of(m);
+        if (d != NULL) {
+            CHECK(d->assoc.id == p.s.id && d->len >= 8);
+            uint32_t id, seq;
+            memcpy(&id, d->data, 4);
+            memcpy(&seq, (const char *)d->data + 4, 4);
+            CHECK(id < MIX_SENDERS && seq == next[id] && d->len == mix_len(seq));
+            for (size_t i = 8; i < d->len; i++)
+                CHECK(((const unsigned char *)d->data)[i] == mix_byte(id, seq, i));
+            next[id]++;
+            got++;
+        }
+        rt_msg_free(m); /* and SEND_READY */
+    }
+    CHECK(pthread_join(th, NULL) == 0);
+    CHECK_RC(atomic_load(&a[MIX_SENDERS - 1].rc), 0);
+    for (int i = 0; i < MIX_SENDERS; i++)
+        CHECK(next[i] == MIX_N);
+    CHECK(rt_receive_tag(ESOCK_MSG_DATA, 50, &(rt_msg *){NULL}) == -ETIMEDOUT);
+    pair_close(&p);
+}
+
+Test(esock_tcp, small_and_large_sends_of_several_senders_whole_in_order_and_all, .timeout = 120)
+{
+    es_start();
+    run(mix_body, NULL);
     es_stop();
 }

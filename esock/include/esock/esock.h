@@ -214,6 +214,22 @@ typedef struct esock_ep_opts {
  *    a message the socket cannot take at once waits in the send queue, and
  *    one written in part comes back in ESOCK_MSG_SEND_FAILED whole, with
  *    on_wire set, when the association ends before the rest went out;
+ *  - sends are batched per turn, so that a process sending many small
+ *    messages does not make a packet of each: the first esock_send of a
+ *    process's turn goes to the socket at once (request/response waits for
+ *    nothing); small messages (up to 2 KiB) that follow it in the same
+ *    turn wait in the send queue, up to 64 KiB, and go out together (one
+ *    sendmsg(2) per 64 of them) when the sender's turn ends (it blocks,
+ *    yields or ends, or its callback returns): the association's process,
+ *    which runs after it on the sender's scheduler, writes them. A larger
+ *    message, or one past the 64 KiB, goes out at once, after those
+ *    waiting. Only a sender on the association process's scheduler
+ *    batches (rt_sched_of: a hint, as stealing may move either); from
+ *    another scheduler or a thread that is not a process, each esock_send
+ *    writes at once. What
+ *    waits counts as queued (esock_assoc_info.queued) and comes first, in
+ *    order; esock_assoc_shutdown and a graceful close write it before the
+ *    FIN; an abort hands it back (ESOCK_MSG_SEND_FAILED, never on the wire);
  *  - the peer's end of its stream (FIN) ends the association, as an SCTP
  *    SHUTDOWN does (ESOCK_DOWN_SHUTDOWN, after every byte before it has been
  *    delivered; so a peer that ends its side and then waits for an answer,
@@ -348,6 +364,8 @@ typedef struct esock_send_opts {
  * its high watermark: nothing was sent; the owner gets ESOCK_MSG_SEND_READY
  * once it drains), -EINVAL (data NULL with len > 0, bad flags), ESOCK_ESTALE, another
  * -errno from the kernel. Never blocks; any thread. `opts` may be NULL.
+ * TCP: a small message that follows another in the sender's turn may wait
+ * for the end of that turn (see "TCP" above).
  * Called from a stackful process, every 64th call yields (rt_yield), as a
  * send costs reductions in Erlang: a process sending in a loop cannot
  * starve the processes of its scheduler that read, flush and consume. */
