@@ -79,7 +79,9 @@
  * --go: the Go peer, built (default: peers/echopeer-go in the build tree
  * above this program's folder, where bench/run builds it); --erl: the
  * folder of echopeer.beam (default: that peers/ folder; erl from PATH).
- * Without --csv the CSV is printed to stdout after the table.
+ * Without --csv the CSV is printed to stdout after the table. Each point's
+ * figures are those of its median run; rate_min and rate_max are the
+ * lowest and highest rates of its runs.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -968,7 +970,7 @@ int main(int argc, char **argv)
     size_t sizes[] = {64, 1024, 16384, 65536};
     fprintf(csv, "mode,conns,size,server,rate,unit,mb_per_s,p50_us,p99_us,syscalls_per_msg,"
                  "syscall_source,tcp_mem_runs,server_cpu_us_per_msg,client_cpu_pct,"
-                 "io_uring_ratio,check\n");
+                 "io_uring_ratio,check,rate_min,rate_max\n");
     printf("servers, each with one CPU (%d) and one scheduler, all its threads on that CPU:\n"
            "  io_uring, epoll: rt (%d scheduler; a stackful process per connection) on io_uring,\n"
            "    and on epoll (the control);\n"
@@ -1044,7 +1046,7 @@ int main(int argc, char **argv)
                     }
                 }
                 int short_runs[NSRV] = {0}, nshort = 0;
-                double v[NSRV] = {0};
+                double v[NSRV] = {0}, lo[NSRV] = {0}, hi[NSRV] = {0};
                 bool ok[NSRV];
                 for (int k = 0; k < NSRV; k++) {
                     ok[k] = use[k] && !failed[k];
@@ -1052,8 +1054,14 @@ int main(int argc, char **argv)
                         continue;
                     p[k] = all[k][median_index(rates[k], runs)];
                     v[k] = p[k].rate;
-                    for (int run = 0; run < runs; run++)
+                    lo[k] = hi[k] = v[k];
+                    for (int run = 0; run < runs; run++) {
                         short_runs[k] += all[k][run].kmem > 0;
+                        if (all[k][run].rate < lo[k])
+                            lo[k] = all[k][run].rate;
+                        if (all[k][run].rate > hi[k])
+                            hi[k] = all[k][run].rate;
+                    }
                     nshort += short_runs[k];
                 }
                 char b[NSRV][5][32];
@@ -1107,7 +1115,11 @@ int main(int argc, char **argv)
                             p[k].cli_pct);
                     if (ok[k] && ok[SRV_URING] && v[k] > 0)
                         fprintf(csv, "%.3f", v[SRV_URING] / v[k]);
-                    fprintf(csv, ",%s\n", ok[k] ? "ok" : "FAILED");
+                    fprintf(csv, ",%s", ok[k] ? "ok" : "FAILED");
+                    if (ok[k])
+                        fprintf(csv, ",%.1f,%.1f\n", lo[k], hi[k]);
+                    else
+                        fprintf(csv, ",,\n");
                 }
             }
         }
