@@ -103,9 +103,9 @@ void rt__epoch_enter(struct sched *s)
     limbo_reclaim(&s->limbo, g, false);
     if ((s->tick & 63) == 0)
         shared_reclaim(g);
-    if (s->limbo.n >= LIMBO_PUSH || ((s->tick & 63) == 0 &&
-                                     (s->limbo.head || atomic_load_explicit(&rt__rt.limbo_n,
-                                                                            memory_order_relaxed))))
+    if (s->limbo.n >= LIMBO_PUSH ||
+        ((s->tick & 63) == 0 &&
+         (s->limbo.head || atomic_load_explicit(&rt__rt.limbo_n, memory_order_relaxed))))
         try_advance(g);
 }
 
@@ -133,8 +133,8 @@ void rt__epoch_idle(struct sched *s)
     if (atomic_load_explicit(&s->ep_local, memory_order_relaxed) != 0)
         atomic_store_explicit(&s->ep_local, 0, memory_order_release);
     /* idle, others may be too: two advances reclaim everything */
-    for (int k = 0; k < 3 && (s->limbo.head || atomic_load_explicit(&rt__rt.limbo_n,
-                                                                    memory_order_relaxed));
+    for (int k = 0;
+         k < 3 && (s->limbo.head || atomic_load_explicit(&rt__rt.limbo_n, memory_order_relaxed));
          k++) {
         uint64_t g = atomic_load_explicit(&rt__rt.epoch, memory_order_seq_cst);
         limbo_reclaim(&s->limbo, g, false);

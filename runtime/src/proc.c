@@ -31,7 +31,7 @@ struct slot {
 };
 
 static struct slot *_Atomic chunks[MAX_CHUNKS];
-static _Atomic uint32_t nslots;    /* slots ever handed out */
+static _Atomic uint32_t nslots; /* slots ever handed out */
 /* free slots not held by a scheduler: a stack of batches, as
  * tag << 32 | (first slot + 1), the low half 0 when empty; the tag changes
  * with every update, so a pop that read a head since popped and pushed

@@ -918,9 +918,8 @@ static void race_main(void *arg)
     static rt_pid pids[RACE_RECEIVERS];
     for (int round = 0; round < RACE_ROUNDS; round++) {
         for (int i = 0; i < RACE_RECEIVERS; i++)
-            cr_assert_eq(rt_spawn_actor(&race_ops, NULL, &(rt_spawn_opts){.sched = 1 + i % 2},
-                                        &pids[i]),
-                         0);
+            cr_assert_eq(
+                rt_spawn_actor(&race_ops, NULL, &(rt_spawn_opts){.sched = 1 + i % 2}, &pids[i]), 0);
         for (int k = 1; k <= 2; k++) {
             rt_pid sender;
             rt_ref ref;
