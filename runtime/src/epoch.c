@@ -78,6 +78,34 @@ static void try_advance(uint64_t g)
                                             memory_order_relaxed);
 }
 
+/* Ended processes waiting here or in the shared list. */
+static bool limbo_waiting(struct sched *s)
+{
+    return s->limbo.head || atomic_load_explicit(&rt__rt.limbo_n, memory_order_relaxed);
+}
+
+/* A quiescent point of `s`: announce the epoch if it moved (a store, then
+ * a fence); returns it. */
+static uint64_t announce(struct sched *s)
+{
+    /* seq_cst: ordered with the retirers' seq_cst RMW and load (see the
+     * top) */
+    uint64_t g = atomic_load_explicit(&rt__rt.epoch, memory_order_seq_cst);
+    if (atomic_load_explicit(&s->ep_local, memory_order_relaxed) != g) {
+#if defined(__SANITIZE_THREAD__)
+        /* ThreadSanitizer has no fences: a seq_cst exchange, which is the
+         * same full barrier on x86 */
+        atomic_exchange_explicit(&s->ep_local, g, memory_order_seq_cst);
+#else
+        /* release: this scheduler's turns so far happen before whatever an
+         * advance that reads this allows */
+        atomic_store_explicit(&s->ep_local, g, memory_order_release);
+        atomic_thread_fence(memory_order_seq_cst);
+#endif
+    }
+    return g;
+}
+
 static void shared_reclaim(uint64_t g)
 {
     if (atomic_load_explicit(&rt__rt.limbo_n, memory_order_relaxed) == 0)
@@ -90,22 +118,14 @@ static void shared_reclaim(uint64_t g)
 
 void rt__epoch_enter(struct sched *s)
 {
-    /* seq_cst: ordered with the retirers' fences and loads (see the top) */
-    uint64_t g = atomic_load_explicit(&rt__rt.epoch, memory_order_seq_cst);
-    if (atomic_load_explicit(&s->ep_local, memory_order_relaxed) != g) {
-        /* release: this scheduler's turns so far happen before whatever an
-         * advance that reads this allows */
-        atomic_store_explicit(&s->ep_local, g, memory_order_release);
-        atomic_thread_fence(memory_order_seq_cst);
-    }
-    if (s->limbo.head == NULL && (s->tick & 63) != 0)
+    uint64_t g = announce(s);
+    bool now_and_then = (s->tick & 63) == 0;
+    if (s->limbo.head == NULL && !now_and_then)
         return;
     limbo_reclaim(&s->limbo, g, false);
-    if ((s->tick & 63) == 0)
+    if (now_and_then)
         shared_reclaim(g);
-    if (s->limbo.n >= LIMBO_PUSH ||
-        ((s->tick & 63) == 0 &&
-         (s->limbo.head || atomic_load_explicit(&rt__rt.limbo_n, memory_order_relaxed))))
+    if (s->limbo.n >= LIMBO_PUSH || (now_and_then && limbo_waiting(s)))
         try_advance(g);
 }
 
@@ -119,11 +139,7 @@ void rt__epoch_quiet(struct sched *s)
 {
     if ((++s->ep_calls & 255) != 0 || atomic_load_explicit(&s->ep_local, memory_order_relaxed) == 0)
         return;
-    uint64_t g = atomic_load_explicit(&rt__rt.epoch, memory_order_seq_cst);
-    if (atomic_load_explicit(&s->ep_local, memory_order_relaxed) != g) {
-        atomic_store_explicit(&s->ep_local, g, memory_order_release);
-        atomic_thread_fence(memory_order_seq_cst);
-    }
+    uint64_t g = announce(s);
     limbo_reclaim(&s->limbo, g, false);
     try_advance(g);
 }
@@ -133,13 +149,11 @@ void rt__epoch_idle(struct sched *s)
     if (atomic_load_explicit(&s->ep_local, memory_order_relaxed) != 0)
         atomic_store_explicit(&s->ep_local, 0, memory_order_release);
     /* idle, others may be too: two advances reclaim everything */
-    for (int k = 0;
-         k < 3 && (s->limbo.head || atomic_load_explicit(&rt__rt.limbo_n, memory_order_relaxed));
-         k++) {
+    for (int k = 0; k < 3 && limbo_waiting(s); k++) {
         uint64_t g = atomic_load_explicit(&rt__rt.epoch, memory_order_seq_cst);
         limbo_reclaim(&s->limbo, g, false);
         shared_reclaim(g);
-        if (s->limbo.head || atomic_load_explicit(&rt__rt.limbo_n, memory_order_relaxed))
+        if (limbo_waiting(s))
             try_advance(g);
     }
 }

@@ -191,9 +191,10 @@ void rt__proc_set_exit(struct proc *p, int reason);
 int rt__proc_table_init(void);
 void rt__proc_table_fini(void);
 void rt__proc_sched_idle(struct sched *s, bool stopping); /* credits (and slots) back */
-/* A send from a scheduler's turn without a reference on the receiver:
- * -ESRCH, or 0 with `m` delivered (epoch.c says why that is safe). */
-int rt__proc_send_fast(struct sched *s, rt_pid to, rt_msg *m);
+/* A send from a scheduler's announced turn (epoch.c says why that is
+ * safe) without a reference on the receiver: -ESRCH, or 0 with `m`
+ * delivered. */
+int rt__proc_send_fast(rt_pid to, rt_msg *m);
 void rt__proc_reclaim(struct proc *p); /* an ended process's memory, at last */
 
 /* epoch.c */
@@ -281,7 +282,7 @@ struct sched {
     uint32_t tick;
     /* process slots freed here, reused here first (proc.c): a list through
      * the slots' next_free, as slot index + 1 (0: none) */
-    uint32_t slot_head, slot_tail, slot_n;
+    uint32_t slot_head, slot_n;
     /* rt__rt.procs_live counts live processes plus every scheduler's
      * credits: a spawn here spends one, an end here earns one, and the
      * shared counter moves a batch at a time (owner writes; relaxed reads

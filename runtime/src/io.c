@@ -695,7 +695,7 @@ RT_API int rt_io_cancel(rt_io_req id)
 
 /* ---- the scheduler's side --------------------------------------------------------------- */
 
-void rt__io_poll(struct sched *s, bool busy)
+void rt__io_poll(struct sched *s)
 {
     struct io_sched *io = s->io;
     /* acquire: pairs with the release in buf_release / post_cancel_owner */
@@ -738,13 +738,12 @@ void rt__io_poll(struct sched *s, bool busy)
             buf_return_here(io, ret[i]);
     }
     /* epoll cannot tell without a system call: it looks every 64 rounds,
-     * busy or spinning for work before it parks (`busy`: which of the two;
-     * they are alike now). Looking only when busy, the control saw a reply
+     * busy or spinning for work before it parks. Looking only when busy
+     * (as it did), the control saw a reply
      * that came while it spun only when the spin ended, up to
      * rt_opts.spin_us late (rr 1 x 64 B: p50 67 us against io_uring's 21,
      * a third of its round trips), and when streaming read and echoed in
      * larger pieces for being late, which a client at its limit rewards */
-    (void)busy;
     if (io->be->ready(io) || (++io->poll_tick & 63) == 0)
         io->be->reap(io);
 }
@@ -995,8 +994,6 @@ RT_API int rt_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, in
  * gives the others a turn (direct()). */
 #define DIRECT_MIN (32 * 1024)
 
-static _Thread_local unsigned direct_run; /* direct transfers in a row, on this thread */
-
 static bool nothing_in_flight(struct proc *p)
 {
     struct proc_ext *x = p->ext;
@@ -1043,12 +1040,13 @@ static ssize_t direct(int fd, void *buf, size_t len, bool out)
     /* a turn for the others, as waiting for the ring gave them: before a
      * receive (a send goes on with what the process just read and is still
      * in the cache), or a run of sends alone */
-    if (direct_run >= (out ? 64u : 16u)) {
-        direct_run = 0;
+    struct io_sched *io = rt__sched_self()->io;
+    if (io->direct_run >= (out ? 64u : 16u)) {
+        io->direct_run = 0;
         rt_yield();
+        io = rt__sched_self()->io; /* it may have moved */
     }
-    direct_run++;
-    struct io_sched *io = rt__sched_self()->io; /* (after the yield: it may have moved) */
+    io->direct_run++;
     io__count(io, 1);
     ssize_t n =
         out ? send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) : recv(fd, buf, len, MSG_DONTWAIT);
@@ -1068,7 +1066,7 @@ RT_API ssize_t rt_recv(int fd, void *buf, size_t len, int timeout_ms)
     if (fd >= 0 && buf && len >= DIRECT_MIN && len <= INT32_MAX && fd_hot(io, fd))
         n = direct(fd, buf, len, false);
     if (n == -EAGAIN) {
-        direct_run = 0;
+        rt__sched_self()->io->direct_run = 0;
         rt_io_req req;
         int rc = rt_io_recv(fd, buf, len, 0, 0, &req);
         n = finish(rc, &req, timeout_ms);
@@ -1095,7 +1093,7 @@ RT_API ssize_t rt_send_all(int fd, const void *buf, size_t len, int timeout_ms)
         if (done == len)
             return (ssize_t)len;
     }
-    direct_run = 0;
+    rt__sched_self()->io->direct_run = 0;
     int64_t deadline = timeout_ms >= 0 ? rt_now_ms() + timeout_ms : 0;
     do {
         int left = RT_INFINITY;

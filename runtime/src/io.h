@@ -108,6 +108,7 @@ struct io_sched {
     /* per fd number: its last rt_recv here was large (io.c, rt_recv) */
     uint8_t *hot;
     unsigned nhot;
+    unsigned direct_run; /* transfers done straight in a row here (rt_recv, rt_send_all) */
     /* from other threads (lock) */
     pthread_mutex_t lock;
     unsigned *ret;
@@ -143,7 +144,7 @@ void io__pause(struct io_sched *io, struct ioreq *r);  /* no buffer: wait for on
 /* io.c, for the scheduler */
 int rt__io_init(struct sched *s, int kind, unsigned nbufs, unsigned bufsize);
 void rt__io_fini(struct sched *s);
-void rt__io_poll(struct sched *s, bool busy); /* between turns */
+void rt__io_poll(struct sched *s); /* between turns */
 void rt__io_after_turn(struct sched *s, bool idle_next);
 bool rt__io_has_work(struct sched *s);
 void rt__io_wait(struct sched *s, int64_t deadline);

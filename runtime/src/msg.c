@@ -89,23 +89,21 @@ static int check_send(uint32_t tag, const void *data, size_t size)
     return 0;
 }
 
-/* The scheduler of this thread, if it is in a turn that may send the fast
- * way (epoch.c); NULL otherwise. */
-static inline struct sched *fast_sched(void)
+/* May this thread's scheduler `s` (NULL: none) send the fast way now: is
+ * it in an announced turn (epoch.c)? */
+static inline bool may_send_fast(struct sched *s)
 {
-    struct sched *s = rt__sched_self();
     if (s == NULL || atomic_load_explicit(&s->ep_local, memory_order_relaxed) == 0)
-        return NULL;
+        return false;
     rt__epoch_quiet(s); /* before the send: nothing of it is under way yet */
-    return s;
+    return true;
 }
 
-/* Deliver `m`, made for `to`: from a scheduler's turn (`s`) without a
- * reference on the receiver, otherwise with one. -ESRCH leaves `m` to the
- * caller. */
-static int deliver(struct sched *s, rt_pid to, rt_msg *m)
+/* Deliver `m`, made for `to`: without a reference on the receiver when
+ * `fast`, otherwise with one. -ESRCH leaves `m` to the caller. */
+static int deliver(bool fast, rt_pid to, rt_msg *m)
 {
-    return s ? rt__proc_send_fast(s, to, m) : rt__send_msg(to, m);
+    return fast ? rt__proc_send_fast(to, m) : rt__send_msg(to, m);
 }
 
 RT_API int rt_send(rt_pid to, uint32_t tag, const void *data, size_t size)
@@ -113,13 +111,14 @@ RT_API int rt_send(rt_pid to, uint32_t tag, const void *data, size_t size)
     int rc = check_send(tag, data, size);
     if (rc < 0)
         return rc;
-    struct sched *s = fast_sched();
-    rt_msg *m = msg_new_on(s ? s : rt__sched_self(), tag, size);
+    struct sched *s = rt__sched_self();
+    bool fast = may_send_fast(s);
+    rt_msg *m = msg_new_on(s, tag, size);
     if (m == NULL)
         return -ENOMEM;
     if (size)
         memcpy(m->data, data, size);
-    rc = deliver(s, to, m);
+    rc = deliver(fast, to, m);
     if (rc < 0)
         rt__msg_free(m);
     return rc;
@@ -130,15 +129,16 @@ RT_API int rt_send_move(rt_pid to, uint32_t tag, void *data, size_t size, void (
     int rc = check_send(tag, data, size);
     if (rc < 0)
         return rc;
-    struct sched *s = fast_sched();
-    rt_msg *m = msg_new_on(s ? s : rt__sched_self(), tag, 0);
+    struct sched *s = rt__sched_self();
+    bool fast = may_send_fast(s);
+    rt_msg *m = msg_new_on(s, tag, 0);
     if (m == NULL)
         return -ENOMEM;
     m->size = (uint32_t)size;
     m->data = data;
     m->rt__free = free_fn;
     m->rt__lent = data;
-    rc = deliver(s, to, m);
+    rc = deliver(fast, to, m);
     if (rc < 0) { /* not sent: `data` stays the caller's */
         m->rt__free = NULL;
         m->rt__lent = NULL;
@@ -155,8 +155,9 @@ RT_API int rt_forward(rt_pid to, rt_msg *msg)
         return -EINVAL;
     struct proc *cur = rt__proc_current();
     bool handling = cur && cur->kind == PROC_ACTOR && cur->u.a.cur == msg;
-    struct sched *s = msg->rt__kind == 0 ? fast_sched() : NULL; /* signals take a reference */
-    int rc = deliver(s, to, msg);
+    /* signals take a reference */
+    bool fast = msg->rt__kind == 0 && may_send_fast(rt__sched_self());
+    int rc = deliver(fast, to, msg);
     if (rc == 0 && handling)
         cur->msg_taken = true;
     return rc;

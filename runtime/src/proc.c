@@ -244,14 +244,24 @@ void rt__proc_sched_idle(struct sched *cs, bool stopping)
     live_sub((uint64_t)c);
 }
 
+/* The slot a pid names (its generation in *gen), or NULL if it names none
+ * that was ever handed out. */
+static struct slot *slot_of(rt_pid pid, uint32_t *gen)
+{
+    uint32_t idx = (uint32_t)pid.id;
+    *gen = (uint32_t)(pid.id >> 32);
+    if (*gen == 0 || idx >= atomic_load_explicit(&nslots, memory_order_acquire) ||
+        atomic_load_explicit(&chunks[idx >> CHUNK_BITS], memory_order_acquire) == NULL)
+        return NULL;
+    return slot_at(idx);
+}
+
 struct proc *rt__proc_get(rt_pid pid)
 {
-    uint32_t idx = (uint32_t)pid.id, gen = (uint32_t)(pid.id >> 32);
-    if (gen == 0 || idx >= atomic_load_explicit(&nslots, memory_order_acquire))
+    uint32_t gen;
+    struct slot *s = slot_of(pid, &gen);
+    if (s == NULL)
         return NULL;
-    if (atomic_load_explicit(&chunks[idx >> CHUNK_BITS], memory_order_acquire) == NULL)
-        return NULL;
-    struct slot *s = slot_at(idx);
     uint64_t c = atomic_load_explicit(&s->ctl, memory_order_acquire);
     for (;;) {
         if ((uint32_t)(c >> 32) != gen || !(c & CTL_ALIVE))
@@ -268,15 +278,21 @@ struct proc *rt__proc_get(rt_pid pid)
  * runs and goes, and the count of live processes drops. Its memory (the
  * mailbox a send that read it as alive may still push to, and the slot)
  * waits in limbo for an epoch (epoch.c), then rt__proc_reclaim. */
-static void proc_free(struct proc *p)
+/* Whatever reached the mailbox of the ended `p`: signals answered, all
+ * freed (waiting out a push still under way). */
+static void drain_dead(struct proc *p)
 {
     rt_pid pid = proc_pid(p);
     struct rt__node *n;
-    /* whatever reached the mailbox after the end: answer signals, free all */
     while ((n = mq_pop(&p->mq)) != NULL || !mq_empty(&p->mq)) {
         if (n)
             rt__signal_drain_dead(container_of(n, rt_msg, rt__link), pid);
     }
+}
+
+static void proc_free(struct proc *p)
+{
+    drain_dead(p);
     /* what rt__proc_terminate left for the last in-flight operation that
      * used the process's memory (io_pins): its handlers, then its stack */
     rt__run_at_exit(p);
@@ -298,13 +314,7 @@ static void proc_free(struct proc *p)
 
 void rt__proc_reclaim(struct proc *p)
 {
-    rt_pid pid = proc_pid(p);
-    struct rt__node *n;
-    /* messages that senders who read it as alive pushed after its end */
-    while ((n = mq_pop(&p->mq)) != NULL || !mq_empty(&p->mq)) {
-        if (n)
-            rt__signal_drain_dead(container_of(n, rt_msg, rt__link), pid);
-    }
+    drain_dead(p); /* what senders that read it as alive pushed after its end */
     uint32_t idx = p->idx, gen = p->gen + 1;
     if (gen == 0)
         gen = 1;
@@ -338,12 +348,12 @@ void rt__proc_put(struct proc *p)
 
 bool rt__proc_alive(rt_pid pid)
 {
-    uint32_t idx = (uint32_t)pid.id, gen = (uint32_t)(pid.id >> 32);
-    if (gen == 0 || idx >= atomic_load_explicit(&nslots, memory_order_acquire) ||
-        atomic_load_explicit(&chunks[idx >> CHUNK_BITS], memory_order_acquire) == NULL)
+    uint32_t gen;
+    struct slot *s = slot_of(pid, &gen);
+    if (s == NULL)
         return false;
     /* seq_cst: rt_register relies on it (see there) */
-    uint64_t c = atomic_load_explicit(&slot_at(idx)->ctl, memory_order_seq_cst);
+    uint64_t c = atomic_load_explicit(&s->ctl, memory_order_seq_cst);
     return (uint32_t)(c >> 32) == gen && (c & CTL_ALIVE);
 }
 
@@ -368,14 +378,12 @@ void rt__proc_deliver(struct proc *p, rt_msg *m)
         rt__sched_ready(p);
 }
 
-int rt__proc_send_fast(struct sched *cs, rt_pid to, rt_msg *m)
+int rt__proc_send_fast(rt_pid to, rt_msg *m)
 {
-    (void)cs; /* announced: the caller checked (epoch.c) */
-    uint32_t idx = (uint32_t)to.id, gen = (uint32_t)(to.id >> 32);
-    if (gen == 0 || idx >= atomic_load_explicit(&nslots, memory_order_acquire) ||
-        atomic_load_explicit(&chunks[idx >> CHUNK_BITS], memory_order_acquire) == NULL)
+    uint32_t gen;
+    struct slot *s = slot_of(to, &gen);
+    if (s == NULL)
         return -ESRCH;
-    struct slot *s = slot_at(idx);
     /* acquire: the process's fields, published with the release store of
      * ctl in publish(); its memory stays until this turn is over */
     uint64_t c = atomic_load_explicit(&s->ctl, memory_order_acquire);

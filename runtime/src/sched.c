@@ -23,17 +23,24 @@
  * every runtime operation (the library is linked, not dlopen'ed late; glibc
  * keeps static TLS room for the few bytes even then) */
 _Thread_local struct sched *rt__tls_sched __attribute__((tls_model("initial-exec")));
-#define tls_sched rt__tls_sched
 
 RT_NOIPA struct sched *rt__sched_self(void)
 {
-    return tls_sched;
+    return rt__tls_sched;
 }
 
 /* Turns in a row the process to run next may take before the ring's head:
  * two processes that answer each other keep the CPU between them for this
  * many turns, then wait behind the others once. */
 #define NEXT_STREAK 16u
+
+static uint32_t runq_len(struct sched *s);
+
+/* May the process to run next take one more turn of the streak? */
+static bool next_may_run(struct sched *s)
+{
+    return s->next_streak + 1 < NEXT_STREAK || runq_len(s) == 0;
+}
 
 /* ---- the local ring ---------------------------------------------------------- */
 
@@ -93,7 +100,6 @@ static void global_put_batch(struct proc **batch, uint32_t n)
 }
 
 static void runq_put(struct sched *s, struct proc *p);
-static uint32_t runq_len(struct sched *s);
 
 /* The oldest of the global queue, or NULL. gq_lock held. */
 static struct proc *global_take(void)
@@ -379,7 +385,7 @@ void rt__sched_switch_out(struct proc *p, enum proc_state st)
      * loop in between, within the limits find_local keeps for it */
     struct proc *n = s->next;
     if (st != PS_EXIT && n && n->kind == PROC_STACKFUL && !n->exiting && s->direct < DIRECT_MAX &&
-        (s->next_streak + 1 < NEXT_STREAK || runq_len(s) == 0)) {
+        next_may_run(s)) {
         s->next = NULL;
         s->next_streak++;
         s->direct++;
@@ -475,7 +481,9 @@ static struct proc *find_local(struct sched *s)
         return p;
     if ((p = s->next) != NULL) {
         s->next = NULL;
-        if (++s->next_streak < NEXT_STREAK || runq_len(s) == 0)
+        bool may = next_may_run(s);
+        s->next_streak++;
+        if (may)
             return p;
         runq_put(s, p);
     }
@@ -507,17 +515,24 @@ static void fire_timers(struct sched *s)
         rt__timer_run(s, rt__now_ns());
 }
 
+/* Nothing to run here for now: what the scheduler holds for the shared
+ * counts (live processes, the epoch) goes back. */
+static void hand_back(struct sched *s)
+{
+    rt__proc_sched_idle(s, false);
+    rt__epoch_idle(s);
+}
+
 static struct proc *idle(struct sched *s)
 {
     struct proc *p = NULL;
-    rt__proc_sched_idle(s, false);
-    rt__epoch_idle(s);
+    hand_back(s);
     if (rt__rt.spin_ns > 0) {
         atomic_fetch_add_explicit(&rt__rt.n_spinning, 1, memory_order_relaxed);
         int64_t until = rt__now_ns() + rt__rt.spin_ns;
         do {
             fire_timers(s);
-            rt__io_poll(s, false);
+            rt__io_poll(s);
             if ((p = find_local(s)) || (p = steal(s)))
                 break;
 #if defined(__x86_64__)
@@ -535,9 +550,8 @@ static struct proc *idle(struct sched *s)
     atomic_store_explicit(&s->n_parks, atomic_load_explicit(&s->n_parks, memory_order_relaxed) + 1,
                           memory_order_relaxed);
     /* again: an end seen while spinning (a completion dropping a process's
-     * last reference) earned one, and its memory waits */
-    rt__proc_sched_idle(s, false);
-    rt__epoch_idle(s);
+     * last reference) earned a credit, and its memory waits */
+    hand_back(s);
     rt__park(s, atomic_load_explicit(&s->next_deadline, memory_order_acquire));
     return NULL;
 }
@@ -556,7 +570,7 @@ bool rt__sched_has_work(struct sched *s)
 static void *sched_main(void *arg)
 {
     struct sched *s = arg;
-    tls_sched = s;
+    rt__tls_sched = s;
     pthread_attr_t a;
     if (pthread_getattr_np(pthread_self(), &a) == 0) {
         pthread_attr_getstack(&a, &s->ctx.stack_lo, &s->ctx.stack_size);
@@ -572,7 +586,7 @@ static void *sched_main(void *arg)
 
     while (!atomic_load_explicit(&rt__rt.shutdown, memory_order_acquire)) {
         fire_timers(s);
-        rt__io_poll(s, true);
+        rt__io_poll(s);
         struct proc *p = find_local(s);
         if (p == NULL)
             p = idle(s);
@@ -587,7 +601,7 @@ static void *sched_main(void *arg)
     rt__pool_flush(s->pool);
     rt__stack_flush(s);
     rt__fault_thread_fini(altstack);
-    tls_sched = NULL;
+    rt__tls_sched = NULL;
     return NULL;
 }
 

@@ -2147,9 +2147,11 @@ enum { RV_NBUFS = 4, RV_BSZ = 4096 };
 static int rv_fd = -1;
 static rt_pid rv_by;
 
-static void rv_victim(void *arg)
+/* A socket pair of the calling process, more queued on one end than the
+ * scheduler's buffers hold, a multishot receive into them armed on it:
+ * returns that end. */
+static int rv_arm(void)
 {
-    (void)arg;
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     cr_assert_eq(rt_io_own(sv[0]), 0);
@@ -2157,13 +2159,20 @@ static void rv_victim(void *arg)
     static char junk[RV_BSZ * 6];
     cr_assert_eq(write(sv[1], junk, sizeof junk), (ssize_t)sizeof junk);
     cr_assert_eq(rt_io_recv(sv[0], NULL, 0, 0, RT_IO_MULTISHOT | RT_IO_BUFSEL, NULL), 0);
+    return sv[0];
+}
+
+static void rv_victim(void *arg)
+{
+    (void)arg;
+    int fd = rv_arm();
     rt_msg *held[RV_NBUFS];
     for (int i = 0; i < RV_NBUFS; i++) {
         cr_assert_eq(rt_receive_tag(RT_MSG_IO, 2000, &held[i]), 0);
         cr_assert_gt(rt_io_result_of(held[i])->res, 0);
     }
     rt_sleep(30); /* its ENOBUFS is reaped: the receive is paused */
-    rv_fd = sv[0];
+    rv_fd = fd;
     rt_send(rv_by, TAG_GO, NULL, 0); /* the bystander runs next, before any flush */
     for (int i = 0; i < RV_NBUFS; i++)
         rt_msg_free(held[i]); /* the first return restarts the paused receive (queued) */
@@ -2223,17 +2232,11 @@ static int rv2_fd = -1;
 static void rv2_victim(void *arg)
 {
     rt_pid driver = *(rt_pid *)arg;
-    int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    cr_assert_eq(rt_io_own(sv[0]), 0);
-    cr_assert_eq(rt_io_own(sv[1]), 0);
-    static char junk[RV_BSZ * 6];
-    cr_assert_eq(write(sv[1], junk, sizeof junk), (ssize_t)sizeof junk);
-    cr_assert_eq(rt_io_recv(sv[0], NULL, 0, 0, RT_IO_MULTISHOT | RT_IO_BUFSEL, NULL), 0);
+    int fd = rv_arm();
     rt_msg *held[RV_NBUFS];
     for (int i = 0; i < RV_NBUFS; i++)
         cr_assert_eq(rt_receive_tag(RT_MSG_IO, 2000, &held[i]), 0);
-    rv2_fd = sv[0];
+    rv2_fd = fd;
     rt_send(driver, TAG_PORT, NULL, 0);
     rt_msg_free(test_recv_tag(TAG_GO, 5000)); /* woken from scheduler 2: runs there */
     for (int i = 0; i < RV_NBUFS; i++)
