@@ -268,6 +268,7 @@ static void resume_paused(struct io_sched *io)
 static void buf_return_here(struct io_sched *io, unsigned bid)
 {
     io->bufs_out--;
+    io->buf_gen++;
     io->be->buf_return(io, bid);
     if (io->paused)
         resume_paused(io);
@@ -288,6 +289,18 @@ bool io__take_buf(struct io_sched *io, unsigned *bid)
     return true;
 }
 
+/* An ENOBUFS that ends `r` means the kernel has lost buffers (as Linux
+ * 6.1.7 and later did under multishot recvmsg, liburing issue #778) when
+ * it is the second in a row (R_NOBUF), no buffer is lent out, and none has
+ * come back since it started again: so every buffer was in the ring all
+ * along. The owner then hears it, instead of the scheduler retrying
+ * without end. (Without the last test, buffers lent out when the kernel
+ * looked and all given back before this completion made a false loss.) */
+static bool lost_bufs(const struct io_sched *io, const struct ioreq *r)
+{
+    return (r->flags & R_NOBUF) && io->bufs_out == 0 && r->nobuf_gen == io->buf_gen;
+}
+
 void io__complete(struct io_sched *io, struct ioreq *r, int res, bool more, int bid)
 {
     if (bid >= 0) {
@@ -295,26 +308,24 @@ void io__complete(struct io_sched *io, struct ioreq *r, int res, bool more, int 
         r->flags &= ~R_NOBUF;
     }
     if (res == -ENOBUFS && (r->flags & RT_IO_BUFSEL) && !(r->flags & R_CANCELLED) &&
-        !(more == false && (r->flags & R_NOBUF) && io->bufs_out == 0)) {
+        !(!more && lost_bufs(io, r))) {
         /* the buffers are all lent out: wait for one instead of failing */
         if (!more) {
             bool again = r->flags & R_NOBUF;
             io__pause(io, r);
             /* but some may have come back between the kernel's finding
              * none and this completion: then no return is left to wake it.
-             * Once: a second ENOBUFS at once waits for a return */
-            if (!again && io->bufs_out < io->nbufs) {
+             * So it starts again at once: the first time if any buffer is
+             * back, and again as long as none is lent out (a second
+             * ENOBUFS while some are lent waits for their return) */
+            if (again ? io->bufs_out == 0 : io->bufs_out < io->nbufs) {
                 r->flags |= R_NOBUF;
+                r->nobuf_gen = io->buf_gen;
                 resume_paused(io);
             }
         }
         return;
     }
-    /* (an ENOBUFS that comes through: the kernel found no buffer twice in
-     * a row while every one was back in its ring, so it has lost some, as
-     * Linux 6.1.7 and later do under multishot recvmsg (liburing issue
-     * #778); the owner hears it instead of the scheduler retrying without
-     * end) */
     bool final = !more;
     struct io_payload pl = {.res = {.req = r->id, .op = r->op, .fd = r->fd, .res = res}};
     if (more)

@@ -40,6 +40,7 @@ struct ioreq {
     socklen_t addrlen;
     struct ioreq *next; /* paused list */
     uint32_t next_free_idx;
+    uint32_t nobuf_gen; /* io->buf_gen when an ENOBUFS restarted it (R_NOBUF) */
     uint64_t backend; /* the backend's own use */
     struct proc *pin; /* the owner, referenced until the request ends (its ext->live) */
 };
@@ -104,6 +105,7 @@ struct io_sched {
     unsigned *freebufs; /* backends that pick buffers themselves (epoll) */
     unsigned nfree;
     unsigned bufs_out; /* buffers handed out by completions, not yet back */
+    uint32_t buf_gen;  /* buffers given back to the backend, ever (wraps) */
     struct ioreq *paused;
     /* per fd number: its last rt_recv here was large (io.c, rt_recv) */
     uint8_t *hot;
