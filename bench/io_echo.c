@@ -433,6 +433,7 @@ struct count {
     uint64_t perf; /* kernel-counted system calls of the server's threads */
     uint64_t self; /* the server's own count */
     double cpu;    /* CPU time of this process: the server's threads (main waits) */
+    uint64_t reads, rbytes; /* the in-process servers' receives and the bytes they brought */
 };
 
 struct server;
@@ -468,6 +469,8 @@ static struct result run_client(struct server *s, uint16_t port, int nconns, siz
     d->perf = c1.perf - c0.perf;
     d->self = c1.self - c0.self;
     d->cpu = c1.cpu - c0.cpu;
+    d->reads = c1.reads - c0.reads;
+    d->rbytes = c1.rbytes - c0.rbytes;
     return r;
 }
 
@@ -516,6 +519,8 @@ static _Atomic long blk_syscalls;
  * system call (send, the client's recv, its pipe to main), which orders
  * them in practice; the figures are checks, not synchronisation. */
 static _Atomic long long srv_conns, srv_read, srv_echoed;
+/* the in-process servers' receives that brought data (for bytes per read) */
+static _Atomic long long srv_reads;
 
 static void server_counts(struct server *s, struct count *c)
 {
@@ -528,9 +533,13 @@ static void server_counts(struct server *s, struct count *c)
         c->self = 0; /* none of its own */
     } else if (s->kind == SRV_BLOCKING) {
         c->self = (uint64_t)atomic_load(&blk_syscalls);
+        c->reads = (uint64_t)atomic_load(&srv_reads);
+        c->rbytes = (uint64_t)atomic_load(&srv_read);
     } else {
         rt_stats st;
         c->self = rt_stats_get(&st) == 0 ? st.io_syscalls : 0;
+        c->reads = (uint64_t)atomic_load(&srv_reads);
+        c->rbytes = (uint64_t)atomic_load(&srv_read);
     }
 }
 
@@ -546,6 +555,7 @@ static void rt_conn(void *arg)
         if (n <= 0)
             break;
         atomic_fetch_add_explicit(&srv_read, n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&srv_reads, 1, memory_order_relaxed);
         if (rt_send_all(fd, buf, (size_t)n, RT_INFINITY) != n)
             break;
         atomic_fetch_add_explicit(&srv_echoed, n, memory_order_relaxed);
@@ -582,6 +592,7 @@ static void *blk_conn(void *arg)
         if (n <= 0)
             break;
         atomic_fetch_add_explicit(&srv_read, n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&srv_reads, 1, memory_order_relaxed);
         for (ssize_t off = 0; off < n;) {
             ssize_t w = send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
             atomic_fetch_add_explicit(&blk_syscalls, 1, memory_order_relaxed);
@@ -662,6 +673,7 @@ static void *server_main(void *arg)
     s->perf_fd = open_syscall_counter();
     atomic_store(&srv_conns, 0);
     atomic_store(&srv_read, 0);
+    atomic_store(&srv_reads, 0);
     atomic_store(&srv_echoed, 0);
     s->started = true;
     if (is_ext(s->kind)) {
@@ -714,6 +726,7 @@ struct point {
     double sys_per; /* server system calls per message */
     double cpu_per; /* server CPU time per message, µs */
     double cli_pct; /* the client's CPU use, % of the run */
+    double bpr;     /* bytes per receive of the server (in-process servers; else 0) */
     bool perf;      /* sys_per from the kernel's count (else the server's own) */
     long long kmem; /* TCP memory pressure (entries, ms) and drops meanwhile */
 };
@@ -781,6 +794,7 @@ static struct point measure(int kind, int nconns, size_t size, bool stream, doub
                                           : (double)(p.perf ? d.perf : d.self) / msgs;
     p.cpu_per = msgs > 0 ? d.cpu * 1e6 / msgs : 0;
     p.cli_pct = 100 * p.r.cpu / p.r.secs;
+    p.bpr = d.reads ? (double)d.rbytes / (double)d.reads : 0;
     return p;
 }
 
@@ -970,7 +984,7 @@ int main(int argc, char **argv)
     size_t sizes[] = {64, 1024, 16384, 65536};
     fprintf(csv, "mode,conns,size,server,rate,unit,mb_per_s,p50_us,p99_us,syscalls_per_msg,"
                  "syscall_source,tcp_mem_runs,server_cpu_us_per_msg,client_cpu_pct,"
-                 "io_uring_ratio,check,rate_min,rate_max\n");
+                 "io_uring_ratio,check,rate_min,rate_max,server_bytes_per_read\n");
     printf("servers, each with one CPU (%d) and one scheduler, all its threads on that CPU:\n"
            "  io_uring, epoll: rt (%d scheduler; a stackful process per connection) on io_uring,\n"
            "    and on epoll (the control);\n"
@@ -1001,7 +1015,9 @@ int main(int argc, char **argv)
            "(near 100: the client is the limit, and a server that answers sooner, in smaller\n"
            "pieces, makes it slower). \"! tcp mem\": runs of each server (in the order above) in\n"
            "which the kernel was short of TCP memory (TcpExt TCPMemoryPressures, TCPRcvQDrop:\n"
-           "the whole machine's). \"-\": not run.\n\n");
+           "the whole machine's). \"-\": not run. The CSV also has server_bytes_per_read: the\n"
+           "mean bytes a receive of the server brought (rt and blocking; smaller pieces cost a\n"
+           "client at its limit more receives).\n\n");
     printf("%-6s %5s %6s | %9s %9s %9s %9s %9s | %6s %6s %6s %6s | %-29s | %-34s | %-19s | %s\n",
            "mode", "conns", "size", "io_uring", "epoll", "blocking", "go", "erlang", "/epoll",
            "/block", "/go", "/erl", "sys/msg", "cpu us/msg", "client cpu%",
@@ -1117,9 +1133,12 @@ int main(int argc, char **argv)
                         fprintf(csv, "%.3f", v[SRV_URING] / v[k]);
                     fprintf(csv, ",%s", ok[k] ? "ok" : "FAILED");
                     if (ok[k])
-                        fprintf(csv, ",%.1f,%.1f\n", lo[k], hi[k]);
+                        fprintf(csv, ",%.1f,%.1f,", lo[k], hi[k]);
                     else
-                        fprintf(csv, ",,\n");
+                        fprintf(csv, ",,,");
+                    if (ok[k] && p[k].bpr > 0)
+                        fprintf(csv, "%.0f", p[k].bpr);
+                    fprintf(csv, "\n");
                 }
             }
         }
