@@ -628,7 +628,19 @@ void rt__proc_terminate(struct proc *p)
 #endif
         }
     }
-    rt__proc_put(p);
+    /* Our reference is the last one left (seen with acquire, so whoever
+     * dropped theirs is done with the process): nobody can take another
+     * (lookups fail without ALIVE, and only a holder holds again), so it
+     * goes without a second locked operation on the slot (a third of
+     * this function's time in skynet). The seq_cst clearing of ALIVE
+     * above stands ahead of the retirement's epoch load, as epoch.c needs */
+    uint64_t c = atomic_load_explicit(&s->ctl, memory_order_acquire);
+    if ((c & (CTL_ALIVE | CTL_REFS)) == 1) {
+        atomic_store_explicit(&s->ctl, c - 1, memory_order_relaxed);
+        proc_free(p);
+    } else {
+        rt__proc_put(p);
+    }
 }
 
 /* Send the exit signal `reason` to every live process (rt_stop). */
