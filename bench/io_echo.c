@@ -430,9 +430,9 @@ static void client(uint16_t port, int nconns, size_t size, bool stream, double d
 
 /* What the server did while the client measured. */
 struct count {
-    uint64_t perf; /* kernel-counted system calls of the server's threads */
-    uint64_t self; /* the server's own count */
-    double cpu;    /* CPU time of this process: the server's threads (main waits) */
+    uint64_t perf;          /* kernel-counted system calls of the server's threads */
+    uint64_t self;          /* the server's own count */
+    double cpu;             /* CPU time of this process: the server's threads (main waits) */
     uint64_t reads, rbytes; /* the in-process servers' receives and the bytes they brought */
 };
 

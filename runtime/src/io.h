@@ -41,8 +41,8 @@ struct ioreq {
     struct ioreq *next; /* paused list */
     uint32_t next_free_idx;
     uint32_t nobuf_gen; /* io->buf_gen when an ENOBUFS restarted it (R_NOBUF) */
-    uint64_t backend; /* the backend's own use */
-    struct proc *pin; /* the owner, referenced until the request ends (its ext->live) */
+    uint64_t backend;   /* the backend's own use */
+    struct proc *pin;   /* the owner, referenced until the request ends (its ext->live) */
 };
 
 struct io_sched;
