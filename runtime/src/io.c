@@ -308,7 +308,7 @@ void io__complete(struct io_sched *io, struct ioreq *r, int res, bool more, int 
         r->flags &= ~R_NOBUF;
     }
     if (res == -ENOBUFS && (r->flags & RT_IO_BUFSEL) && !(r->flags & R_CANCELLED) &&
-        !(!more && lost_bufs(io, r))) {
+        (more || !lost_bufs(io, r))) {
         /* the buffers are all lent out: wait for one instead of failing */
         if (!more) {
             bool again = r->flags & R_NOBUF;

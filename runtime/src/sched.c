@@ -178,11 +178,12 @@ static void runq_put(struct sched *s, struct proc *p)
     }
 }
 
+/* How far ahead in the ring runq_get starts loading a process. */
+#define PREFETCH_AHEAD 4u
+
 /* A hint: p's first lines (its state, mailbox and, for an actor, the start
  * of its state) on their way to the cache. p may be stale: a prefetch of
  * any address is harmless. */
-#define PREFETCH_AHEAD 4u
-
 static inline void prefetch_proc(const struct proc *p)
 {
     __builtin_prefetch(p);

@@ -1689,23 +1689,18 @@ static void turn_body(void *arg)
     close(fd); /* its end: the sender's shutdown is done */
     turn_done();
 
-    /* one that shuts down in the same turn (more than a turn's sends, too):
-     * everything before the FIN */
-    a = (struct turn_arg){rt_self(), port, 1000, TURN_SHUTS_DOWN};
-    fd = turn_start(&a, l, &s);
-    read_turn_msgs(fd, a.n);
-    CHECK(raw_end(fd) == 0);
-    close(fd);
-    turn_done();
-
-    /* and one that ends right after them: its connection is closed
-     * gracefully, after them */
-    a = (struct turn_arg){rt_self(), port, 1000, TURN_ENDS};
-    fd = turn_start(&a, l, &s);
-    read_turn_msgs(fd, a.n);
-    CHECK(raw_end(fd) == 0);
-    close(fd);
-    turn_done();
+    /* one that shuts down in the same turn (more than a turn's sends, too),
+     * and one that ends right after them (its connection is closed
+     * gracefully): everything before the FIN */
+    static const enum turn_end ends[] = {TURN_SHUTS_DOWN, TURN_ENDS};
+    for (unsigned i = 0; i < sizeof ends / sizeof ends[0]; i++) {
+        a = (struct turn_arg){rt_self(), port, 1000, ends[i]};
+        fd = turn_start(&a, l, &s);
+        read_turn_msgs(fd, a.n);
+        CHECK(raw_end(fd) == 0);
+        close(fd);
+        turn_done();
+    }
     close(l);
 }
 
