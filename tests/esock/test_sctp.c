@@ -389,8 +389,8 @@ static void owners_body(void *arg)
     esock_ep cep = ep_on("127.0.0.1", 0);
     rt_pid me = rt_self(), o1;
     CHECK_RC(rt_spawn(other_owner, &me, NULL, &o1), 0);
-    /* registered oldest first: me (index 0, rejects), o1 (takes), then a
-     * newest that rejects: asked first, then o1 takes it */
+    /* registered oldest first: me (index 0, rejects), then o1 (takes),
+     * which as the newest is asked first; no pid is no owner */
     CHECK_RC(esock_owner_register(sep, me, accept_if, (void *)(intptr_t)0), 0);
     CHECK_RC(esock_owner_register(sep, o1, accept_if, (void *)(intptr_t)1), 0);
     CHECK_RC(esock_owner_register(sep, RT_PID_NONE, NULL, NULL), -ESRCH);
@@ -413,6 +413,7 @@ static void owners_body(void *arg)
     /* o1 ended: its association is closed; the client is told */
     rt_msg *m = wait_tag(ESOCK_MSG_ASSOC_DOWN);
     CHECK(esock_down_of(m)->assoc.id == c.id);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN); /* closed gracefully */
     rt_msg_free(m);
     /* nobody accepts now (me rejects): the association is aborted */
     CHECK_RC(esock_owner_register(sep, me, reject_all, NULL), -EEXIST);
