@@ -245,8 +245,7 @@ static void late_owner_body(void *arg)
     CHECK_RC(esock_owner_unregister(sep, rt_self()), ESOCK_ENOOWNER);
     CHECK_RC(esock_ep_close(sep), 0);
     /* the client's association is told its peer went */
-    m = wait_tag(ESOCK_MSG_ASSOC_DOWN);
-    rt_msg_free(m);
+    rt_msg_free(wait_for(ESOCK_MSG_ASSOC_DOWN, c));
     CHECK_RC(esock_ep_close(cep), 0);
 }
 
@@ -873,7 +872,8 @@ static void big_body(void *arg)
         CHECK(d->len == n && d->ppid == 99 && d->stream == 2 && memcmp(d->data, b, n) == 0);
         rt_msg_free(m);
         m = wait_tag(ESOCK_MSG_DATA);
-        CHECK(esock_data_of(m)->len == 4 && esock_data_of(m)->ppid == 100);
+        d = esock_data_of(m);
+        CHECK(d->len == 4 && d->ppid == 100 && d->stream == 2 && memcmp(d->data, "tail", 4) == 0);
         rt_msg_free(m);
     }
     free(b);
