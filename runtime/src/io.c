@@ -23,18 +23,6 @@ struct io_payload {
 
 /* ---- set-up ---------------------------------------------------------------------- */
 
-static bool uring_disabled(void)
-{
-    FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "r");
-    int v = 0;
-    if (f) {
-        if (fscanf(f, "%d", &v) != 1)
-            v = 0;
-        fclose(f);
-    }
-    return v != 0;
-}
-
 int rt__io_init(struct sched *s, int kind, unsigned nbufs, unsigned bufsize)
 {
     struct io_sched *io = calloc(1, sizeof *io);
@@ -59,8 +47,12 @@ int rt__io_init(struct sched *s, int kind, unsigned nbufs, unsigned bufsize)
         return e;
     }
     s->io = io;
+    /* io_uring_setup itself says where the kernel disables io_uring
+     * (/proc/sys/kernel/io_uring_disabled: 2 for everyone, 1 for a process
+     * without CAP_SYS_ADMIN outside kernel.io_uring_group) or a seccomp
+     * filter forbids it: -EPERM, and RT_IO_AUTO goes on with epoll */
     int rc = -ENOSYS;
-    if (kind != RT_IO_EPOLL && !uring_disabled()) {
+    if (kind != RT_IO_EPOLL) {
         io->be = &rt__io_uring_backend;
         rc = io->be->init(io);
         if (rc < 0 && kind == RT_IO_URING)
@@ -113,6 +105,11 @@ void rt__io_fini(struct sched *s)
     pthread_mutex_destroy(&io->lock);
     free(io);
     s->io = NULL;
+}
+
+int rt__io_kind(struct sched *s)
+{
+    return s->io->be == &rt__io_uring_backend ? RT_IO_URING : RT_IO_EPOLL;
 }
 
 RT_API const char *rt_io_backend(void)

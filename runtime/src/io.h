@@ -146,6 +146,7 @@ void io__pause(struct io_sched *io, struct ioreq *r);  /* no buffer: wait for on
 /* io.c, for the scheduler */
 int rt__io_init(struct sched *s, int kind, unsigned nbufs, unsigned bufsize);
 void rt__io_fini(struct sched *s);
+int rt__io_kind(struct sched *s);  /* RT_IO_URING or RT_IO_EPOLL: what init chose */
 void rt__io_poll(struct sched *s); /* between turns */
 void rt__io_after_turn(struct sched *s, bool idle_next);
 bool rt__io_has_work(struct sched *s);

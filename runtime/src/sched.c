@@ -614,6 +614,7 @@ int rt__sched_start(unsigned n)
     memset(ss, 0, sizeof(struct sched) * n);
     rt__rt.sched = ss;
     rt__rt.nsched = n;
+    int kind = rt__rt.io_kind;
     for (unsigned i = 0; i < n; i++) {
         struct sched *s = &ss[i];
         s->idx = i;
@@ -621,7 +622,12 @@ int rt__sched_start(unsigned n)
         atomic_store_explicit(&s->next_deadline, INT64_MAX, memory_order_relaxed);
         int rc = rt__timer_init(s);
         if (rc == 0)
-            rc = rt__io_init(s, rt__rt.io_kind, rt__rt.io_bufs, rt__rt.io_buf_size);
+            rc = rt__io_init(s, kind, rt__rt.io_bufs, rt__rt.io_buf_size);
+        /* every scheduler on the backend the first one got: where io_uring
+         * fails for a later one (its rings' locked memory), the start fails
+         * rather than mixing backends that rt_io_backend would not name */
+        if (rc == 0 && i == 0)
+            kind = rt__io_kind(s);
         if (rc < 0) {
             for (unsigned j = 0; j <= i; j++) {
                 rt__io_fini(&ss[j]);

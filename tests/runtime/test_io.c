@@ -2356,3 +2356,107 @@ IO_TEST(fds_closed_before_monitors_hear)
     cr_assert_eq(test_run(rv3_body, NULL, 30000), 0);
     io_stop();
 }
+
+/* ==== where the kernel disables io_uring
+ * =========================================================================
+ * kernel.io_uring_disabled: 2 forbids io_uring to every process, 1 to
+ * those without CAP_SYS_ADMIN (outside kernel.io_uring_group). The value is
+ * set only around rt_start, which is where the backend is chosen, and put
+ * back at once (and again by the fixture's end, should an assertion fail
+ * in between): other programs on this machine may be using io_uring. */
+
+#define URING_SYSCTL "/proc/sys/kernel/io_uring_disabled"
+
+static int uring_sysctl_saved = -1;
+
+static int sysctl_read(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    int v = -1;
+    if (f) {
+        if (fscanf(f, "%d", &v) != 1)
+            v = -1;
+        fclose(f);
+    }
+    return v;
+}
+
+static bool uring_sysctl_write(int v)
+{
+    FILE *f = fopen(URING_SYSCTL, "w");
+    if (f == NULL)
+        return false;
+    bool ok = fprintf(f, "%d\n", v) > 0;
+    return fclose(f) == 0 && ok;
+}
+
+static void uring_sysctl_restore(void)
+{
+    if (uring_sysctl_saved >= 0)
+        uring_sysctl_write(uring_sysctl_saved);
+}
+
+/* rt_start with kernel.io_uring_disabled at `v` for the call's length. */
+static int start_with_uring_disabled(int v, int backend)
+{
+    cr_assert(uring_sysctl_write(v), "cannot write %d to " URING_SYSCTL, v);
+    cr_assert_eq(sysctl_read(URING_SYSCTL), v);
+    rt_opts o = {.schedulers = 2, .io = backend};
+    int rc = rt_start(&o);
+    cr_assert(uring_sysctl_write(uring_sysctl_saved), "cannot put " URING_SYSCTL " back");
+    return rc;
+}
+
+/* Whether this process may use io_uring where the value is 1. */
+static bool may_use_uring_at_1(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    unsigned long long eff = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "CapEff: %llx", &eff) == 1)
+            break;
+    if (f)
+        fclose(f);
+    int group = sysctl_read("/proc/sys/kernel/io_uring_group");
+    return (eff >> 21 & 1) /* CAP_SYS_ADMIN */ || (group >= 0 && (gid_t)group == getegid());
+}
+
+static void uring_sysctl_init(void)
+{
+    uring_sysctl_saved = sysctl_read(URING_SYSCTL);
+    if (uring_sysctl_saved < 0 || access(URING_SYSCTL, W_OK) != 0)
+        cr_skip_test(URING_SYSCTL " is missing or not writable here (needs Linux 6.6 and root)");
+    if (uring_sysctl_saved != 0)
+        cr_skip_test(URING_SYSCTL " is %d already: io_uring is not ours to turn off and on",
+                     uring_sysctl_saved);
+}
+
+Test(io_auto, follows_the_kernel_where_it_disables_io_uring, .init = uring_sysctl_init,
+     .fini = uring_sysctl_restore)
+{
+    /* 2: the default choice runs on epoll, and works */
+    fds_before = test_count_fds();
+    int rc = start_with_uring_disabled(2, RT_IO_AUTO);
+    cr_assert_eq(rc, 0, "rt_start (auto) with io_uring disabled: %s", rt_strerror(rc));
+    cr_assert_str_eq(rt_io_backend(), "epoll");
+    cr_assert_eq(test_run(tcp_echo_body, NULL, 30000), 0);
+    io_stop();
+
+    /* 2: asking for io_uring by name is the kernel's refusal, and leaves
+     * nothing behind */
+    rc = start_with_uring_disabled(2, RT_IO_URING);
+    cr_assert_eq(rc, -EPERM, "rt_start (io_uring) with io_uring disabled: %d (%s)", rc,
+                 rt_strerror(rc));
+    cr_assert_null(rt_io_backend());
+    cr_assert_eq(test_count_fds(), fds_before, "a failed start left fds open");
+
+    /* 1: the kernel lets this process use io_uring or not, and the default
+     * choice follows it */
+    bool may = may_use_uring_at_1();
+    rc = start_with_uring_disabled(1, RT_IO_AUTO);
+    cr_assert_eq(rc, 0, "rt_start (auto) with io_uring_disabled 1: %s", rt_strerror(rc));
+    cr_assert_str_eq(rt_io_backend(), may ? "io_uring" : "epoll");
+    cr_assert_eq(test_run(tcp_echo_body, NULL, 30000), 0);
+    io_stop();
+}
