@@ -1110,6 +1110,20 @@ static int raw_listener(uint16_t *port)
     return fd;
 }
 
+/* Accept one connection (`l` non-blocking) within 10 s, without blocking the scheduler. */
+static int raw_accept(int l)
+{
+    for (int i = 0; i < 1000; i++) {
+        int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0)
+            return fd;
+        CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
+        rt_sleep(10);
+    }
+    CHECK(!"no connection within 10 s");
+    return -1;
+}
+
 static void bad_input_body(void *arg)
 {
     esock_ep ep;
@@ -1264,7 +1278,11 @@ Test(esock_tcp, several_local_addresses_and_the_wildcard)
  * ---------------------------------------------- */
 
 /* A connection ended while its connect was still queued in the ring must
- * not leave that connect to run on the next socket to get its number. */
+ * not leave that connect to run on the next socket to get its number. b's
+ * UP and status speak for b's own socket; where it landed the listeners
+ * say: lb accepts b's connection (to pb, from b's own port, with the bytes
+ * b sends, reset by b's abort) and nothing else, la nothing that outlives
+ * a's abort. */
 static void fd_reuse_body(void *arg)
 {
     uint16_t pa, pb;
@@ -1273,8 +1291,8 @@ static void fd_reuse_body(void *arg)
     fcntl(lb, F_SETFL, O_NONBLOCK);
     esock_ep cep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_NONE);
     esock_addr ra;
-    esock_addr_parse("127.0.0.1", 0, &ra);
-    for (int i = 0; i < 200; i++) {
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &ra), 0);
+    for (uint32_t i = 0; i < 200; i++) {
         esock_assoc a, b;
         CHECK_RC(esock_assoc_create(cep, &ra, 1, pa, NULL, &a), 0);
         CHECK_RC(esock_assoc_abort(a), 0);
@@ -1282,17 +1300,34 @@ static void fd_reuse_body(void *arg)
         rt_msg *m = wait_for(ESOCK_MSG_ASSOC_UP, b);
         CHECK(esock_up_of(m)->peer.port == pb);
         rt_msg_free(m);
-        esock_assoc_info info;
+        esock_assoc_info info; /* local_port: getsockname on b's socket */
         CHECK_RC(esock_assoc_status(b, &info), 0);
-        CHECK(info.peer.port == pb);
+        CHECK(info.peer.port == pb && info.local_port != 0);
+        CHECK_RC(esock_send(b, 0, 0, 0, &i, sizeof i, NULL), 0);
+        /* lb's side of it: to pb, from b's port, carrying b's bytes */
+        int fd = raw_accept(lb);
+        esock_addr me, peer;
+        socklen_t ml = sizeof me, pl = sizeof peer;
+        CHECK(getsockname(fd, &me.sa, &ml) == 0 && getpeername(fd, &peer.sa, &pl) == 0);
+        CHECK(me.sa.sa_family == AF_INET && ntohs(me.in4.sin_port) == pb);
+        CHECK(peer.sa.sa_family == AF_INET && peer.in4.sin_addr.s_addr == htonl(INADDR_LOOPBACK) &&
+              ntohs(peer.in4.sin_port) == info.local_port);
+        uint32_t got;
+        raw_read(fd, &got, sizeof got);
+        CHECK(got == i);
+        CHECK(accept4(lb, NULL, NULL, 0) < 0 && errno == EAGAIN); /* only that one */
+        /* la's: a's connection at most, ended by a's abort, bearing nothing */
+        rt_msg_free(wait_for(ESOCK_MSG_ASSOC_DOWN, a));
+        for (int afd; (afd = accept4(la, NULL, NULL, SOCK_NONBLOCK)) >= 0;) {
+            int end = raw_end(afd);
+            CHECK(end == 0 || end == -ECONNRESET);
+            close(afd);
+        }
+        CHECK(errno == EAGAIN);
         CHECK_RC(esock_assoc_abort(b), 0);
         rt_msg_free(wait_for(ESOCK_MSG_ASSOC_DOWN, b));
-        rt_msg_free(wait_for(ESOCK_MSG_ASSOC_DOWN, a));
-        /* what the listeners accepted: b's always at lb, never at la */
-        for (int fd; (fd = accept4(la, NULL, NULL, SOCK_NONBLOCK)) >= 0;)
-            close(fd);
-        for (int fd; (fd = accept4(lb, NULL, NULL, SOCK_NONBLOCK)) >= 0;)
-            close(fd);
+        CHECK(raw_end(fd) == -ECONNRESET); /* b's abort reset lb's connection */
+        close(fd);
     }
     close(la);
     close(lb);
@@ -1578,20 +1613,6 @@ static int raw_listen(uint16_t *port)
     CHECK(getsockname(fd, (struct sockaddr *)&a, &l) == 0);
     *port = ntohs(a.sin_port);
     return fd;
-}
-
-/* Accept one connection within 10 s, without blocking the scheduler. */
-static int raw_accept(int l)
-{
-    for (int i = 0; i < 1000; i++) {
-        int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-        if (fd >= 0)
-            return fd;
-        CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
-        rt_sleep(10);
-    }
-    CHECK(!"no connection within 10 s");
-    return -1;
 }
 
 #define TURN_MSG 16 /* the size of turn_sender's messages: a sequence number, then its bytes */
