@@ -1528,9 +1528,16 @@ static void idle_stall_body(void *arg)
     struct holder h = {.test = rt_self()};
     struct stalled p;
     stalled_pair(&h, 256 << 10, &p);
+    /* fill the client's queue to its high watermark (the refused send
+     * would have passed it): the sends end on a full queue, not on another
+     * failure, which would leave no stall to measure */
     static unsigned char msg[1000];
-    while (esock_send(p.c, 0, 0, 0, msg, sizeof msg, NULL) == 0)
-        ;
+    size_t n = 0;
+    int rc;
+    while ((rc = esock_send(p.c, 0, 0, 0, msg, sizeof msg, NULL)) == 0)
+        n++;
+    CHECK_RC(rc, ESOCK_EWOULDBLOCK);
+    CHECK((n + 1) * sizeof msg > (256u << 10));
     rt_sleep(200); /* what can move has moved */
     rt_stats a, b;
     CHECK_RC(rt_stats_get(&a), 0);
@@ -1541,6 +1548,10 @@ static void idle_stall_body(void *arg)
         fprintf(stderr, "%s: %llu I/O system calls in 0.5 s of stall\n", rt_io_backend(),
                 (unsigned long long)calls);
     CHECK(calls <= 200);
+    /* held back all along: what the full socket could not take still waits */
+    esock_assoc_info info;
+    CHECK_RC(esock_assoc_status(p.c, &info), 0);
+    CHECK(info.queued > 0);
     rt_send(p.holder, 1, NULL, 0);
     CHECK_RC(esock_ep_close(p.cep), 0);
     CHECK_RC(esock_ep_close(p.sep), 0);
