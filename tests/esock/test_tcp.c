@@ -1052,9 +1052,12 @@ Test(esock_tcp, a_thousand_connections_on_one_endpoint, .timeout = 120)
 /* ---- an owner restarted by its supervisor gets its connection back -----------------------------
  */
 
+#define HANDOVER_WAIT_MS 3000
+
 static void handover_wait_body(void *arg)
 {
-    esock_ep_opts so = {.proto = ESOCK_TCP, .framing = ESOCK_FRAME_LEN32, .handover_wait_ms = 3000};
+    esock_ep_opts so = {
+        .proto = ESOCK_TCP, .framing = ESOCK_FRAME_LEN32, .handover_wait_ms = HANDOVER_WAIT_MS};
     esock_ep sep, cep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_LEN32);
     CHECK_RC(esock_ep_create(&so, &sep), 0);
     struct sup_owner_arg oa = {sep, rt_self()};
@@ -1077,11 +1080,16 @@ static void handover_wait_body(void *arg)
     CHECK_RC(esock_assoc_status(s, &info), 0);
     CHECK_RC(rt_sup_which_children(sup, &ci, 1), 1);
     CHECK(info.owner.id == ci.pid.id && ci.pid.id != first.id && info.state == ESOCK_ASSOC_UP);
-    /* nobody comes back: after the wait it is closed */
+    /* nobody comes back: after the wait it is closed, not before (the wait
+     * starts after t0, and its timer never fires early on the same clock),
+     * and not much after */
+    int64_t t0 = rt_now_ms();
     CHECK_RC(rt_sup_terminate_child(sup, "owner"), 0);
     m = wait_for(ESOCK_MSG_ASSOC_DOWN, c);
+    int64_t waited = rt_now_ms() - t0;
     CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN);
     rt_msg_free(m);
+    CHECK(waited >= HANDOVER_WAIT_MS && waited <= HANDOVER_WAIT_MS + 1000);
     CHECK_RC(sup_stop(sup), 0);
     CHECK_RC(esock_ep_close(cep), 0);
     CHECK_RC(esock_ep_close(sep), 0);
