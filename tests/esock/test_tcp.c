@@ -76,8 +76,9 @@ static void pair_close(struct pair *p)
 }
 
 /* Read from association `a` until `len` bytes have come; check them
- * against `want`. Returns how many data messages they came in. */
-static unsigned read_bytes(esock_assoc a, const unsigned char *want, size_t len)
+ * against `want`; when `echo`, send each piece back on `a` as it comes.
+ * Returns how many data messages they came in. */
+static unsigned take_bytes(esock_assoc a, const unsigned char *want, size_t len, bool echo)
 {
     size_t got = 0;
     unsigned msgs = 0;
@@ -86,11 +87,18 @@ static unsigned read_bytes(esock_assoc a, const unsigned char *want, size_t len)
         const esock_data *d = esock_data_of(m);
         CHECK(d->stream == 0 && d->ppid == 0 && d->assoc.id == a.id);
         CHECK(got + d->len <= len && memcmp(d->data, want + got, d->len) == 0);
+        if (echo)
+            CHECK_RC(esock_send(a, 0, 0, 0, d->data, d->len, NULL), 0);
         got += d->len;
         msgs++;
         rt_msg_free(m);
     }
     return msgs;
+}
+
+static unsigned read_bytes(esock_assoc a, const unsigned char *want, size_t len)
+{
+    return take_bytes(a, want, len, false);
 }
 
 /* ---- echo over a byte stream ------------------------------------------------------------------
@@ -108,7 +116,8 @@ static void echo_body(void *arg)
     read_bytes(p.s, (const unsigned char *)"hello", 5);
     CHECK_RC(esock_send(p.s, 0, 0, 0, "olleh", 5, NULL), 0);
     read_bytes(p.c, (const unsigned char *)"olleh", 5);
-    /* a megabyte both ways, in sends of every size: all of it, in order */
+    /* a megabyte both ways, in sends of every size, the server echoing it
+     * as it comes: all of it, in order, and no more */
     static unsigned char big[1 << 20];
     for (size_t i = 0; i < sizeof big; i++)
         big[i] = (unsigned char)(i * 7 + i / 251);
@@ -117,7 +126,10 @@ static void echo_body(void *arg)
             n = sizeof big - off;
         CHECK_RC(esock_send(p.c, 0, 0, 0, big + off, n, NULL), 0);
     }
-    read_bytes(p.s, big, sizeof big);
+    take_bytes(p.s, big, sizeof big, true);
+    read_bytes(p.c, big, sizeof big);
+    rt_msg *m;
+    CHECK(rt_receive_tag(ESOCK_MSG_DATA, 50, &m) == -ETIMEDOUT);
     /* queries */
     esock_assoc_info info;
     CHECK_RC(esock_assoc_status(p.c, &info), 0);
@@ -131,7 +143,7 @@ static void echo_body(void *arg)
     CHECK_RC(esock_ep_assocs(p.sep, assocs, 4), 1);
     CHECK(assocs[0].id == p.s.id);
     esock_addr la, ra;
-    esock_addr_parse(addr, 0, &la);
+    CHECK_RC(esock_addr_parse(addr, 0, &la), 0);
     ra = info.peer.addrs[0];
     esock_assoc found;
     CHECK(info.local_port != 0 && info.local_port != esock_ep_port(p.cep)); /* the kernel's pick */
@@ -151,7 +163,7 @@ static void echo_body(void *arg)
     /* a graceful end from the client: both told, then the handles are closed */
     CHECK_RC(esock_assoc_shutdown(p.c), 0);
     CHECK_RC(esock_send(p.c, 0, 0, 0, "late", 4, NULL), ESOCK_ECLOSED);
-    rt_msg *m = wait_for(ESOCK_MSG_ASSOC_DOWN, p.s);
+    m = wait_for(ESOCK_MSG_ASSOC_DOWN, p.s);
     CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN && esock_down_of(m)->error == 0);
     rt_msg_free(m);
     m = wait_for(ESOCK_MSG_ASSOC_DOWN, p.c);
