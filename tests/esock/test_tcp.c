@@ -1402,24 +1402,37 @@ static uint32_t fill_queue(esock_assoc a, size_t size)
     return seq;
 }
 
-/* Count the SEND_FAILED before the association's DOWN; return the DOWN. */
-static rt_msg *failed_then_down(esock_assoc a, unsigned *nfailed)
+/* The association's DOWN, after what never went out came back: the last
+ * of the `sent` messages of `size` bytes fill_queue sent (their contexts
+ * 0 .. sent - 1), oldest first, whole, from esock's queue (ESOCK_ECLOSED;
+ * only the oldest may have gone out in part). How many in *nfailed. */
+static rt_msg *failed_then_down(esock_assoc a, uint32_t sent, size_t size, unsigned *nfailed)
 {
+    uint32_t first = 0;
     *nfailed = 0;
     for (;;) {
         rt_msg *m = NULL;
         CHECK(rt_receive(15000, &m) == 0);
-        if (m->tag == ESOCK_MSG_ASSOC_DOWN && esock_down_of(m)->assoc.id == a.id)
+        if (m->tag == ESOCK_MSG_ASSOC_DOWN && esock_down_of(m)->assoc.id == a.id) {
+            CHECK(*nfailed == 0 || first + *nfailed == sent);
             return m;
-        if (m->tag == ESOCK_MSG_SEND_FAILED && esock_send_failed_of(m)->assoc.id == a.id)
+        }
+        const esock_send_failed *f = esock_send_failed_of(m);
+        if (f != NULL && f->assoc.id == a.id) {
+            if (*nfailed == 0)
+                first = f->context;
+            CHECK(f->context == first + *nfailed && f->len == size);
+            CHECK(f->on_wire ? *nfailed == 0 : f->error == ESOCK_ECLOSED);
             (*nfailed)++;
+        }
         rt_msg_free(m);
     }
 }
 
 static void stuck_peer_body(void *arg)
 {
-    esock_ep_opts co = {.proto = ESOCK_TCP, .send_hiwat = 64 << 10, .sndbuf = 16 << 10};
+    const size_t size = 4096, hiwat = 64 << 10;
+    esock_ep_opts co = {.proto = ESOCK_TCP, .send_hiwat = hiwat, .sndbuf = 16 << 10};
     esock_ep cep;
     CHECK_RC(esock_ep_create(&co, &cep), 0);
     uint16_t port;
@@ -1431,27 +1444,31 @@ static void stuck_peer_body(void *arg)
     int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
     CHECK(fd >= 0);
     /* a shutdown whose queue cannot be written: it gives up after 10 s,
-     * and what never went out comes back first */
-    fill_queue(c, 4096);
+     * and what never went out comes back first. The sends reached the
+     * queue's high watermark (what the kernel took is beyond it); what
+     * comes back is what waited in the queue: no more than it holds */
+    uint32_t sent = fill_queue(c, size);
+    CHECK(sent > 0 && (sent + 1) * size > hiwat);
     int64_t t0 = rt_now_ms();
     CHECK_RC(esock_assoc_shutdown(c), 0);
     unsigned n;
-    rt_msg *m = failed_then_down(c, &n);
+    rt_msg *m = failed_then_down(c, sent, size, &n);
     CHECK(esock_down_of(m)->reason == ESOCK_DOWN_SHUTDOWN && esock_down_of(m)->error == -ETIMEDOUT);
-    CHECK(rt_now_ms() - t0 >= 9900 && n > 0);
+    CHECK(rt_now_ms() - t0 >= 9900 && n > 0 && n <= hiwat / size);
     rt_msg_free(m);
     close(fd);
     /* a reset while esock has queued data: an abort, the kernel's reason */
     connect_to(cep, "127.0.0.1", port, &c, NULL);
     fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
     CHECK(fd >= 0);
-    fill_queue(c, 4096);
+    sent = fill_queue(c, size);
+    CHECK(sent > 0 && (sent + 1) * size > hiwat);
     struct linger lg = {1, 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     close(fd);
-    m = failed_then_down(c, &n);
-    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_ABORT && esock_down_of(m)->error == -ECONNRESET &&
-          n > 0);
+    m = failed_then_down(c, sent, size, &n);
+    CHECK(esock_down_of(m)->reason == ESOCK_DOWN_ABORT && esock_down_of(m)->error == -ECONNRESET);
+    CHECK(n > 0 && n <= hiwat / size);
     rt_msg_free(m);
     close(l);
     CHECK_RC(esock_ep_close(cep), 0);
