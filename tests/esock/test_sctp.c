@@ -1325,6 +1325,37 @@ Test(esock_sctp, handover_to_the_next_owner_and_ends_from_the_server_side)
 /* ---- an owner restarted by its supervisor gets its association back
  * ------------------------ */
 
+/* A supervised owner as sup_owner (es_test.h) that registers only when
+ * told: it says it has started (tag 8) and waits for tag 9 first, so the
+ * test knows no owner is registered until it says so. */
+static void gated_owner(void *arg)
+{
+    const struct sup_owner_arg *a = arg;
+    rt_msg *m;
+    if (rt_send(a->test, 8, NULL, 0) != 0 || rt_receive_tag(9, 30000, &m) != 0)
+        rt_exit_self(-ETIMEDOUT);
+    rt_msg_free(m);
+    sup_owner(arg);
+}
+
+static int gated_owner_start(void *arg, rt_pid *out)
+{
+    return rt_spawn(gated_owner, arg, &(rt_spawn_opts){.link = true}, out);
+}
+
+/* Let the gated owner that has started register; its pid. */
+static rt_pid let_register(void)
+{
+    rt_msg *m = wait_tag(8);
+    rt_pid o = m->from;
+    rt_msg_free(m);
+    CHECK_RC(rt_send(o, 9, NULL, 0), 0);
+    rt_msg_free(wait_tag(7));
+    return o;
+}
+
+enum { AWAY = 10, AWAY_BIG = 100000 };
+
 static void handover_wait_body(void *arg)
 {
     esock_ep_opts so = {.naddrs = 1, .handover_wait_ms = 5000};
@@ -1332,9 +1363,14 @@ static void handover_wait_body(void *arg)
     esock_ep sep, cep = ep_on("127.0.0.1", 0);
     CHECK_RC(esock_ep_create(&so, &sep), 0);
     struct sup_owner_arg oa = {sep, rt_self()};
+    rt_child_spec spec = {.id = "owner",
+                          .start = gated_owner_start,
+                          .arg = &oa,
+                          .restart = RT_PERMANENT,
+                          .shutdown_ms = 1000};
     rt_pid sup;
-    CHECK_RC(sup_owner_tree(&oa, &sup), 0);
-    rt_msg_free(wait_tag(7));
+    CHECK_RC(rt_sup_start(&(rt_sup_flags){.intensity = 5, .period_ms = 5000}, &spec, 1, &sup), 0);
+    rt_pid first = let_register();
     esock_addr ra;
     esock_addr_parse("127.0.0.1", 0, &ra);
     esock_assoc c;
@@ -1345,23 +1381,78 @@ static void handover_wait_body(void *arg)
     rt_msg_free(m);
     rt_sup_child_info ci;
     CHECK_RC(rt_sup_which_children(sup, &ci, 1), 1);
-    rt_pid first = ci.pid;
+    CHECK(ci.pid.id == first.id);
 
-    /* the owner crashes; what the peer sends meanwhile waits in the kernel */
-    rt_send(first, 2, NULL, 0);
-    rt_msg_free(wait_tag(7)); /* restarted, registered again */
-    CHECK_RC(esock_send(c, 1, 11, 0, "while away", 10, NULL), 0);
-    m = wait_for(ESOCK_MSG_ASSOC_UP, s);
-    CHECK(esock_up_of(m)->handed_over);
+    /* the owner crashes; its supervisor starts another, which does not
+     * register yet, and the association has no owner */
+    CHECK_RC(rt_send(first, 2, NULL, 0), 0);
+    m = wait_tag(8);
+    rt_pid second = m->from;
     rt_msg_free(m);
-    m = wait_for(ESOCK_MSG_DATA, s);
-    CHECK(esock_data_of(m)->ppid == 11 && esock_data_of(m)->len == 10 &&
-          memcmp(esock_data_of(m)->data, "while away", 10) == 0);
-    rt_msg_free(m);
+    CHECK(second.id != first.id);
     esock_assoc_info info;
+    for (int t = 0; t < 500; t++) {
+        CHECK_RC(esock_assoc_status(s, &info), 0);
+        if (rt_pid_eq(info.owner, RT_PID_NONE))
+            break;
+        rt_sleep(10);
+    }
+    CHECK(rt_pid_eq(info.owner, RT_PID_NONE) && info.state == ESOCK_ASSOC_UP);
+    /* the peer sends meanwhile, on one stream (so in order): small ones and
+     * one the kernel hands over in parts; all of it reaches the server's
+     * kernel (acknowledged), where it waits */
+    char *big = malloc(AWAY_BIG);
+    CHECK(big != NULL);
+    for (size_t i = 0; i < AWAY_BIG; i++)
+        big[i] = (char)(i * 11 + (i >> 9));
+    char text[32];
+    for (int i = 0; i < AWAY; i++) {
+        int n = snprintf(text, sizeof text, "while away %d", i);
+        CHECK_RC(esock_send(c, 1, 11 + (uint32_t)i, 0, text, (size_t)n, NULL), 0);
+    }
+    CHECK_RC(esock_send(c, 1, 11 + AWAY, 0, big, AWAY_BIG, NULL), 0);
+    esock_assoc_info cinfo;
+    for (int t = 0; t < 500; t++) {
+        CHECK_RC(esock_assoc_status(c, &cinfo), 0);
+        if (cinfo.queued == 0 && cinfo.unacked == 0 && cinfo.pending == 0)
+            break;
+        rt_sleep(10);
+    }
+    CHECK(cinfo.queued == 0 && cinfo.unacked == 0 && cinfo.pending == 0);
+    CHECK_RC(esock_assoc_status(s, &info), 0);
+    CHECK(rt_pid_eq(info.owner, RT_PID_NONE)); /* still nobody's */
+    CHECK(rt_mailbox_len() == 0);
+
+    /* it registers: the association is its, and brings what came
+     * meanwhile, whole and in order, then what comes after */
+    CHECK_RC(rt_send(second, 9, NULL, 0), 0);
+    rt_msg_free(wait_tag(7));
+    CHECK_RC(esock_send(c, 1, 12 + AWAY, 0, "after", 5, NULL), 0);
+    for (int k = 0; k <= AWAY + 2; k++) {
+        CHECK_RC(rt_receive(10000, &m), 0); /* in the order they come (through the owner) */
+        if (k == 0) {
+            const esock_up *u = esock_up_of(m);
+            CHECK(u != NULL && u->assoc.id == s.id && u->handed_over);
+            rt_msg_free(m);
+            continue;
+        }
+        const esock_data *d = esock_data_of(m);
+        CHECK(d != NULL && d->assoc.id == s.id && d->stream == 1);
+        CHECK(d->ppid == 10u + (uint32_t)k);
+        if (k <= AWAY) {
+            int n = snprintf(text, sizeof text, "while away %d", k - 1);
+            CHECK(d->len == (size_t)n && memcmp(d->data, text, (size_t)n) == 0);
+        } else if (k == AWAY + 1) {
+            CHECK(d->len == AWAY_BIG && memcmp(d->data, big, AWAY_BIG) == 0);
+        } else {
+            CHECK(d->len == 5 && memcmp(d->data, "after", 5) == 0);
+        }
+        rt_msg_free(m);
+    }
+    free(big);
     CHECK_RC(esock_assoc_status(s, &info), 0);
     CHECK_RC(rt_sup_which_children(sup, &ci, 1), 1);
-    CHECK(info.state == ESOCK_ASSOC_UP && info.owner.id == ci.pid.id && ci.pid.id != first.id);
+    CHECK(info.state == ESOCK_ASSOC_UP && info.owner.id == second.id && ci.pid.id == second.id);
     CHECK(rt_receive_tag(ESOCK_MSG_ASSOC_DOWN, 100, &m) == -ETIMEDOUT); /* nobody went down */
 
     /* without a supervisor to bring it back, the wait runs out: it closes */
