@@ -70,6 +70,28 @@ static void pair_up(const char *addr, struct pair *p)
 
 /* ---- echo, streams and ppids ----------------------------------------------------------------- */
 
+/* Take 16 messages of association `a` (on endpoint `ep`): exactly one on
+ * each stream s, "stream s" with ppid base + s; when `echo`, send each back
+ * on its stream with its ppid + 1. */
+static void take_each_stream(esock_assoc a, esock_ep ep, uint32_t base, bool echo)
+{
+    bool seen[16] = {0};
+    for (int k = 0; k < 16; k++) {
+        rt_msg *m = wait_for(ESOCK_MSG_DATA, a);
+        const esock_data *d = esock_data_of(m);
+        CHECK(d && d->assoc.id == a.id && d->ep.id == ep.id);
+        CHECK(d->stream < 16 && !seen[d->stream]); /* 16 of them, none twice: each once */
+        seen[d->stream] = true;
+        char want[32];
+        int n = snprintf(want, sizeof want, "stream %u", d->stream);
+        CHECK(d->ppid == base + d->stream);
+        CHECK(d->len == (size_t)n && memcmp(d->data, want, (size_t)n) == 0);
+        if (echo)
+            CHECK_RC(esock_send(a, d->stream, d->ppid + 1, 0, d->data, d->len, NULL), 0);
+        rt_msg_free(m);
+    }
+}
+
 static void streams_body(void *arg)
 {
     const char *addr = arg;
@@ -81,25 +103,9 @@ static void streams_body(void *arg)
         int n = snprintf(buf, sizeof buf, "stream %u", s);
         CHECK_RC(esock_send(p.c, s, 1000 + s, 0, buf, (size_t)n, NULL), 0);
     }
-    for (uint16_t s = 0; s < 16; s++) {
-        /* the server's side (an echo may overtake the last of these) */
-        rt_msg *m = wait_for(ESOCK_MSG_DATA, p.s);
-        const esock_data *d = esock_data_of(m);
-        CHECK(d && d->assoc.id == p.s.id && d->ep.id == p.sep.id);
-        char want[32];
-        int n = snprintf(want, sizeof want, "stream %u", d->stream);
-        CHECK(d->ppid == 1000u + d->stream);
-        CHECK(d->len == (size_t)n && memcmp(d->data, want, (size_t)n) == 0);
-        /* echo it back on the same stream */
-        CHECK_RC(esock_send(p.s, d->stream, d->ppid + 1, 0, d->data, d->len, NULL), 0);
-        rt_msg_free(m);
-    }
-    for (uint16_t s = 0; s < 16; s++) {
-        rt_msg *m = wait_tag(ESOCK_MSG_DATA);
-        const esock_data *d = esock_data_of(m);
-        CHECK(d && d->assoc.id == p.c.id && d->ppid == 1001u + d->stream);
-        rt_msg_free(m);
-    }
+    /* the server's side (an echo may overtake the last of these), then the echoes */
+    take_each_stream(p.s, p.sep, 1000, true);
+    take_each_stream(p.c, p.cep, 1001, false);
     /* bad input, and nothing lost by it */
     CHECK_RC(esock_send(p.c, 16, 1, 0, "x", 1, NULL), ESOCK_EBADSTREAM);
     CHECK_RC(esock_send(p.c, 0, 1, 0, NULL, 1, NULL), -EINVAL);
