@@ -535,41 +535,94 @@ Test(esock_sctp, not_started)
 /* ---- many associations
  * -------------------------------------------------------------------------------- */
 
+/* The index of association `a` in `as` (n of them), or -1. */
+static int assoc_index(const esock_assoc *as, int n, esock_assoc a)
+{
+    for (int i = 0; i < n; i++)
+        if (as[i].id == a.id)
+            return i;
+    return -1;
+}
+
 static void many_body(void *arg)
 {
     int n = (int)(intptr_t)arg;
     esock_ep sep = ep_on("127.0.0.1", 0);
     CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
     /* one client endpoint per association: SCTP allows one association
-     * between a pair of endpoints */
+     * between a pair of endpoints. Client i is cs[i] on ceps[i], its
+     * server's side ss[i]; by_port names i by its endpoint's port, seen[i]
+     * holds what has come about it, a bit each. */
+    enum { C_UP = 1, S_UP = 2, S_DATA = 4, C_DOWN = 8, S_DOWN = 16 };
     esock_ep *ceps = calloc((size_t)n, sizeof *ceps);
-    esock_assoc *cs = calloc((size_t)n, sizeof *cs);
+    esock_assoc *cs = calloc((size_t)n, sizeof *cs), *ss = calloc((size_t)n, sizeof *ss);
+    int *by_port = calloc(65536, sizeof *by_port), *seen = calloc((size_t)n, sizeof *seen);
+    CHECK(ceps && cs && ss && by_port && seen);
     esock_addr ra;
     esock_addr_parse("127.0.0.1", 0, &ra);
     for (int i = 0; i < n; i++) {
         ceps[i] = ep_on("127.0.0.1", 0);
+        by_port[esock_ep_port(ceps[i])] = i + 1;
         CHECK_RC(esock_assoc_create(ceps[i], &ra, 1, (uint16_t)esock_ep_port(sep), NULL, &cs[i]),
                  0);
     }
-    for (int i = 0; i < 2 * n; i++)
-        rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_UP));
-    CHECK_RC(esock_ep_assocs(sep, NULL, 0), n);
-    for (int i = 0; i < n; i++)
-        CHECK_RC(esock_send(cs[i], 0, (uint32_t)i, 0, "ping", 4, NULL), 0);
-    for (int i = 0; i < n; i++) {
-        rt_msg *m = wait_tag(ESOCK_MSG_DATA);
-        CHECK(esock_data_of(m)->len == 4);
+    /* each client's UP once, and each server's side once, from its client's port */
+    for (int k = 0; k < 2 * n; k++) {
+        rt_msg *m = wait_tag(ESOCK_MSG_ASSOC_UP);
+        const esock_up *u = esock_up_of(m);
+        int i = assoc_index(cs, n, u->assoc);
+        if (i >= 0) {
+            CHECK(u->ep.id == ceps[i].id && !(seen[i] & C_UP));
+            seen[i] |= C_UP;
+        } else {
+            CHECK(u->ep.id == sep.id);
+            i = by_port[u->peer.port] - 1;
+            CHECK(i >= 0 && !(seen[i] & S_UP));
+            seen[i] |= S_UP;
+            ss[i] = u->assoc;
+        }
         rt_msg_free(m);
     }
-    /* closing the server's endpoint ends all its associations */
+    CHECK_RC(esock_ep_assocs(sep, NULL, 0), n);
+    /* each client its own bytes, ppid and stream: each arrives on its own
+     * server's side, once */
+    char want[32];
+    for (int i = 0; i < n; i++) {
+        int len = snprintf(want, sizeof want, "ping %d", i);
+        CHECK_RC(esock_send(cs[i], (uint16_t)(i % 16), (uint32_t)i, 0, want, (size_t)len, NULL), 0);
+    }
+    for (int k = 0; k < n; k++) {
+        rt_msg *m = wait_tag(ESOCK_MSG_DATA);
+        const esock_data *d = esock_data_of(m);
+        int i = assoc_index(ss, n, d->assoc);
+        CHECK(i >= 0 && !(seen[i] & S_DATA) && d->ep.id == sep.id);
+        seen[i] |= S_DATA;
+        int len = snprintf(want, sizeof want, "ping %d", i);
+        CHECK(d->ppid == (uint32_t)i && d->stream == i % 16);
+        CHECK(d->len == (size_t)len && memcmp(d->data, want, (size_t)len) == 0);
+        rt_msg_free(m);
+    }
+    /* closing the server's endpoint ends all its associations: each side
+     * of each is told once */
     CHECK_RC(esock_ep_close(sep), 0);
-    for (int i = 0; i < 2 * n; i++)
-        rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_DOWN));
+    for (int k = 0; k < 2 * n; k++) {
+        rt_msg *m = wait_tag(ESOCK_MSG_ASSOC_DOWN);
+        const esock_down *d = esock_down_of(m);
+        int i = assoc_index(cs, n, d->assoc), bit = C_DOWN;
+        if (i < 0)
+            i = assoc_index(ss, n, d->assoc), bit = S_DOWN;
+        CHECK(i >= 0 && !(seen[i] & bit));
+        seen[i] |= bit;
+        rt_msg_free(m);
+    }
     rt_msg_free(wait_tag(ESOCK_MSG_EP_DOWN));
     for (int i = 0; i < n; i++)
         CHECK_RC(esock_ep_close(ceps[i]), 0);
     free(ceps);
     free(cs);
+    free(ss);
+    free(by_port);
+    free(seen);
 }
 
 Test(esock_sctp, a_thousand_associations_on_one_endpoint, .timeout = 280)
