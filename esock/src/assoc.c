@@ -73,7 +73,7 @@ static void close_socket(struct as_st *st, bool abort, bool final)
     st->rlen = 0;
     st->rnotif = false;
     if (st->proto == ESOCK_TCP)
-        es__tcp_cleanup(st);
+        es__tcp_cleanup(st, abort);
     pthread_mutex_lock(&a->lock);
     /* TCP, a quiet end: what was held for the end of its sender's turn was
      * as good as sent (what waits for a full socket comes back) */
@@ -386,7 +386,7 @@ static void as_terminate(void *state, int reason)
         send_down(st, why, reason);
     }
     if (st->proto == ESOCK_TCP)
-        es__tcp_cleanup(st);
+        es__tcp_cleanup(st, true);
     free(st->rbuf);
     st->rbuf = NULL;
     if (st->credit) {

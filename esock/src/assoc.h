@@ -137,6 +137,6 @@ int es__tcp_write_queue(struct as_ent *a);
 void es__tcp_connect(struct as_st *st);                          /* start (or go on) connecting */
 void es__tcp_connected(struct as_st *st, const rt_io_result *r); /* its completion */
 void es__tcp_shutdown(struct as_st *st);                         /* the queue is empty: FIN */
-void es__tcp_cleanup(struct as_st *st); /* drop connect and framing state */
+void es__tcp_cleanup(struct as_st *st, bool abort); /* drop connect and framing state */
 
 #endif

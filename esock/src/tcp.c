@@ -175,13 +175,20 @@ int es__tcp_paths(int fd, const esock_addr *peer, esock_path_info *out, size_t c
 /* ---- connecting --------------------------------------------------------------------------------
  */
 
-static void drop_connect(struct as_st *st)
+/* A connect in flight ends. Its socket may be connected already (the
+ * completion not yet seen): when the association is aborted, the close
+ * resets that connection, as it would an association that is up. */
+static void drop_connect(struct as_st *st, bool abort)
 {
     if (st->creq) {
         rt_io_cancel(st->creq);
         st->creq = 0; /* its last completion is not looked at */
     }
     if (st->cfd >= 0) {
+        if (abort) {
+            struct linger l = {1, 0};
+            setsockopt(st->cfd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+        }
         es__close_fd(st->cfd); /* after the connect, if it is still queued */
         st->cfd = -1;
     }
@@ -205,7 +212,7 @@ static const esock_addr *local_for(const struct as_st *st, int family)
  * left, the association could not start, with the last one's error. */
 void es__tcp_connect(struct as_st *st)
 {
-    drop_connect(st);
+    drop_connect(st, false); /* the last one failed */
     while (st->conn_idx < st->conn.nremote) {
         const esock_addr *ra = &st->conn.remote[st->conn_idx];
         int fd = socket(ra->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
@@ -252,9 +259,9 @@ void es__tcp_connected(struct as_st *st, const rt_io_result *r)
     es__tcp_connect(st); /* the next address, or the end */
 }
 
-void es__tcp_cleanup(struct as_st *st)
+void es__tcp_cleanup(struct as_st *st, bool abort)
 {
-    drop_connect(st);
+    drop_connect(st, abort);
     if (st->shut_timer) {
         rt_cancel_timer(st->shut_timer);
         st->shut_timer = 0;
