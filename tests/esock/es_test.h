@@ -24,10 +24,16 @@ static inline void es_stop(void)
     test_stop();
 }
 
-/* Run body in a process; fail the test with its exit reason. */
+/* Run body in a process; fail the test with its exit reason. It has as
+ * long as the test's .timeout allows, less 5 s for the runner to report
+ * what the body was doing (60 s without one). */
 static inline void run(void (*body)(void *), void *arg)
 {
-    int reason = test_run(body, arg, 60000);
+    double t = criterion_current_test && criterion_current_test->data
+                   ? criterion_current_test->data->timeout
+                   : 0;
+    int ms = t > 0 ? (int)(t * 1000) - (t > 10 ? 5000 : (int)(t * 100)) : 60000;
+    int reason = test_run(body, arg, ms);
     cr_assert_eq(reason, 0, "the test process ended with %d (%s)", reason, esock_strerror(reason));
 }
 
@@ -121,19 +127,25 @@ static inline pid_t spawn_peer(char *const argv[], int in, int *out)
     return rc == 0 ? pid : -1;
 }
 
-/* Wait for the peer without blocking the scheduler; kill it first when
- * `kill_it`. */
-static inline void reap(pid_t pid, bool kill_it)
+/* Wait for the peer without blocking the scheduler, sending it SIGINT
+ * first when `kill_it`: its wait status; -1 if it could not be waited for
+ * or outlived 10 s (then it is killed). */
+static inline int reap(pid_t pid, bool kill_it)
 {
     if (kill_it)
         kill(pid, SIGINT);
+    int st;
     for (int i = 0; i < 1000; i++) {
-        if (waitpid(pid, NULL, WNOHANG) == pid)
-            return;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return st;
+        if (r < 0)
+            return -1;
         rt_sleep(10);
     }
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
+    return -1;
 }
 
 static inline char *slurp(int fd)

@@ -957,28 +957,6 @@ Test(esock_sctp, message_larger_than_the_receive_buffer)
 /* ---- a peer that is not ours: sctp_darn from lksctp-tools
  * ------------------------------------------ */
 
-/* As reap (es_test.h), but keeps the peer's wait status: wait for it
- * without blocking the scheduler, sending it SIGINT first when `stop`.
- * Returns the status; -1 if it could not be waited for or outlived 10 s
- * (then it is killed). */
-static int reap_status(pid_t pid, bool stop)
-{
-    if (stop)
-        kill(pid, SIGINT);
-    int st;
-    for (int i = 0; i < 1000; i++) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return st;
-        if (r < 0)
-            return -1;
-        rt_sleep(10);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
-}
-
 static void darn_body(void *arg)
 {
     char port_s[16], lport_s[16];
@@ -1022,7 +1000,7 @@ static void darn_body(void *arg)
     /* it exits with what its last send returned (sctp_darn's main exits
      * with command_send's last sendmsg result): the second line and its
      * NUL; a failure is exit 1 */
-    int st = reap_status(pid, false);
+    int st = reap(pid, false);
     char *text = slurp(out);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != (int)strlen(want[1]) + 1)
         fprintf(stderr, "sctp_darn -s ended with status %#x:\n%s\n", (unsigned)st, text);
@@ -1051,7 +1029,7 @@ static void darn_body(void *arg)
     rt_sleep(100);
     /* it listened until our SIGINT ended it (it does not catch it), not
      * ending of its own before */
-    st = reap_status(pid, true);
+    st = reap(pid, true);
     text = slurp(out);
     if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGINT)
         fprintf(stderr, "sctp_darn -l ended with status %#x\n", (unsigned)st);
