@@ -30,8 +30,10 @@ typedef struct rt_opts {
     /* Microseconds an idle scheduler looks for work before it parks.
      * 0: 50 us; a negative value: never spin. */
     int spin_us;
-    /* I/O backend (rt/io.h): RT_IO_AUTO (io_uring, or epoll where io_uring
-     * is disabled or fails), RT_IO_URING (fail if unavailable), RT_IO_EPOLL. */
+    /* I/O backend (rt/io.h), one for every scheduler: RT_IO_AUTO (io_uring,
+     * or epoll where the kernel refuses it: kernel.io_uring_disabled, a
+     * seccomp filter, an old kernel), RT_IO_URING (rt_start fails with the
+     * kernel's error, -EPERM where it is disabled), RT_IO_EPOLL. */
     int io;
     /* Provided receive buffers per scheduler (a power of 2, at most 32768;
      * 0: 512) and their size in bytes (0: 16384). */
