@@ -229,6 +229,20 @@ static void unowned_pair(esock_ep *sep, esock_ep *cep, esock_assoc *c, int nstre
         CHECK_RC(esock_send(*c, (uint16_t)(i % nstreams), (uint32_t)i + 1, 0, "early", 5, NULL), 0);
 }
 
+/* Within 5 s, nothing of what `a` sent is left: not in esock's queue, not
+ * in the kernel's, and the peer has acknowledged all of it. */
+static void wait_all_acked(esock_assoc a)
+{
+    esock_assoc_info ai;
+    for (int t = 0; t < 500; t++) {
+        CHECK_RC(esock_assoc_status(a, &ai), 0);
+        if (ai.queued == 0 && ai.unacked == 0 && ai.pending == 0)
+            return;
+        rt_sleep(10);
+    }
+    CHECK(ai.queued == 0 && ai.unacked == 0 && ai.pending == 0);
+}
+
 static void late_owner_body(void *arg)
 {
     esock_ep sep, cep;
@@ -283,14 +297,7 @@ static void gone_before_owner_body(void *arg)
         big[i] = (char)(i * 7);
     CHECK_RC(esock_send(c, 1, 99, 0, big, BIG, NULL), 0);
     /* all of it in the server's kernel (acknowledged), so nothing comes back */
-    esock_assoc_info ci;
-    for (int t = 0; t < 500; t++) {
-        CHECK_RC(esock_assoc_status(c, &ci), 0);
-        if (ci.queued == 0 && ci.unacked == 0 && ci.pending == 0)
-            break;
-        rt_sleep(10);
-    }
-    CHECK(ci.queued == 0 && ci.unacked == 0 && ci.pending == 0);
+    wait_all_acked(c);
     int want = how == 1 ? ESOCK_DOWN_ABORT : ESOCK_DOWN_SHUTDOWN;
     CHECK_RC(how == 1 ? esock_assoc_abort(c) : esock_assoc_shutdown(c), 0);
     rt_msg *m = wait_tag(ESOCK_MSG_ASSOC_DOWN);
@@ -1503,14 +1510,7 @@ static void handover_wait_body(void *arg)
         CHECK_RC(esock_send(c, 1, 11 + (uint32_t)i, 0, text, (size_t)n, NULL), 0);
     }
     CHECK_RC(esock_send(c, 1, 11 + AWAY, 0, big, AWAY_BIG, NULL), 0);
-    esock_assoc_info cinfo;
-    for (int t = 0; t < 500; t++) {
-        CHECK_RC(esock_assoc_status(c, &cinfo), 0);
-        if (cinfo.queued == 0 && cinfo.unacked == 0 && cinfo.pending == 0)
-            break;
-        rt_sleep(10);
-    }
-    CHECK(cinfo.queued == 0 && cinfo.unacked == 0 && cinfo.pending == 0);
+    wait_all_acked(c);
     CHECK_RC(esock_assoc_status(s, &info), 0);
     CHECK(rt_pid_eq(info.owner, RT_PID_NONE)); /* still nobody's */
     CHECK(rt_mailbox_len() == 0);
