@@ -572,7 +572,7 @@ static void reconnect_body(void *arg)
     CHECK_RC(esock_ep_close(sep), 0);
     esock_ep cep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_LEN32);
     esock_addr ra[2];
-    esock_addr_parse("127.0.0.1", 0, &ra[0]);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &ra[0]), 0);
     esock_assoc_opts ao = {.reconnect = {.max_attempts = 50, .min_ms = 40, .max_ms = 160}};
     esock_assoc c;
     CHECK_RC(esock_assoc_create(cep, ra, 1, port, &ao, &c), 0);
@@ -640,8 +640,8 @@ static void reconnect_body(void *arg)
     CHECK_RC(esock_send(c, 0, 0, 0, "x", 1, NULL), ESOCK_ECLOSED);
 
     /* several remote addresses: tried in turn; up on the one that answers */
-    esock_addr_parse("127.0.0.2", 0, &ra[0]); /* nobody there */
-    esock_addr_parse("127.0.0.1", 0, &ra[1]);
+    CHECK_RC(esock_addr_parse("127.0.0.2", 0, &ra[0]), 0); /* nobody there */
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &ra[1]), 0);
     CHECK_RC(esock_assoc_create(cep, ra, 2, port, NULL, &c), 0);
     m = wait_for(ESOCK_MSG_ASSOC_UP, c);
     CHECK(esock_up_of(m)->peer.naddrs == 1 &&
@@ -1021,7 +1021,7 @@ static void many_body(void *arg)
     esock_assoc *cs = calloc((size_t)n, sizeof *cs);
     CHECK(cs != NULL);
     esock_addr ra;
-    esock_addr_parse("127.0.0.1", 0, &ra);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &ra), 0);
     for (int i = 0; i < n; i++)
         CHECK_RC(esock_assoc_create(cep, &ra, 1, (uint16_t)esock_ep_port(sep), NULL, &cs[i]), 0);
     for (int i = 0; i < 2 * n; i++)
@@ -1121,7 +1121,7 @@ Test(esock_tcp, an_owner_restarted_by_its_supervisor_gets_its_connection_back)
 static int raw_listener(uint16_t *port)
 {
     esock_addr a;
-    esock_addr_parse("127.0.0.1", 0, &a);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &a), 0);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     socklen_t l = sizeof a.in4;
     CHECK(fd >= 0 && bind(fd, &a.sa, sizeof a.in4) == 0 && listen(fd, 4) == 0 &&
@@ -1164,15 +1164,15 @@ static void bad_input_body(void *arg)
         CHECK_RC(esock_ep_create(&bad[i], &ep), -EINVAL);
     /* an address not ours; a port in use by another program */
     o.naddrs = 1;
-    esock_addr_parse("192.0.2.1", 0, &o.addrs[0]);
+    CHECK_RC(esock_addr_parse("192.0.2.1", 0, &o.addrs[0]), 0);
     CHECK_RC(esock_ep_create(&o, &ep), -EADDRNOTAVAIL);
     int fd = raw_listener(&o.port);
-    esock_addr_parse("127.0.0.1", 0, &o.addrs[0]);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &o.addrs[0]), 0);
     CHECK_RC(esock_ep_create(&o, &ep), -EADDRINUSE);
     close(fd);
     /* a port bound but not listening: kept, so nobody else can listen there */
     esock_addr b;
-    esock_addr_parse("127.0.0.1", 0, &b);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &b), 0);
     int bound = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     socklen_t bl = sizeof b.in4;
     CHECK(bound >= 0 && bind(bound, &b.sa, sizeof b.in4) == 0 &&
@@ -1185,11 +1185,16 @@ static void bad_input_body(void *arg)
     esock_ep again;
     CHECK_RC(esock_ep_create(&o, &again), 1);
     CHECK(again.id == ep.id);
-    esock_addr_parse("0.0.0.0", 0, &o.addrs[0]);
+    CHECK_RC(esock_addr_parse("0.0.0.0", 0, &o.addrs[0]), 0);
     CHECK_RC(esock_ep_create(&o, &again), ESOCK_EOVERLAP);
-    /* associations: bad addresses, ports, owners; a refused connection */
+    /* associations: bad addresses, ports, owners; a refused connection.
+     * Addresses that do not parse: out of range, with a port in the text
+     * (the port is an argument of its own), none */
     esock_addr ra;
-    esock_addr_parse("127.0.0.1", 0, &ra);
+    CHECK_RC(esock_addr_parse("127.0.0.256", 0, &ra), -EINVAL);
+    CHECK_RC(esock_addr_parse("127.0.0.1:80", 0, &ra), -EINVAL);
+    CHECK_RC(esock_addr_parse(NULL, 0, &ra), -EINVAL);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &ra), 0);
     esock_assoc c;
     CHECK_RC(esock_assoc_create(ep, &ra, 0, 80, NULL, &c), -EINVAL);
     CHECK_RC(esock_assoc_create(ep, &ra, 1, 0, NULL, &c), -EINVAL);
@@ -1243,8 +1248,8 @@ static void addrs_body(void *arg)
 {
     /* one endpoint listening on an IPv4 and an IPv6 address, one port */
     esock_ep_opts o = {.proto = ESOCK_TCP, .naddrs = 2, .framing = ESOCK_FRAME_LEN32};
-    esock_addr_parse("127.0.0.1", 0, &o.addrs[0]);
-    esock_addr_parse("::1", 0, &o.addrs[1]);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &o.addrs[0]), 0);
+    CHECK_RC(esock_addr_parse("::1", 0, &o.addrs[1]), 0);
     esock_ep sep;
     CHECK_RC(esock_ep_create(&o, &sep), 0);
     CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
@@ -1263,7 +1268,7 @@ static void addrs_body(void *arg)
     CHECK(info.peer.addrs[0].sa.sa_family == AF_INET6);
     esock_ep found;
     esock_addr a;
-    esock_addr_parse("::1", 0, &a);
+    CHECK_RC(esock_addr_parse("::1", 0, &a), 0);
     CHECK_RC(esock_ep_find(ESOCK_TCP, &a, port, &found), 0);
     CHECK(found.id == sep.id);
     /* the IPv4 wildcard on another endpoint: reachable through 127.0.0.1 */
@@ -1275,7 +1280,7 @@ static void addrs_body(void *arg)
     want_msg(aw, "wild", 4);
     /* an endpoint overlapping the first one's port on the wildcard: refused */
     o = (esock_ep_opts){.proto = ESOCK_TCP, .naddrs = 1, .port = port};
-    esock_addr_parse("::", 0, &o.addrs[0]);
+    CHECK_RC(esock_addr_parse("::", 0, &o.addrs[0]), 0);
     esock_ep again;
     CHECK_RC(esock_ep_create(&o, &again), ESOCK_EOVERLAP);
     CHECK_RC(esock_ep_close(wild), 0);
