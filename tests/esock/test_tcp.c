@@ -1443,12 +1443,12 @@ static void stuck_peer_body(void *arg)
     CHECK_RC(esock_ep_create(&co, &cep), 0);
     uint16_t port;
     int l = raw_listener(&port);
-    int small = 4096;
-    setsockopt(l, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    int small = 4096; /* the accepted sockets' too */
+    CHECK(setsockopt(l, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0);
+    CHECK(fcntl(l, F_SETFL, O_NONBLOCK) == 0); /* for raw_accept */
     esock_assoc c;
     connect_to(cep, "127.0.0.1", port, &c, NULL);
-    int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-    CHECK(fd >= 0);
+    int fd = raw_accept(l);
     /* a shutdown whose queue cannot be written: it gives up after 10 s,
      * and what never went out comes back first. The sends reached the
      * queue's high watermark (what the kernel took is beyond it); what
@@ -1465,12 +1465,11 @@ static void stuck_peer_body(void *arg)
     close(fd);
     /* a reset while esock has queued data: an abort, the kernel's reason */
     connect_to(cep, "127.0.0.1", port, &c, NULL);
-    fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-    CHECK(fd >= 0);
+    fd = raw_accept(l);
     sent = fill_queue(c, size);
     CHECK(sent > 0 && (sent + 1) * size > hiwat);
     struct linger lg = {1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    CHECK(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0);
     close(fd);
     m = failed_then_down(c, sent, size, &n);
     CHECK(esock_down_of(m)->reason == ESOCK_DOWN_ABORT && esock_down_of(m)->error == -ECONNRESET);
