@@ -205,6 +205,35 @@ static int raw_connect(const char *addr, uint16_t port)
     return fd;
 }
 
+/* A plain listening socket on 127.0.0.1, non-blocking (raw_accept takes
+ * its connections without blocking the scheduler); its port in *port. */
+static int raw_listen(uint16_t *port)
+{
+    esock_addr a;
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &a), 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    socklen_t l = sizeof a.in4;
+    CHECK(fd >= 0 && bind(fd, &a.sa, sizeof a.in4) == 0 && listen(fd, 8) == 0 &&
+          getsockname(fd, &a.sa, &l) == 0);
+    *port = ntohs(a.in4.sin_port);
+    return fd;
+}
+
+/* Accept one connection from raw_listen's `l` within 10 s, without
+ * blocking the scheduler. */
+static int raw_accept(int l)
+{
+    for (int i = 0; i < 1000; i++) {
+        int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0)
+            return fd;
+        CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
+        rt_sleep(10);
+    }
+    CHECK(!"no connection within 10 s");
+    return -1;
+}
+
 static void raw_write(int fd, const void *p, size_t n)
 {
     CHECK(write(fd, p, n) == (ssize_t)n);
@@ -1117,33 +1146,6 @@ Test(esock_tcp, an_owner_restarted_by_its_supervisor_gets_its_connection_back)
 /* ---- bad input on every call
  * ---------------------------------------------------------------------- */
 
-/* A plain listening socket on 127.0.0.1; its port in *port. */
-static int raw_listener(uint16_t *port)
-{
-    esock_addr a;
-    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &a), 0);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    socklen_t l = sizeof a.in4;
-    CHECK(fd >= 0 && bind(fd, &a.sa, sizeof a.in4) == 0 && listen(fd, 4) == 0 &&
-          getsockname(fd, &a.sa, &l) == 0);
-    *port = ntohs(a.in4.sin_port);
-    return fd;
-}
-
-/* Accept one connection (`l` non-blocking) within 10 s, without blocking the scheduler. */
-static int raw_accept(int l)
-{
-    for (int i = 0; i < 1000; i++) {
-        int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-        if (fd >= 0)
-            return fd;
-        CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
-        rt_sleep(10);
-    }
-    CHECK(!"no connection within 10 s");
-    return -1;
-}
-
 static void bad_input_body(void *arg)
 {
     esock_ep ep;
@@ -1166,7 +1168,7 @@ static void bad_input_body(void *arg)
     o.naddrs = 1;
     CHECK_RC(esock_addr_parse("192.0.2.1", 0, &o.addrs[0]), 0);
     CHECK_RC(esock_ep_create(&o, &ep), -EADDRNOTAVAIL);
-    int fd = raw_listener(&o.port);
+    int fd = raw_listen(&o.port);
     CHECK_RC(esock_addr_parse("127.0.0.1", 0, &o.addrs[0]), 0);
     CHECK_RC(esock_ep_create(&o, &ep), -EADDRINUSE);
     close(fd);
@@ -1311,9 +1313,7 @@ Test(esock_tcp, several_local_addresses_and_the_wildcard)
 static void fd_reuse_body(void *arg)
 {
     uint16_t pa, pb;
-    int la = raw_listener(&pa), lb = raw_listener(&pb);
-    fcntl(la, F_SETFL, O_NONBLOCK);
-    fcntl(lb, F_SETFL, O_NONBLOCK);
+    int la = raw_listen(&pa), lb = raw_listen(&pb);
     esock_ep cep = tcp_ep("127.0.0.1", 0, ESOCK_FRAME_NONE);
     esock_addr ra;
     CHECK_RC(esock_addr_parse("127.0.0.1", 0, &ra), 0);
@@ -1442,10 +1442,9 @@ static void stuck_peer_body(void *arg)
     esock_ep cep;
     CHECK_RC(esock_ep_create(&co, &cep), 0);
     uint16_t port;
-    int l = raw_listener(&port);
+    int l = raw_listen(&port);
     int small = 4096; /* the accepted sockets' too */
     CHECK(setsockopt(l, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0);
-    CHECK(fcntl(l, F_SETFL, O_NONBLOCK) == 0); /* for raw_accept */
     esock_assoc c;
     connect_to(cep, "127.0.0.1", port, &c, NULL);
     int fd = raw_accept(l);
@@ -1654,18 +1653,6 @@ static void es_start_n(unsigned n)
                                .io = io && strcmp(io, "epoll") == 0 ? RT_IO_EPOLL : RT_IO_AUTO});
     int rc = esock_start();
     cr_assert_eq(rc, 0, "esock_start: %s", esock_strerror(rc));
-}
-
-static int raw_listen(uint16_t *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    CHECK(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof a;
-    CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 8) == 0);
-    CHECK(getsockname(fd, (struct sockaddr *)&a, &l) == 0);
-    *port = ntohs(a.sin_port);
-    return fd;
 }
 
 #define TURN_MSG 16 /* the size of turn_sender's messages: a sequence number, then its bytes */
