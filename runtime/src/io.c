@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <liburing.h>
@@ -21,10 +22,59 @@ struct io_payload {
     struct sockaddr_storage addr;
 };
 
+/* ---- fd numbers closed -------------------------------------------------------------
+ *
+ * A request names its fd by number. Where it is not in the kernel (paused
+ * for a buffer, or on epoll waiting for readiness or still to be tried) a
+ * close through the runtime (rt_io_close, an owner's end) must end it
+ * before the number can name another file, on whichever scheduler it is.
+ * Each number has a count of such closes; a request keeps the count it
+ * started with, and one that finds it changed ends with -ECANCELED instead
+ * of acting on the number (io__fd_stale). The counts are one mapping for
+ * the life of the program, sized by the hard limit on open files, pages
+ * touched only where fds are closed. Numbers past it are not counted. */
+static _Atomic uint32_t *fd_epochs;
+static unsigned nfd_epochs;
+static pthread_once_t fd_epochs_once = PTHREAD_ONCE_INIT;
+
+static void fd_epochs_init(void)
+{
+    struct rlimit rl;
+    rlim_t n = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_max : 1u << 20;
+    if (n == RLIM_INFINITY || n > (1u << 22))
+        n = 1u << 22;
+    void *m = mmap(NULL, (size_t)n * sizeof *fd_epochs, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m != MAP_FAILED) {
+        fd_epochs = m;
+        nfd_epochs = (unsigned)n;
+    }
+}
+
+static uint32_t fd_epoch(int fd)
+{
+    /* acquire: pairs with the release in fd_closed (what was closed is
+     * seen closed) */
+    return (unsigned)fd < nfd_epochs ? atomic_load_explicit(&fd_epochs[fd], memory_order_acquire)
+                                     : 0;
+}
+
+static void fd_closed(int fd)
+{
+    if ((unsigned)fd < nfd_epochs)
+        atomic_fetch_add_explicit(&fd_epochs[fd], 1, memory_order_release);
+}
+
+bool io__fd_stale(const struct ioreq *r)
+{
+    return fd_epoch(r->fd) != r->fd_epoch;
+}
+
 /* ---- set-up ---------------------------------------------------------------------- */
 
 int rt__io_init(struct sched *s, int kind, unsigned nbufs, unsigned bufsize)
 {
+    pthread_once(&fd_epochs_once, fd_epochs_init);
     struct io_sched *io = calloc(1, sizeof *io);
     if (io == NULL)
         return -ENOMEM;
@@ -245,6 +295,7 @@ static void flush_now(struct io_sched *io)
 }
 
 static void cancel_here(struct io_sched *io, struct ioreq *r);
+static void fd_closing(struct io_sched *io, int fd);
 
 static void resume_paused(struct io_sched *io)
 {
@@ -254,7 +305,7 @@ static void resume_paused(struct io_sched *io)
         r->state = R_LIVE;
         /* (an ended owner's requests are still its: its fds stay taken
          * until their cancel has come here, rt__io_proc_close) */
-        int rc = io->be->start(io, r);
+        int rc = io__fd_stale(r) ? -ECANCELED : io->be->start(io, r);
         if (rc < 0)
             io__complete(io, r, rc, false, -1);
         if (io->paused == r) /* paused again at once: still no buffer */
@@ -304,6 +355,10 @@ void io__complete(struct io_sched *io, struct ioreq *r, int res, bool more, int 
         io->bufs_out++;
         r->flags &= ~R_NOBUF;
     }
+    /* its fd closed meanwhile: what waits for a buffer would start again
+     * on whatever the number names now */
+    if (res == -ENOBUFS && !more && io__fd_stale(r))
+        res = -ECANCELED;
     if (res == -ENOBUFS && (r->flags & RT_IO_BUFSEL) && !(r->flags & R_CANCELLED) &&
         (more || !lost_bufs(io, r))) {
         /* the buffers are all lent out: wait for one instead of failing */
@@ -497,6 +552,7 @@ static int submit(struct proc *p, int op, int fd, unsigned flags, struct ioreq *
     r->tmpl = tmpl->tmpl;
     r->addr = tmpl->addr;
     r->addrlen = tmpl->addrlen;
+    r->fd_epoch = fd_epoch(fd);
     /* counted until it ends, wherever the owner is then (rt__io_proc_close) */
     r->pin = p;
     rt__proc_hold(p);
@@ -610,7 +666,10 @@ RT_API int rt_io_close(int fd, rt_io_req *req)
     struct proc *p = io_proc();
     if (p == NULL)
         return RT_ENOTPROC;
+    if (fd < 0)
+        return -EBADF;
     disown(p, fd);
+    fd_closing(rt__sched_self()->io, fd);
     struct ioreq t = {0};
     return submit(p, RT_IO_CLOSE, fd, 0, &t, req);
 }
@@ -645,6 +704,24 @@ static void cancel_here(struct io_sched *io, struct ioreq *r)
         return;
     }
     io->be->cancel(io, r);
+}
+
+/* fd is about to be closed through the runtime on this scheduler: count
+ * the close (what started on the number before it, on any scheduler, ends
+ * instead of acting on it again), end what is paused on it here, and have
+ * the backend end what it started on it here. */
+static void fd_closing(struct io_sched *io, int fd)
+{
+    fd_closed(fd);
+    for (struct ioreq *r = io->paused; r;) {
+        if (r->fd != fd) {
+            r = r->next;
+            continue;
+        }
+        cancel_here(io, r); /* (off the list: look again from its head) */
+        r = io->paused;
+    }
+    io->be->fd_closing(io, fd);
 }
 
 /* Ask io's scheduler to cancel (owner, id); id 0: all of owner's. */
@@ -818,7 +895,12 @@ void rt__io_proc_close(struct proc *p)
     if (!p->did_io || x == NULL || x->nfds == 0)
         return;
     struct io_sched *self = rt__sched_self()->io;
-    bool elsewhere = false;
+    /* others' requests on these fds end too, as at an rt_io_close (on
+     * io_uring by a cancel that names the fd: the kernel must have it
+     * before the fd closes) */
+    for (uint32_t i = 0; i < x->nfds; i++)
+        fd_closing(self, x->fds[i]);
+    bool flush = self->be == &rt__io_uring_backend, elsewhere = false;
     for (unsigned i = 0; x->live && i < rt__rt.nsched; i++) {
         struct io_sched *io = rt__rt.sched[i].io;
         /* acquire: pairs with the release in req_free; only the process
@@ -826,10 +908,12 @@ void rt__io_proc_close(struct proc *p)
         if (atomic_load_explicit(&x->live[i], memory_order_acquire) == 0)
             continue;
         if (io == self)
-            flush_now(io);
+            flush = true;
         else
             elsewhere = true;
     }
+    if (flush)
+        flush_now(self);
     struct fd_close *fc = elsewhere ? malloc(sizeof *fc + x->nfds * sizeof(int)) : NULL;
     if (fc == NULL) { /* (or no memory: close without waiting) */
         for (uint32_t i = 0; i < x->nfds; i++)

@@ -41,6 +41,7 @@ struct ioreq {
     struct ioreq *next; /* paused list */
     uint32_t next_free_idx;
     uint32_t nobuf_gen; /* io->buf_gen when an ENOBUFS restarted it (R_NOBUF) */
+    uint32_t fd_epoch;  /* its fd number's close count when it started (io__fd_stale) */
     uint64_t backend;   /* the backend's own use */
     struct proc *pin;   /* the owner, referenced until the request ends (its ext->live) */
 };
@@ -84,6 +85,9 @@ struct io_backend {
     void (*wake)(struct io_sched *io);
     /* a provided buffer is free again */
     void (*buf_return)(struct io_sched *io, unsigned bid);
+    /* fd is about to be closed: end what is started on it here (epoll:
+     * what waits for its readiness; io_uring: what is in the kernel) */
+    void (*fd_closing)(struct io_sched *io, int fd);
 };
 
 struct io_sched {
@@ -139,6 +143,9 @@ extern const struct io_backend rt__io_uring_backend;
 extern const struct io_backend rt__io_epoll_backend;
 
 /* io.c, for the backends */
+/* r's fd number was closed through the runtime after r started: the
+ * number may name another file now, and r must not act on it */
+bool io__fd_stale(const struct ioreq *r);
 void io__complete(struct io_sched *io, struct ioreq *r, int res, bool more, int bid);
 bool io__take_buf(struct io_sched *io, unsigned *bid); /* epoll: pick a free buffer */
 void io__pause(struct io_sched *io, struct ioreq *r);  /* no buffer: wait for one */

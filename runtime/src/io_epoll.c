@@ -266,7 +266,9 @@ static int attempt(struct io_sched *io, struct ioreq *r, int *bid)
                 .msg_control = r->tmpl.msg_controllen ? b + sizeof *o + r->tmpl.msg_namelen : NULL,
                 .msg_controllen = r->tmpl.msg_controllen};
             n = recvmsg(r->fd, &mh, r->msg_flags | MSG_DONTWAIT);
-            if (n >= 0) {
+            /* nothing received (the end of a stream, an empty datagram)
+             * ends a multishot recvmsg with 0, as io_uring's does */
+            if (n > 0) {
                 o->namelen = mh.msg_namelen;
                 o->controllen = (unsigned)mh.msg_controllen;
                 o->payloadlen = (unsigned)n;
@@ -301,6 +303,13 @@ static void try_req(struct io_sched *io, struct ep *e, struct ioreq *r)
          * is no longer anybody's to close), as io_uring does it in order */
         if ((r->flags & R_CANCELLED) && r->op != RT_IO_CLOSE) {
             io__complete(io, r, -ECANCELED, false, -1);
+            return;
+        }
+        /* its fd was closed through the runtime since it started: the
+         * number may name another file now (a close too: that file is not
+         * its to close) */
+        if (io__fd_stale(r)) {
+            io__complete(io, r, r->op == RT_IO_CLOSE ? -EBADF : -ECANCELED, false, -1);
             return;
         }
         int bid, res = attempt(io, r, &bid);
@@ -451,6 +460,11 @@ static void ep_wake(struct io_sched *io)
     (void)n;
 }
 
+static void ep_fd_closing(struct io_sched *io, int fd)
+{
+    forget_fd(io, io->priv, fd, -ECANCELED);
+}
+
 static void ep_buf_return(struct io_sched *io, unsigned bid)
 {
     io->freebufs[io->nfree++] = bid;
@@ -468,4 +482,5 @@ const struct io_backend rt__io_epoll_backend = {
     .wait = ep_wait,
     .wake = ep_wake,
     .buf_return = ep_buf_return,
+    .fd_closing = ep_fd_closing,
 };

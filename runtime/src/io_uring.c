@@ -194,6 +194,18 @@ static void ur_cancel(struct io_sched *io, struct ioreq *r)
     io_uring_sqe_set_data64(sqe, UD_IGNORE);
 }
 
+/* A cancel of everything on the fd in this ring, handed over before the
+ * close that follows it (the kernel looks the fd up when it runs it). */
+static void ur_fd_closing(struct io_sched *io, int fd)
+{
+    struct uring *u = io->priv;
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (sqe == NULL)
+        return;
+    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, UD_IGNORE);
+}
+
 static bool taskrun_pending(struct uring *u)
 {
     /* relaxed: a hint; io_uring_get_events does the real work. Completions
@@ -307,4 +319,5 @@ const struct io_backend rt__io_uring_backend = {
     .wait = ur_wait,
     .wake = ur_wake,
     .buf_return = ur_buf_return,
+    .fd_closing = ur_fd_closing,
 };

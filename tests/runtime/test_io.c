@@ -150,6 +150,12 @@ static bool is_final_of(const rt_msg *m, void *arg)
     return r && r->req == *(const rt_io_req *)arg && !(r->flags & RT_IO_F_MORE);
 }
 
+static bool is_of(const rt_msg *m, void *arg)
+{
+    const rt_io_result *r = rt_io_result_of(m);
+    return r && r->req == *(const rt_io_req *)arg;
+}
+
 /* The last completion of `req` (the caller frees it). */
 static rt_msg *await_req(rt_io_req req, int ms)
 {
@@ -2354,6 +2360,210 @@ IO_TEST(fds_closed_before_monitors_hear)
 {
     io_start(backend, 2, 0, 0);
     cr_assert_eq(test_run(rv3_body, NULL, 30000), 0);
+    io_stop();
+}
+
+/* ==== a closed fd's requests
+ * =========================================================================
+ * A request names its fd by number. Closed through the runtime, the fd's
+ * requests end (-ECANCELED) and the socket really closes, on both
+ * backends; none of them ever acts on the next file to get the number. */
+
+/* The next completion of `req`, whichever it is (the caller frees it). */
+static rt_msg *next_of(rt_io_req req, int ms)
+{
+    rt_msg *m = NULL;
+    int rc = rt_receive_match(is_of, &req, ms, &m);
+    cr_assert_eq(rc, 0, "no completion of request %#llx: %s", (unsigned long long)req,
+                 rt_strerror(rc));
+    return m;
+}
+
+static void close_pending_body(void *arg)
+{
+    /* a receive and a poll waiting on a socket, an accept on a listener */
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(rt_io_own(sv[0]), 0);
+    static char b[64];
+    rt_io_req rr, pr, ar;
+    cr_assert_eq(rt_io_recv(sv[0], b, sizeof b, 0, 0, &rr), 0);
+    cr_assert_eq(rt_io_poll(sv[0], POLLIN, RT_IO_MULTISHOT, &pr), 0);
+    uint16_t port;
+    int l = listen_tcp(&port, 16);
+    cr_assert_eq(rt_io_accept(l, RT_IO_MULTISHOT, &ar), 0);
+    rt_sleep(20); /* all three waiting in the kernel, or on epoll */
+    cr_assert_eq(rt_close(sv[0]), 0);
+    cr_assert_eq(rt_close(l), 0);
+    cr_assert_eq(await_res(rr, 2000), -ECANCELED);
+    cr_assert_eq(await_res(pr, 2000), -ECANCELED);
+    cr_assert_eq(await_res(ar, 2000), -ECANCELED);
+    /* and the sockets are closed: the peer reads the end, nobody listens */
+    char c;
+    cr_assert_eq(recv(sv[1], &c, 1, MSG_DONTWAIT), 0, "the peer does not see the end");
+    close(sv[1]);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = loopback(port);
+    cr_assert_neq(connect(fd, (struct sockaddr *)&a, sizeof a), 0, "still listening");
+    cr_assert_eq(errno, ECONNREFUSED);
+    close(fd);
+    rt_msg *m;
+    cr_assert_neq(rt_receive_tag(RT_MSG_IO, 50, &m), 0, "a completion after the last");
+}
+
+IO_TEST(a_close_ends_the_requests_on_its_fd)
+{
+    io_start(backend, 2, 0, 0);
+    cr_assert_eq(test_run(close_pending_body, NULL, 30000), 0);
+    io_stop();
+}
+
+/* A multishot receive that waits for buffers when its fd is closed: the
+ * buffers coming back must not start it again on the socket that took
+ * the number meanwhile. */
+#define PAUSED_BUFS 4
+#define PAUSED_BUF  4096
+
+static void paused_close_body(void *arg)
+{
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(rt_io_own(sv[0]), 0);
+    static char junk[PAUSED_BUF * (PAUSED_BUFS + 2)];
+    memset(junk, 'j', sizeof junk);
+    cr_assert_eq(write(sv[1], junk, sizeof junk), (ssize_t)sizeof junk);
+    rt_io_req req;
+    cr_assert_eq(rt_io_recv(sv[0], NULL, 0, 0, RT_IO_MULTISHOT | RT_IO_BUFSEL, &req), 0);
+    rt_msg *held[PAUSED_BUFS];
+    for (int i = 0; i < PAUSED_BUFS; i++) { /* every buffer, held */
+        held[i] = next_of(req, 2000);
+        cr_assert(rt_io_result_of(held[i])->flags & RT_IO_F_MORE);
+        cr_assert_eq(rt_io_result_of(held[i])->res, PAUSED_BUF);
+    }
+    rt_sleep(20); /* its ENOBUFS seen: paused (or about to be) */
+    int old = sv[0];
+    cr_assert_eq(rt_close(old), 0);
+    int nv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, nv), 0);
+    cr_assert(nv[0] == old || nv[1] == old, "the number %d was not taken again (%d, %d)", old,
+              nv[0], nv[1]);
+    int mine = nv[0] == old ? nv[0] : nv[1], other = nv[0] == old ? nv[1] : nv[0];
+    cr_assert_eq(write(other, "secret", 6), 6);
+    for (int i = 0; i < PAUSED_BUFS; i++)
+        rt_msg_free(held[i]); /* the buffers come back */
+    rt_msg *m = next_of(req, 2000);
+    cr_assert_eq(rt_io_result_of(m)->res, -ECANCELED, "the old receive: %d",
+                 rt_io_result_of(m)->res);
+    cr_assert(!(rt_io_result_of(m)->flags & RT_IO_F_MORE));
+    rt_msg_free(m);
+    char b[16];
+    cr_assert_eq(recv(mine, b, sizeof b, MSG_DONTWAIT), 6, "the new socket's data was taken");
+    cr_assert_eq(memcmp(b, "secret", 6), 0);
+    close(nv[0]);
+    close(nv[1]);
+    close(sv[1]);
+}
+
+IO_TEST(a_receive_paused_for_buffers_never_restarts_on_a_reused_fd)
+{
+    io_start(backend, 1, PAUSED_BUFS, PAUSED_BUF);
+    cr_assert_eq(test_run(paused_close_body, NULL, 30000), 0);
+    io_stop();
+}
+
+/* A receive of one process on a socket that another process owns: the
+ * owner's end closes it, and the receive ends then. Where both are on one
+ * scheduler it ends at once (-ECANCELED); on another, on io_uring the
+ * kernel still holds the socket and ends it with the peer's end (0), on
+ * epoll it ends when the number is next ready (-ECANCELED). Either way it
+ * never takes what comes on the socket that gets the number next. */
+static _Atomic int stale_fd = -1;
+
+static void stale_owner(void *arg)
+{
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(rt_io_own(sv[0]), 0);
+    atomic_store(&stale_fd, sv[0]);
+    rt_send(*(rt_pid *)arg, TAG_READY, &sv[1], sizeof sv[1]);
+    rt_msg *m;
+    rt_receive_tag(TAG_GO, RT_INFINITY, &m); /* then ends: its fds close */
+    rt_msg_free(m);
+}
+
+static void stale_body(void *arg)
+{
+    unsigned on = *(unsigned *)arg;
+    rt_pid self = rt_self(), x;
+    rt_ref ref;
+    cr_assert_eq(rt_spawn(stale_owner, &self, &(rt_spawn_opts){.sched = on}, &x), 0);
+    cr_assert_eq(rt_monitor(x, &ref), 0);
+    int peer;
+    recv_into(TAG_READY, 5000, &peer, sizeof peer);
+    int fd = atomic_load(&stale_fd);
+    static char b1[64], b2[64];
+    rt_io_req r1, r2;
+    cr_assert_eq(rt_io_recv(fd, b1, sizeof b1, 0, 0, &r1), 0);
+    rt_sleep(20); /* waiting */
+    cr_assert_eq(rt_send(x, TAG_GO, NULL, 0), 0);
+    rt_msg *m = test_recv_tag(RT_MSG_DOWN, 5000);
+    rt_msg_free(m);
+    close(peer);
+    int nv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, nv), 0);
+    cr_assert(nv[0] == fd || nv[1] == fd, "the number %d was not taken again", fd);
+    int mine = nv[0] == fd ? nv[0] : nv[1], other = nv[0] == fd ? nv[1] : nv[0];
+    cr_assert_eq(rt_io_recv(mine, b2, sizeof b2, 0, 0, &r2), 0);
+    rt_sleep(10);
+    cr_assert_eq(write(other, "secret", 6), 6);
+    cr_assert_eq(await_res(r2, 2000), 6, "the new socket's receive");
+    cr_assert_eq(memcmp(b2, "secret", 6), 0);
+    int res = await_res(r1, 2000);
+    if (on == 0)
+        cr_assert_eq(res, -ECANCELED, "the old receive, on the owner's scheduler: %d", res);
+    else
+        cr_assert(res == -ECANCELED || res == 0, "the old receive, elsewhere: %d", res);
+    close(nv[0]);
+    close(nv[1]);
+}
+
+IO_TEST(a_receive_on_an_ended_owners_fd_never_reads_a_reused_fd)
+{
+    unsigned here = 0, there = 2; /* rt_spawn_opts.sched */
+    io_start(backend, 1, 0, 0);   /* one scheduler: the owner's */
+    cr_assert_eq(test_run(stale_body, &here, 30000), 0);
+    io_stop();
+    io_start(backend, 2, 0, 0); /* the owner on the second, maybe not the body */
+    cr_assert_eq(test_run(stale_body, &there, 30000), 0);
+    io_stop();
+}
+
+/* A multishot recvmsg into provided buffers ends at the end of the stream. */
+static void eof_recvmsg_body(void *arg)
+{
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(rt_io_own(sv[0]), 0);
+    cr_assert_eq(write(sv[1], "hello", 5), 5);
+    close(sv[1]);
+    struct msghdr mh = {0};
+    rt_io_req req;
+    cr_assert_eq(rt_io_recvmsg(sv[0], &mh, 0, RT_IO_MULTISHOT | RT_IO_BUFSEL, &req), 0);
+    rt_msg *m = next_of(req, 2000);
+    cr_assert_eq(rt_io_result_of(m)->res, 5);
+    cr_assert(rt_io_result_of(m)->flags & RT_IO_F_MORE);
+    cr_assert_eq(memcmp(m->data, "hello", 5), 0);
+    rt_msg_free(m);
+    m = next_of(req, 2000);
+    cr_assert_eq(rt_io_result_of(m)->res, 0, "after the data: %d", rt_io_result_of(m)->res);
+    cr_assert(!(rt_io_result_of(m)->flags & RT_IO_F_MORE), "the end of stream did not end it");
+    rt_msg_free(m);
+}
+
+IO_TEST(multishot_recvmsg_ends_at_the_end_of_the_stream)
+{
+    io_start(backend, 1, 0, 0);
+    cr_assert_eq(test_run(eof_recvmsg_body, NULL, 30000), 0);
     io_stop();
 }
 

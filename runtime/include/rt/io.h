@@ -37,6 +37,16 @@
  *    its monitors hear of its end; when it still has requests on another
  *    scheduler (it moved), the fd numbers stay taken (by /dev/null) until
  *    that scheduler has cancelled them, a moment later.
+ *  - closing an fd through the runtime (rt_io_close, rt_close, or its
+ *    owner's end) ends every request on it that was started on the closing
+ *    process's scheduler, whoever started it: with -ECANCELED, and the
+ *    socket closes then (the peer sees the end; io_uring no longer holds
+ *    it). A request on it elsewhere ends too: on io_uring when the kernel
+ *    does (it holds the socket until then), on epoll with -ECANCELED when
+ *    the number is next ready. None, anywhere, ever acts on the next file
+ *    to get the number (a receive waiting for buffers ends -ECANCELED
+ *    instead of starting again). Close with close(2) only an fd with no
+ *    request on it.
  *
  * Errors are the kernel's, passed through: rt_io_result.res is cqe->res
  * (bytes, a new fd, or a negative errno). The calls here return 0 or a
@@ -127,7 +137,8 @@ RT_API int rt_io_recv(int fd, void *buf, size_t len, int msg_flags, unsigned fla
  * ancillary data (read them from rt_io_result); it is copied. Without, the
  * kernel fills `mh` itself (which must stay valid). */
 RT_API int rt_io_recvmsg(int fd, struct msghdr *mh, int msg_flags, unsigned flags, rt_io_req *req);
-/* Close through the ring; an owned fd is disowned first. */
+/* Close through the ring; an owned fd is disowned first, and the requests
+ * on it end (above). */
 RT_API int rt_io_close(int fd, rt_io_req *req);
 RT_API int rt_io_poll(int fd, unsigned poll_events, unsigned flags, rt_io_req *req);
 
