@@ -295,7 +295,7 @@ static void flush_now(struct io_sched *io)
 }
 
 static void cancel_here(struct io_sched *io, struct ioreq *r);
-static void fd_closing(struct io_sched *io, int fd);
+static bool fd_closing(struct io_sched *io, int fd);
 
 static void resume_paused(struct io_sched *io)
 {
@@ -669,7 +669,7 @@ RT_API int rt_io_close(int fd, rt_io_req *req)
     if (fd < 0)
         return -EBADF;
     disown(p, fd);
-    fd_closing(rt__sched_self()->io, fd);
+    (void)fd_closing(rt__sched_self()->io, fd); /* (handed over with the close) */
     struct ioreq t = {0};
     return submit(p, RT_IO_CLOSE, fd, 0, &t, req);
 }
@@ -709,8 +709,9 @@ static void cancel_here(struct io_sched *io, struct ioreq *r)
 /* fd is about to be closed through the runtime on this scheduler: count
  * the close (what started on the number before it, on any scheduler, ends
  * instead of acting on it again), end what is paused on it here, and have
- * the backend end what it started on it here. */
-static void fd_closing(struct io_sched *io, int fd)
+ * the backend end what it started on it here: true if that waits to be
+ * handed to the kernel. */
+static bool fd_closing(struct io_sched *io, int fd)
 {
     fd_closed(fd);
     for (struct ioreq *r = io->paused; r;) {
@@ -721,7 +722,7 @@ static void fd_closing(struct io_sched *io, int fd)
         cancel_here(io, r); /* (off the list: look again from its head) */
         r = io->paused;
     }
-    io->be->fd_closing(io, fd);
+    return io->be->fd_closing(io, fd);
 }
 
 /* Ask io's scheduler to cancel (owner, id); id 0: all of owner's. */
@@ -864,12 +865,18 @@ void rt__io_wake(struct sched *s)
 /* A process ends: cancel what it has in flight anywhere. */
 void rt__io_proc_cancel(struct proc *p)
 {
-    if (!p->did_io)
+    struct proc_ext *x = p->ext;
+    if (!p->did_io || x == NULL || x->live == NULL)
         return;
     rt_pid pid = proc_pid(p);
     struct sched *self = rt__sched_self();
     for (unsigned i = 0; i < rt__rt.nsched; i++) {
         struct io_sched *io = rt__rt.sched[i].io;
+        /* only where it has requests (acquire: as in rt__io_proc_close; an
+         * ending process starts none, so a count seen at 0 stays there):
+         * a cancel posted elsewhere wakes that scheduler for nothing */
+        if (atomic_load_explicit(&x->live[i], memory_order_acquire) == 0)
+            continue;
         if (&rt__rt.sched[i] == self) {
             for (uint32_t k = 0; k < io->ntab; k++)
                 if (io->tab[k]->state != R_FREE && rt_pid_eq(io->tab[k]->owner, pid))
@@ -898,9 +905,9 @@ void rt__io_proc_close(struct proc *p)
     /* others' requests on these fds end too, as at an rt_io_close (on
      * io_uring by a cancel that names the fd: the kernel must have it
      * before the fd closes) */
+    bool flush = false, elsewhere = false;
     for (uint32_t i = 0; i < x->nfds; i++)
-        fd_closing(self, x->fds[i]);
-    bool flush = self->be == &rt__io_uring_backend, elsewhere = false;
+        flush |= fd_closing(self, x->fds[i]);
     for (unsigned i = 0; x->live && i < rt__rt.nsched; i++) {
         struct io_sched *io = rt__rt.sched[i].io;
         /* acquire: pairs with the release in req_free; only the process

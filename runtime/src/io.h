@@ -86,8 +86,9 @@ struct io_backend {
     /* a provided buffer is free again */
     void (*buf_return)(struct io_sched *io, unsigned bid);
     /* fd is about to be closed: end what is started on it here (epoll:
-     * what waits for its readiness; io_uring: what is in the kernel) */
-    void (*fd_closing)(struct io_sched *io, int fd);
+     * what waits for its readiness; io_uring: what is in the kernel). True
+     * if that is queued, to be handed over before the fd closes */
+    bool (*fd_closing)(struct io_sched *io, int fd);
 };
 
 struct io_sched {

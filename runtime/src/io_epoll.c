@@ -225,10 +225,15 @@ static int attempt(struct io_sched *io, struct ioreq *r, int *bid)
         }
         if (connect(r->fd, (struct sockaddr *)&r->addr, r->addrlen) == 0)
             return 0;
-        if (errno == EINPROGRESS || errno == EAGAIN) {
+        if (errno == EINPROGRESS) {
             r->backend |= STAGE_CONNECTING;
             return -EAGAIN;
         }
+        /* EAGAIN: nothing started (an AF_UNIX listener's backlog is full):
+         * connect again when the socket is ready, as io_uring does. (epoll
+         * cannot wait for room in that backlog: the unconnected socket is
+         * ready at once, so this scheduler tries again each time it looks
+         * until there is room; io_uring waits in the kernel.) */
         return -errno;
     case RT_IO_SEND:
         n = send(r->fd, r->buf, r->len, r->msg_flags | MSG_DONTWAIT);
@@ -460,9 +465,10 @@ static void ep_wake(struct io_sched *io)
     (void)n;
 }
 
-static void ep_fd_closing(struct io_sched *io, int fd)
+static bool ep_fd_closing(struct io_sched *io, int fd)
 {
     forget_fd(io, io->priv, fd, -ECANCELED);
+    return false;
 }
 
 static void ep_buf_return(struct io_sched *io, unsigned bid)

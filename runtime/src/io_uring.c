@@ -154,8 +154,9 @@ static int ur_start(struct io_sched *io, struct ioreq *r)
     case RT_IO_RECV:
         if (multi)
             io_uring_prep_recv_multishot(sqe, r->fd, NULL, 0, r->msg_flags);
-        else
-            io_uring_prep_recv(sqe, r->fd, (void *)r->buf, r->len, r->msg_flags);
+        else /* provided buffers: 0, the buffer's length (len is ignored, rt/io.h) */
+            io_uring_prep_recv(sqe, r->fd, (void *)r->buf, r->flags & RT_IO_BUFSEL ? 0 : r->len,
+                               r->msg_flags);
         break;
     case RT_IO_RECVMSG:
         if (multi)
@@ -196,14 +197,17 @@ static void ur_cancel(struct io_sched *io, struct ioreq *r)
 
 /* A cancel of everything on the fd in this ring, handed over before the
  * close that follows it (the kernel looks the fd up when it runs it). */
-static void ur_fd_closing(struct io_sched *io, int fd)
+static bool ur_fd_closing(struct io_sched *io, int fd)
 {
     struct uring *u = io->priv;
+    if (io->live == 0) /* nothing in flight here: nothing to cancel */
+        return false;
     struct io_uring_sqe *sqe = sqe_get(u);
     if (sqe == NULL)
-        return;
+        return false;
     io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
     io_uring_sqe_set_data64(sqe, UD_IGNORE);
+    return true;
 }
 
 static bool taskrun_pending(struct uring *u)

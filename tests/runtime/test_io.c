@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -2564,6 +2565,76 @@ IO_TEST(multishot_recvmsg_ends_at_the_end_of_the_stream)
 {
     io_start(backend, 1, 0, 0);
     cr_assert_eq(test_run(eof_recvmsg_body, NULL, 30000), 0);
+    io_stop();
+}
+
+/* A single-shot receive into a provided buffer takes what the buffer
+ * holds: its len is ignored (rt/io.h), on both backends. */
+static void bufsel_len_body(void *arg)
+{
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(rt_io_own(sv[0]), 0);
+    cr_assert_eq(rt_io_own(sv[1]), 0);
+    cr_assert_eq(write(sv[1], "0123456789", 10), 10);
+    rt_io_req req;
+    cr_assert_eq(rt_io_recv(sv[0], NULL, 3, 0, RT_IO_BUFSEL, &req), 0);
+    rt_msg *m = await_req(req, 2000);
+    cr_assert_eq(rt_io_result_of(m)->res, 10, "res %d", rt_io_result_of(m)->res);
+    cr_assert_eq(m->size, 10);
+    cr_assert_eq(memcmp(m->data, "0123456789", 10), 0);
+    rt_msg_free(m);
+}
+
+IO_TEST(a_receive_into_a_provided_buffer_ignores_len)
+{
+    io_start(backend, 1, 0, 0);
+    cr_assert_eq(test_run(bufsel_len_body, NULL, 30000), 0);
+    io_stop();
+}
+
+/* An AF_UNIX connect that finds the listener's backlog full starts
+ * nothing (EAGAIN): it connects once there is room, on both backends. */
+static void unix_full_body(void *arg)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "/tmp/rt_io_test.%d", (int)getpid());
+    unlink(sa.sun_path);
+    int l = rt_socket(AF_UNIX, SOCK_STREAM, 0);
+    cr_assert_geq(l, 0);
+    cr_assert_eq(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(listen(l, 0), 0);
+    int c1 = rt_socket(AF_UNIX, SOCK_STREAM, 0), c2 = rt_socket(AF_UNIX, SOCK_STREAM, 0);
+    int probe = rt_socket(AF_UNIX, SOCK_STREAM, 0);
+    cr_assert(c1 >= 0 && c2 >= 0 && probe >= 0);
+    cr_assert_eq(connect(c1, (struct sockaddr *)&sa, sizeof sa), 0); /* the backlog, full */
+    fcntl(probe, F_SETFL, O_NONBLOCK);
+    errno = 0;
+    cr_assert(connect(probe, (struct sockaddr *)&sa, sizeof sa) < 0 && errno == EAGAIN,
+              "the backlog is not full (%s)", strerror(errno));
+    /* c2 blocking, as rt_socket makes it: io_uring waits in the kernel,
+     * epoll tries again */
+    rt_io_req req;
+    cr_assert_eq(rt_io_connect(c2, (struct sockaddr *)&sa, sizeof sa, &req), 0);
+    rt_msg *m;
+    if (rt_receive_tag(RT_MSG_IO, 50, &m) == 0)
+        cr_assert_fail("a completion with the backlog full: %d", rt_io_result_of(m)->res);
+    int a1 = accept(l, NULL, NULL); /* room again */
+    cr_assert_geq(a1, 0);
+    cr_assert_eq(await_res(req, 2000), 0);
+    struct sockaddr_un peer;
+    socklen_t pl = sizeof peer;
+    cr_assert_eq(getpeername(c2, (struct sockaddr *)&peer, &pl), 0, "not connected: %s",
+                 strerror(errno));
+    cr_assert_eq(send(c2, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL), 1);
+    close(a1);
+    unlink(sa.sun_path);
+}
+
+IO_TEST(a_unix_connect_to_a_full_backlog_connects_when_there_is_room)
+{
+    io_start(backend, 1, 0, 0);
+    cr_assert_eq(test_run(unix_full_body, NULL, 30000), 0);
     io_stop();
 }
 
