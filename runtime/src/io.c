@@ -668,10 +668,13 @@ RT_API int rt_io_close(int fd, rt_io_req *req)
         return RT_ENOTPROC;
     if (fd < 0)
         return -EBADF;
-    disown(p, fd);
-    (void)fd_closing(rt__sched_self()->io, fd); /* (handed over with the close) */
     struct ioreq t = {0};
-    return submit(p, RT_IO_CLOSE, fd, 0, &t, req);
+    bool owned = disown(p, fd) == 0;
+    (void)fd_closing(rt__sched_self()->io, fd); /* (handed over with the close) */
+    int rc = submit(p, RT_IO_CLOSE, fd, 0, &t, req);
+    if (rc < 0 && owned)
+        (void)own(p, fd); /* not closed: still the caller's, to close again or at its end */
+    return rc;
 }
 
 RT_API int rt_io_poll(int fd, unsigned poll_events, unsigned flags, rt_io_req *req)
