@@ -893,9 +893,11 @@ void rt__io_proc_cancel(struct proc *p)
 /* ... and close its fds. The kernel holds its own reference for requests
  * in flight; but one still queued in a scheduler's batch (or, on epoll,
  * waiting for readiness, or paused for a buffer) names its fd by number,
- * and would act on whatever socket gets that number next. So this
- * scheduler's batch goes first (its requests were cancelled just before).
- * Where another scheduler still has some of the process's requests (the
+ * and would act on whatever socket gets that number next. Cancelled just
+ * before, the process's requests still in this scheduler's batch have left
+ * it (io_uring) or will never be tried (epoll); what the batch still holds
+ * for these fds (closes, cancels by fd) goes to the kernel before they
+ * close. Where another scheduler still has some of the process's requests (the
  * process moved), the sockets are closed now all the same, but their
  * numbers stay taken by /dev/null (dup3 over them) until that scheduler
  * has cancelled those requests and flushed: it then frees the numbers. */

@@ -34,13 +34,24 @@ struct uring {
     struct io_uring_buf_ring *br;
     size_t br_len;
     unsigned mask;
+    /* batches handed to the kernel (from 1, wrapping past 0): a request
+     * started since the last holds it in ioreq.backend with its entry's
+     * index, and a cancel before the next one takes it out of the batch */
+    uint32_t batch;
 };
+
+static void handed_over(struct uring *u)
+{
+    if (++u->batch == 0)
+        u->batch = 1;
+}
 
 static struct io_uring_sqe *sqe_get(struct uring *u)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
     if (sqe == NULL) {
         io_uring_submit(&u->ring); /* full: hand the batch over now */
+        handed_over(u);
         io__count(u->io, 1);
         sqe = io_uring_get_sqe(&u->ring);
     }
@@ -101,6 +112,7 @@ static int ur_init(struct io_sched *io)
     io_uring_buf_ring_advance(u->br, (int)io->nbufs);
     io->priv = u;
     u->io = io;
+    u->batch = 1;
     arm_wake(u);
     return 0;
 out_map:
@@ -182,12 +194,23 @@ static int ur_start(struct io_sched *io, struct ioreq *r)
         sqe->buf_group = BGID;
     }
     io_uring_sqe_set_data(sqe, r);
+    r->backend = (uint64_t)u->batch << 32 | (uint32_t)(sqe - u->ring.sq.sqes);
     return 0;
 }
 
 static void ur_cancel(struct io_sched *io, struct ioreq *r)
 {
     struct uring *u = io->priv;
+    if (r->op != RT_IO_CLOSE && r->backend >> 32 == u->batch) {
+        /* still in the batch: the kernel never sees it (as epoll never
+         * tries it), and it ends now. A close is done even so. */
+        struct io_uring_sqe *nop = &u->ring.sq.sqes[(uint32_t)r->backend];
+        io_uring_prep_nop(nop);
+        io_uring_sqe_set_data64(nop, UD_IGNORE);
+        r->backend = 0;
+        io__complete(io, r, -ECANCELED, false, -1);
+        return;
+    }
     struct io_uring_sqe *sqe = sqe_get(u);
     if (sqe == NULL)
         return;
@@ -272,6 +295,7 @@ static void ur_flush(struct io_sched *io)
     struct uring *u = io->priv;
     if (io_uring_sq_ready(&u->ring)) {
         io_uring_submit(&u->ring);
+        handed_over(u);
         io__count(io, 1);
     }
 }
@@ -291,6 +315,7 @@ static void ur_wait(struct io_sched *io, int64_t deadline)
         tsp = &ts;
     }
     io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, tsp, NULL);
+    handed_over(u);
     io__count(io, 1);
 }
 

@@ -2638,6 +2638,43 @@ IO_TEST(a_unix_connect_to_a_full_backlog_connects_when_there_is_room)
     io_stop();
 }
 
+/* A request cancelled in the turn that started it, before the scheduler
+ * hands its batch to the kernel, never reaches the kernel: a connect makes
+ * no connection, a send sends nothing (on epoll it is never tried). */
+static void unsent_body(void *arg)
+{
+    uint16_t port;
+    int l = listen_tcp(&port, 16);
+    fcntl(l, F_SETFL, O_NONBLOCK);
+    int fd = rt_socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = loopback(port);
+    rt_io_req req;
+    cr_assert_eq(rt_io_connect(fd, (struct sockaddr *)&a, sizeof a, &req), 0);
+    cr_assert_eq(rt_io_cancel(req), 0);
+    cr_assert_eq(await_res(req, 2000), -ECANCELED);
+    rt_sleep(20);
+    cr_assert(accept4(l, NULL, NULL, 0) < 0 && errno == EAGAIN, "the cancelled connect connected");
+    /* a send, the same */
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(rt_io_own(sv[0]), 0);
+    cr_assert_eq(rt_io_own(sv[1]), 0);
+    cr_assert_eq(rt_io_send(sv[0], "never", 5, 0, &req), 0);
+    cr_assert_eq(rt_io_cancel(req), 0);
+    cr_assert_eq(await_res(req, 2000), -ECANCELED);
+    rt_sleep(20);
+    char c;
+    cr_assert(recv(sv[1], &c, 1, MSG_DONTWAIT) < 0 && errno == EAGAIN, "the cancelled send sent");
+}
+
+IO_TEST(a_request_cancelled_before_its_batch_goes_never_reaches_the_kernel)
+{
+    io_start(backend, 1, 0, 0);
+    cr_assert_eq(test_run(unsent_body, NULL, 30000), 0);
+    io_stop();
+}
+
 /* ==== where the kernel disables io_uring
  * =========================================================================
  * kernel.io_uring_disabled: 2 forbids io_uring to every process, 1 to

@@ -31,9 +31,9 @@
  *  - fds a process owns (rt_io_own, rt_io_take_fd, rt_accept, rt_socket)
  *    are closed when it ends; its operations still in flight are cancelled
  *    and their completions discarded (buffers return to the ring). An
- *    operation of it still waiting in a scheduler's batch is handed to the
- *    kernel first, so it acts on the process's own socket, never on a
- *    later one that gets the same number. Its sockets are closed before
+ *    operation of it still waiting in a scheduler's batch never reaches
+ *    the kernel (a close does, in its turn), so none acts on a later socket
+ *    that gets the same number. Its sockets are closed before
  *    its monitors hear of its end; when it still has requests on another
  *    scheduler (it moved), the fd numbers stay taken (by /dev/null) until
  *    that scheduler has cancelled them, a moment later.
@@ -143,7 +143,9 @@ RT_API int rt_io_close(int fd, rt_io_req *req);
 RT_API int rt_io_poll(int fd, unsigned poll_events, unsigned flags, rt_io_req *req);
 
 /* rt_io_cancel: cancel a request the caller started. Its last completion
- * still comes (res -ECANCELED, or the result it reached first). Returns 0,
+ * still comes (res -ECANCELED, or the result it reached first); one still
+ * in its scheduler's batch (started in this turn) never reaches the
+ * kernel: a connect connects nothing, a send sends nothing. Returns 0,
  * -ENOENT if it had already ended or is not the caller's, RT_ENOTPROC.
  * One case is answered later: a request started before the process moved
  * to another scheduler is cancelled by that scheduler's thread, and 0 is
