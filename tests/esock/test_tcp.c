@@ -207,7 +207,7 @@ static int raw_connect(const char *addr, uint16_t port)
     CHECK(fd >= 0);
     CHECK(connect(fd, &a.sa, a.sa.sa_family == AF_INET ? sizeof a.in4 : sizeof a.in6) == 0);
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    CHECK(setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0);
     return fd;
 }
 
@@ -551,7 +551,7 @@ static void ends_body(void *arg)
     r = esock_up_of(m)->assoc;
     rt_msg_free(m);
     struct linger l = {1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    CHECK(setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l) == 0);
     close(fd);
     m = wait_for(ESOCK_MSG_ASSOC_DOWN, r);
     CHECK(esock_down_of(m)->reason == ESOCK_DOWN_ABORT && esock_down_of(m)->error == -ECONNRESET);
@@ -1414,11 +1414,11 @@ static void urgent_body(void *arg)
     esock_assoc r = esock_up_of(m)->assoc;
     rt_msg_free(m);
     int cork = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &cork, sizeof cork);
+    CHECK(setsockopt(fd, IPPROTO_TCP, TCP_CORK, &cork, sizeof cork) == 0);
     CHECK(send(fd, "hello", 5, 0) == 5 && send(fd, "!", 1, MSG_OOB) == 1 &&
           send(fd, "world", 5, 0) == 5);
     cork = 0;
-    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &cork, sizeof cork);
+    CHECK(setsockopt(fd, IPPROTO_TCP, TCP_CORK, &cork, sizeof cork) == 0);
     read_bytes(r, (const unsigned char *)"helloworld", 10); /* the urgent byte is not inline */
     close(fd);
     rt_msg_free(wait_for(ESOCK_MSG_ASSOC_DOWN, r));
