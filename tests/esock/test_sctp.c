@@ -131,8 +131,8 @@ static void streams_body(void *arg)
     esock_ep eps[4];
     CHECK_RC(esock_endpoints(eps, 4), 2);
     esock_addr la, ra2;
-    esock_addr_parse(addr, 0, &la);
-    esock_addr_parse(addr, 0, &ra2);
+    CHECK_RC(esock_addr_parse(addr, 0, &la), 0);
+    CHECK_RC(esock_addr_parse(addr, 0, &ra2), 0);
     esock_assoc found;
     CHECK_RC(esock_assoc_find(&la, (uint16_t)esock_ep_port(p.cep), &ra2,
                               (uint16_t)esock_ep_port(p.sep), &found),
@@ -222,7 +222,7 @@ static void unowned_pair(esock_ep *sep, esock_ep *cep, esock_assoc *c, int nstre
     *sep = ep_on("127.0.0.1", 0);
     *cep = ep_on("127.0.0.1", 0);
     esock_addr ra;
-    esock_addr_parse("127.0.0.1", 0, &ra);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &ra), 0);
     CHECK_RC(esock_assoc_create(*cep, &ra, 1, (uint16_t)esock_ep_port(*sep), NULL, c), 0);
     rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_UP)); /* the client's side */
     for (int i = 0; i < 20; i++)
@@ -316,7 +316,7 @@ static void gone_before_owner_body(void *arg)
         /* the server's endpoint connects to the client's: it reads what
          * waits on its socket, the gone association's COMM_UP first */
         esock_addr ca;
-        esock_addr_parse("127.0.0.1", 0, &ca);
+        CHECK_RC(esock_addr_parse("127.0.0.1", 0, &ca), 0);
         esock_assoc mine;
         CHECK_RC(esock_assoc_create(sep, &ca, 1, (uint16_t)esock_ep_port(cep), NULL, &mine), 0);
         rt_msg *um = wait_tag(ESOCK_MSG_ASSOC_UP); /* (the client's endpoint has no owner) */
@@ -414,7 +414,7 @@ static void owners_body(void *arg)
     CHECK_RC(esock_owner_register(sep, o1, accept_if, (void *)(intptr_t)1), 0);
     CHECK_RC(esock_owner_register(sep, RT_PID_NONE, NULL, NULL), -ESRCH);
     esock_addr ra;
-    esock_addr_parse("127.0.0.1", 0, &ra);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &ra), 0);
     esock_assoc c;
     CHECK_RC(esock_assoc_create(cep, &ra, 1, (uint16_t)esock_ep_port(sep), NULL, &c), 0);
     /* two UPs reach me: the client's own, and the server's through o1 */
@@ -469,12 +469,12 @@ static void bad_input_body(void *arg)
     CHECK(port > 0);
     /* the same binding again: the same endpoint */
     esock_ep_opts o = {.naddrs = 1, .port = (uint16_t)port};
-    esock_addr_parse("127.0.0.1", 0, &o.addrs[0]);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &o.addrs[0]), 0);
     esock_ep again;
     CHECK_RC(esock_ep_create(&o, &again), 1);
     CHECK(again.id == ep.id);
     /* an overlapping one: refused */
-    esock_addr_parse("0.0.0.0", 0, &o.addrs[0]);
+    CHECK_RC(esock_addr_parse("0.0.0.0", 0, &o.addrs[0]), 0);
     CHECK_RC(esock_ep_create(&o, &again), ESOCK_EOVERLAP);
     o.proto = ESOCK_TCP; /* another protocol's ports: no overlap */
     CHECK_RC(esock_ep_create(&o, &again), 0);
@@ -492,12 +492,12 @@ static void bad_input_body(void *arg)
     o.addrs[0].sa.sa_family = AF_UNIX;
     CHECK_RC(esock_ep_create(&o, &again), -EINVAL);
     o = (esock_ep_opts){.naddrs = 1};
-    esock_addr_parse("192.0.2.1", 0, &o.addrs[0]); /* not ours */
+    CHECK_RC(esock_addr_parse("192.0.2.1", 0, &o.addrs[0]), 0); /* not ours */
     CHECK_RC(esock_ep_create(&o, &again), -EADDRNOTAVAIL);
     CHECK_RC(esock_ep_create(NULL, NULL), -EINVAL);
     esock_addr ra;
     CHECK_RC(esock_addr_parse("not an address", 1, &ra), -EINVAL);
-    esock_addr_parse("127.0.0.1", 0, &ra);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &ra), 0);
     esock_assoc a;
     CHECK_RC(esock_assoc_create(ep, &ra, 0, 1, NULL, &a), -EINVAL);
     CHECK_RC(esock_assoc_create(ep, &ra, 1, 0, NULL, &a), -EINVAL);
@@ -566,7 +566,7 @@ static void many_body(void *arg)
     int *by_port = calloc(65536, sizeof *by_port), *seen = calloc((size_t)n, sizeof *seen);
     CHECK(ceps && cs && ss && by_port && seen);
     esock_addr ra;
-    esock_addr_parse("127.0.0.1", 0, &ra);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &ra), 0);
     for (int i = 0; i < n; i++) {
         ceps[i] = ep_on("127.0.0.1", 0);
         by_port[esock_ep_port(ceps[i])] = i + 1;
@@ -659,7 +659,7 @@ static void reconnect_body(void *arg)
     CHECK_RC(esock_ep_close(sep), 0);
     esock_ep cep = ep_on("127.0.0.1", 0);
     esock_addr ra;
-    esock_addr_parse("127.0.0.1", 0, &ra);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &ra), 0);
     esock_assoc_opts bad = {.reconnect = {.max_attempts = 3, .min_ms = 500, .max_ms = 100}};
     esock_assoc c;
     CHECK_RC(esock_assoc_create(cep, &ra, 1, port, &bad, &c), -EINVAL);
@@ -682,7 +682,7 @@ static void reconnect_body(void *arg)
     CHECK(rt_now_ms() - t0 >= 20);
     /* the peer comes up late, on that port */
     esock_ep_opts so = {.naddrs = 1, .port = port};
-    esock_addr_parse("127.0.0.1", 0, &so.addrs[0]);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &so.addrs[0]), 0);
     CHECK_RC(esock_ep_create(&so, &sep), 0);
     CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
     m = wait_for(ESOCK_MSG_ASSOC_UP, c);
@@ -831,16 +831,16 @@ static void backpressure_body(void *arg)
      * far less than the sender's queue, which therefore cannot drain */
     esock_ep_opts so = {
         .naddrs = 1, .rcv_hiwat = 200 * (1024 + ESOCK_RCV_MSG_COST), .rcvbuf = 32768};
-    esock_addr_parse("127.0.0.1", 0, &so.addrs[0]);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &so.addrs[0]), 0);
     esock_ep sep;
     CHECK_RC(esock_ep_create(&so, &sep), 0);
     CHECK_RC(esock_owner_register(sep, slow, NULL, NULL), 0);
     esock_ep_opts co = {.naddrs = 1, .sndbuf = 32768, .send_hiwat = 256 * 1024};
-    esock_addr_parse("127.0.0.1", 0, &co.addrs[0]);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &co.addrs[0]), 0);
     esock_ep cep;
     CHECK_RC(esock_ep_create(&co, &cep), 0);
     esock_addr ra;
-    esock_addr_parse("127.0.0.1", 0, &ra);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &ra), 0);
     esock_assoc c;
     CHECK_RC(esock_assoc_create(cep, &ra, 1, (uint16_t)esock_ep_port(sep), NULL, &c), 0);
     rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_UP));
@@ -921,12 +921,12 @@ Test(esock_sctp, backpressure_would_block_then_send_ready)
 static void big_body(void *arg)
 {
     esock_ep_opts so = {.naddrs = 1, .rcvbuf = 32768};
-    esock_addr_parse("127.0.0.1", 0, &so.addrs[0]);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &so.addrs[0]), 0);
     esock_ep sep, cep = ep_on("127.0.0.1", 0);
     CHECK_RC(esock_ep_create(&so, &sep), 0);
     CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
     esock_addr ra;
-    esock_addr_parse("127.0.0.1", 0, &ra);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &ra), 0);
     esock_assoc c;
     CHECK_RC(esock_assoc_create(cep, &ra, 1, (uint16_t)esock_ep_port(sep), NULL, &c), 0);
     rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_UP));
@@ -1019,7 +1019,7 @@ static void darn_body(void *arg)
     pid = spawn_peer(srv, -1, &out);
     CHECK(pid > 0);
     esock_addr ra;
-    esock_addr_parse("127.0.0.1", 0, &ra);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &ra), 0);
     esock_assoc c;
     /* it may take a moment to listen: the association retries */
     esock_assoc_opts ao = {.reconnect = {.max_attempts = 100, .min_ms = 20, .max_ms = 100}};
@@ -1116,8 +1116,8 @@ static void multihome_body(void *arg)
     esock_ep sep = mh_ep(mh_addrs[0], mh_addrs[1]), cep = mh_ep(mh_addrs[2], mh_addrs[3]);
     CHECK_RC(esock_owner_register(sep, rt_self(), NULL, NULL), 0);
     esock_addr ra[2];
-    esock_addr_parse(mh_addrs[0], 0, &ra[0]);
-    esock_addr_parse(mh_addrs[1], 0, &ra[1]);
+    CHECK_RC(esock_addr_parse(mh_addrs[0], 0, &ra[0]), 0);
+    CHECK_RC(esock_addr_parse(mh_addrs[1], 0, &ra[1]), 0);
     esock_assoc c;
     CHECK_RC(esock_assoc_create(cep, ra, 2, (uint16_t)esock_ep_port(sep), NULL, &c), 0);
     rt_msg *m = wait_for(ESOCK_MSG_ASSOC_UP, c);
@@ -1354,7 +1354,7 @@ Test(esock_sctp, streaming_never_stalls_two_schedulers, .timeout = 200)
 static void handover_body(void *arg)
 {
     esock_ep_opts so = {.naddrs = 1, .handover = true};
-    esock_addr_parse("127.0.0.1", 0, &so.addrs[0]);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &so.addrs[0]), 0);
     esock_ep sep, cep = ep_on("127.0.0.1", 0);
     CHECK_RC(esock_ep_create(&so, &sep), 0);
     rt_pid me = rt_self(), o1;
@@ -1363,7 +1363,7 @@ static void handover_body(void *arg)
     CHECK_RC(esock_owner_register(sep, me, NULL, NULL), 0);
     CHECK_RC(esock_owner_register(sep, o1, NULL, NULL), 0);
     esock_addr ra;
-    esock_addr_parse("127.0.0.1", 0, &ra);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &ra), 0);
     esock_assoc c;
     CHECK_RC(esock_assoc_create(cep, &ra, 1, (uint16_t)esock_ep_port(sep), NULL, &c), 0);
     rt_msg_free(wait_for(ESOCK_MSG_ASSOC_UP, c));
@@ -1458,7 +1458,7 @@ enum { AWAY = 10, AWAY_BIG = 100000 };
 static void handover_wait_body(void *arg)
 {
     esock_ep_opts so = {.naddrs = 1, .handover_wait_ms = 5000};
-    esock_addr_parse("127.0.0.1", 0, &so.addrs[0]);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &so.addrs[0]), 0);
     esock_ep sep, cep = ep_on("127.0.0.1", 0);
     CHECK_RC(esock_ep_create(&so, &sep), 0);
     struct sup_owner_arg oa = {sep, rt_self()};
@@ -1471,7 +1471,7 @@ static void handover_wait_body(void *arg)
     CHECK_RC(rt_sup_start(&(rt_sup_flags){.intensity = 5, .period_ms = 5000}, &spec, 1, &sup), 0);
     rt_pid first = let_register();
     esock_addr ra;
-    esock_addr_parse("127.0.0.1", 0, &ra);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &ra), 0);
     esock_assoc c;
     CHECK_RC(esock_assoc_create(cep, &ra, 1, (uint16_t)esock_ep_port(sep), NULL, &c), 0);
     rt_msg_free(wait_for(ESOCK_MSG_ASSOC_UP, c));
@@ -1608,16 +1608,16 @@ static void handback_body(void *arg)
      * window closes soon once the owner stops taking, so the client's
      * kernel is left holding messages it cannot send */
     esock_ep_opts so = {.naddrs = 1, .rcvbuf = 32768};
-    esock_addr_parse("0.0.0.0", 0, &so.addrs[0]);
+    CHECK_RC(esock_addr_parse("0.0.0.0", 0, &so.addrs[0]), 0);
     esock_ep sep;
     CHECK_RC(esock_ep_create(&so, &sep), 0);
     CHECK_RC(esock_owner_register(sep, slow, NULL, NULL), 0);
     esock_ep_opts co = {.naddrs = 1, .sndbuf = 65536, .send_hiwat = 64 * 1024};
-    esock_addr_parse("127.0.0.1", 0, &co.addrs[0]);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &co.addrs[0]), 0);
     esock_ep cep;
     CHECK_RC(esock_ep_create(&co, &cep), 0);
     esock_addr ra;
-    esock_addr_parse("127.0.0.1", 0, &ra);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &ra), 0);
     esock_assoc c;
     CHECK_RC(esock_assoc_create(cep, &ra, 1, (uint16_t)esock_ep_port(sep), NULL, &c), 0);
     rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_UP));
@@ -1692,7 +1692,7 @@ static void rv_streams_body(void *arg)
     esock_ep sep = ep_on("127.0.0.1", 0), cep = ep_on("127.0.0.1", 0);
     CHECK_RC(esock_owner_register(sep, rt_self(), record_streams, NULL), 0);
     esock_addr ra;
-    esock_addr_parse("127.0.0.1", 0, &ra);
+    CHECK_RC(esock_addr_parse("127.0.0.1", 0, &ra), 0);
     esock_assoc c;
     CHECK_RC(esock_assoc_create(cep, &ra, 1, (uint16_t)esock_ep_port(sep), NULL, &c), 0);
     rt_msg_free(wait_tag(ESOCK_MSG_ASSOC_UP));
