@@ -200,6 +200,14 @@ static uint16_t recv_port(void)
     return port;
 }
 
+/* A connected AF_UNIX stream pair, both ends owned by the caller. */
+static void owned_pair(int sv[2])
+{
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(rt_io_own(sv[0]), 0);
+    cr_assert_eq(rt_io_own(sv[1]), 0);
+}
+
 /* ==== TCP echo through stackful processes ======================================================
  */
 
@@ -2076,9 +2084,7 @@ IO_TEST(untaken_accepted_fd_is_closed)
 static void poll_body(void *arg)
 {
     int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    cr_assert_eq(rt_io_own(sv[0]), 0);
-    cr_assert_eq(rt_io_own(sv[1]), 0);
+    owned_pair(sv);
     rt_io_req req;
     cr_assert_eq(rt_io_poll(sv[0], POLLIN, RT_IO_MULTISHOT, &req), 0);
     rt_msg *m;
@@ -2170,9 +2176,7 @@ static rt_pid rv_by;
 static int rv_arm(void)
 {
     int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    cr_assert_eq(rt_io_own(sv[0]), 0);
-    cr_assert_eq(rt_io_own(sv[1]), 0);
+    owned_pair(sv);
     static char junk[RV_BSZ * 6];
     cr_assert_eq(write(sv[1], junk, sizeof junk), (ssize_t)sizeof junk);
     cr_assert_eq(rt_io_recv(sv[0], NULL, 0, 0, RT_IO_MULTISHOT | RT_IO_BUFSEL, NULL), 0);
@@ -2573,9 +2577,7 @@ IO_TEST(multishot_recvmsg_ends_at_the_end_of_the_stream)
 static void bufsel_len_body(void *arg)
 {
     int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    cr_assert_eq(rt_io_own(sv[0]), 0);
-    cr_assert_eq(rt_io_own(sv[1]), 0);
+    owned_pair(sv);
     cr_assert_eq(write(sv[1], "0123456789", 10), 10);
     rt_io_req req;
     cr_assert_eq(rt_io_recv(sv[0], NULL, 3, 0, RT_IO_BUFSEL, &req), 0);
@@ -2657,9 +2659,7 @@ static void unsent_body(void *arg)
     cr_assert(accept4(l, NULL, NULL, 0) < 0 && errno == EAGAIN, "the cancelled connect connected");
     /* a send, the same */
     int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    cr_assert_eq(rt_io_own(sv[0]), 0);
-    cr_assert_eq(rt_io_own(sv[1]), 0);
+    owned_pair(sv);
     cr_assert_eq(rt_io_send(sv[0], "never", 5, 0, &req), 0);
     cr_assert_eq(rt_io_cancel(req), 0);
     cr_assert_eq(await_res(req, 2000), -ECANCELED);
