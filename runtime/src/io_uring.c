@@ -24,6 +24,7 @@
 #define BGID       0
 #define UD_WAKE    1ull
 #define UD_IGNORE  2ull
+_Static_assert(ENTRIES <= 0x10000, "an entry's index takes 16 bits of ioreq.backend");
 
 struct uring {
     struct io_sched *io;
@@ -34,16 +35,21 @@ struct uring {
     struct io_uring_buf_ring *br;
     size_t br_len;
     unsigned mask;
-    /* batches handed to the kernel (from 1, wrapping past 0): a request
-     * started since the last holds it in ioreq.backend with its entry's
-     * index, and a cancel before the next one takes it out of the batch */
-    uint32_t batch;
+    /* batches handed to the kernel, from 1: a request keeps the number of
+     * the batch it went into in ioreq.backend (BATCH_OF), with its entry's
+     * index below it, and a cancel before that batch is handed over takes
+     * it out. 48 bits: a multishot request can live for years, and its
+     * number must not come round again (at a million batches a second,
+     * 2^32 would in 72 minutes; 2^48 takes 9 years) */
+    uint64_t batch;
 };
+
+#define BATCH_OF(backend) ((backend) >> 16)
+#define BATCH_MASK        ((UINT64_C(1) << 48) - 1)
 
 static void handed_over(struct uring *u)
 {
-    if (++u->batch == 0)
-        u->batch = 1;
+    u->batch++;
 }
 
 static struct io_uring_sqe *sqe_get(struct uring *u)
@@ -194,17 +200,18 @@ static int ur_start(struct io_sched *io, struct ioreq *r)
         sqe->buf_group = BGID;
     }
     io_uring_sqe_set_data(sqe, r);
-    r->backend = (uint64_t)u->batch << 32 | (uint32_t)(sqe - u->ring.sq.sqes);
+    r->backend = (u->batch & BATCH_MASK) << 16 | (uint64_t)(sqe - u->ring.sq.sqes);
     return 0;
 }
 
 static void ur_cancel(struct io_sched *io, struct ioreq *r)
 {
     struct uring *u = io->priv;
-    if (r->op != RT_IO_CLOSE && r->backend >> 32 == u->batch) {
+    struct io_uring_sqe *nop = &u->ring.sq.sqes[r->backend & 0xffff];
+    if (r->op != RT_IO_CLOSE && r->backend != 0 &&
+        BATCH_OF(r->backend) == (u->batch & BATCH_MASK) && nop->user_data == (uintptr_t)r) {
         /* still in the batch: the kernel never sees it (as epoll never
          * tries it), and it ends now. A close is done even so. */
-        struct io_uring_sqe *nop = &u->ring.sq.sqes[(uint32_t)r->backend];
         io_uring_prep_nop(nop);
         io_uring_sqe_set_data64(nop, UD_IGNORE);
         r->backend = 0;
