@@ -42,6 +42,7 @@ struct uring {
      * number must not come round again (at a million batches a second,
      * 2^32 would in 72 minutes; 2^48 takes 9 years) */
     uint64_t batch;
+    bool cancel_fd; /* the kernel cancels by fd (5.19; so has the first ring's flags) */
 };
 
 #define BATCH_OF(backend) ((backend) >> 16)
@@ -87,6 +88,7 @@ static int ur_init(struct io_sched *io)
                                          IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
                                 .cq_entries = CQ_ENTRIES};
     int rc = io_uring_queue_init_params(ENTRIES, &u->ring, &p);
+    u->cancel_fd = rc == 0;
     if (rc == -EINVAL) {
         /* an older kernel: without the task-run flags */
         p = (struct io_uring_params){.flags = IORING_SETUP_CQSIZE, .cq_entries = CQ_ENTRIES};
@@ -230,7 +232,10 @@ static void ur_cancel(struct io_sched *io, struct ioreq *r)
 static bool ur_fd_closing(struct io_sched *io, int fd)
 {
     struct uring *u = io->priv;
-    if (io->live == 0) /* nothing in flight here: nothing to cancel */
+    /* nothing in flight here: nothing to cancel. Before 5.19 a cancel by
+     * fd fails, and without SUBMIT_ALL it would hold back the rest of the
+     * batch (the close with it) */
+    if (io->live == 0 || !u->cancel_fd)
         return false;
     struct io_uring_sqe *sqe = sqe_get(u);
     if (sqe == NULL)

@@ -621,13 +621,22 @@ int rt__sched_start(unsigned n)
         mq_init(&s->inject);
         atomic_store_explicit(&s->next_deadline, INT64_MAX, memory_order_relaxed);
         int rc = rt__timer_init(s);
+        bool io_failed = false;
         if (rc == 0)
-            rc = rt__io_init(s, kind, rt__rt.io_bufs, rt__rt.io_buf_size);
-        /* every scheduler on the backend the first one got: where io_uring
-         * fails for a later one (its rings' locked memory), the start fails
-         * rather than mixing backends that rt_io_backend would not name */
+            io_failed = (rc = rt__io_init(s, kind, rt__rt.io_bufs, rt__rt.io_buf_size)) < 0;
+        /* every scheduler on one backend (rt_io_backend names one): the
+         * first one's; where io_uring then fails for a later one (its
+         * rings' locked memory), RT_IO_AUTO puts them all on epoll */
         if (rc == 0 && i == 0)
             kind = rt__io_kind(s);
+        if (io_failed && i > 0 && rt__rt.io_kind == RT_IO_AUTO && kind == RT_IO_URING) {
+            kind = RT_IO_EPOLL;
+            rc = 0;
+            for (unsigned j = 0; j <= i && rc == 0; j++) {
+                rt__io_fini(&ss[j]);
+                rc = rt__io_init(&ss[j], kind, rt__rt.io_bufs, rt__rt.io_buf_size);
+            }
+        }
         if (rc < 0) {
             for (unsigned j = 0; j <= i; j++) {
                 rt__io_fini(&ss[j]);

@@ -41,12 +41,17 @@
  *    owner's end) ends every request on it that was started on the closing
  *    process's scheduler, whoever started it: with -ECANCELED, and the
  *    socket closes then (the peer sees the end; io_uring no longer holds
- *    it). A request on it elsewhere ends too: on io_uring when the kernel
- *    does (it holds the socket until then), on epoll with -ECANCELED when
- *    the number is next ready. None, anywhere, ever acts on the next file
- *    to get the number (a receive waiting for buffers ends -ECANCELED
- *    instead of starting again). Close with close(2) only an fd with no
- *    request on it.
+ *    it). None of those ever acts on the next file to get the number (a
+ *    receive waiting for buffers ends -ECANCELED instead of starting
+ *    again). On io_uring that end is by file: a request on another number
+ *    for the same socket (dup) ends too; on epoll it is by number. A
+ *    request on the fd started on another scheduler is that scheduler's:
+ *    on io_uring it ends when the kernel ends it (it holds the socket),
+ *    on epoll when it is cancelled or its owner ends (or, -ECANCELED, when
+ *    that scheduler next watches the number); and closing the fd while one
+ *    there is still in its batch is a race, as closing an fd that another
+ *    thread is using: that request may act on the next file to get the
+ *    number. Close with close(2) only an fd with no request on it.
  *
  * Errors are the kernel's, passed through: rt_io_result.res is cqe->res
  * (bytes, a new fd, or a negative errno). The calls here return 0 or a
