@@ -22,6 +22,13 @@
 
 #define STAGE_CONNECTING 1u
 #define STAGE_WATCHED    2u /* epoll was told to watch its fd for it (wait_on_fd) */
+#define STAGE_NONBLOCK   4u /* its fd was non-blocking before this backend made it so */
+
+/* attempt()'s results beyond a system call's: try again a moment later
+ * (LATER_NS), or end with -EAGAIN (not: wait for readiness) */
+#define RES_LATER  (1 << 30)
+#define RES_EAGAIN (RES_LATER + 1)
+#define LATER_NS   1000000
 
 struct fdent {
     struct ioreq **waiting; /* in the order they were started */
@@ -36,6 +43,9 @@ struct ep {
     unsigned nfds; /* size of fds[] */
     struct ioreq **trying;
     unsigned ntry, captry;
+    struct ioreq **later; /* to be tried again at later_due */
+    unsigned nlater, caplater;
+    int64_t later_due;
 };
 
 static int ep_init(struct io_sched *io)
@@ -77,6 +87,7 @@ static void ep_fini(struct io_sched *io)
         free(e->fds[i].waiting);
     free(e->fds);
     free(e->trying);
+    free(e->later);
     close(e->epfd);
     close(e->efd);
     free(e);
@@ -106,6 +117,8 @@ static int ep_start(struct io_sched *io, struct ioreq *r)
         int rc = prepare_fd(e, r->fd);
         if (rc < 0)
             return rc;
+        if (rc == 1)
+            r->backend |= STAGE_NONBLOCK;
     }
     return push(&e->trying, &e->ntry, &e->captry, r);
 }
@@ -126,13 +139,16 @@ static struct fdent *fdent(struct ep *e, int fd)
     return &e->fds[fd];
 }
 
-/* accept and connect have no MSG_DONTWAIT: their fd must not block. */
+/* accept and connect have no MSG_DONTWAIT: their fd must not block. 1 if
+ * it was non-blocking already. */
 static int prepare_fd(struct ep *e, int fd)
 {
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0)
         return -errno;
-    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+    if (fl & O_NONBLOCK)
+        return 1;
+    if (fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
         return -errno;
     return 0;
 }
@@ -229,11 +245,14 @@ static int attempt(struct io_sched *io, struct ioreq *r, int *bid)
             r->backend |= STAGE_CONNECTING;
             return -EAGAIN;
         }
-        /* EAGAIN: nothing started (an AF_UNIX listener's backlog is full):
-         * connect again when the socket is ready, as io_uring does. (epoll
-         * cannot wait for room in that backlog: the unconnected socket is
-         * ready at once, so this scheduler tries again each time it looks
-         * until there is room; io_uring waits in the kernel.) */
+        /* EAGAIN: nothing started (an AF_UNIX listener's backlog is full).
+         * As io_uring: a socket that was non-blocking gets EAGAIN; on one
+         * that was blocking, io_uring waits in the kernel for room. epoll
+         * cannot wait for that (the unconnected socket is ready at once:
+         * waiting on it spun a scheduler at 100%), so it connects again a
+         * millisecond later, and so on */
+        if (errno == EAGAIN)
+            return r->backend & STAGE_NONBLOCK ? RES_EAGAIN : RES_LATER;
         return -errno;
     case RT_IO_SEND:
         n = send(r->fd, r->buf, r->len, r->msg_flags | MSG_DONTWAIT);
@@ -328,6 +347,15 @@ static void try_req(struct io_sched *io, struct ep *e, struct ioreq *r)
             io__pause(io, r);
             return;
         }
+        if (res == RES_LATER) {
+            if (e->nlater == 0)
+                e->later_due = rt__now_ns() + LATER_NS;
+            if (push(&e->later, &e->nlater, &e->caplater, r) < 0)
+                io__complete(io, r, -ENOMEM, false, -1);
+            return;
+        }
+        if (res == RES_EAGAIN)
+            res = -EAGAIN;
         if (r->op == RT_IO_CLOSE) {
             int fd = r->fd;
             io__complete(io, r, res, false, -1);
@@ -411,10 +439,21 @@ static int handle_events(struct io_sched *io, struct ep *e, int timeout_ms)
     return n > 0 ? n : 0;
 }
 
+static bool later_due(const struct ep *e)
+{
+    return e->nlater && rt__now_ns() >= e->later_due;
+}
+
 static int ep_reap(struct io_sched *io)
 {
     struct ep *e = io->priv;
     int done = 0;
+    if (later_due(e)) {
+        for (unsigned i = 0; i < e->nlater; i++)
+            if (push(&e->trying, &e->ntry, &e->captry, e->later[i]) < 0)
+                io__complete(io, e->later[i], -ENOMEM, false, -1);
+        e->nlater = 0;
+    }
     while (e->ntry) {
         unsigned n = e->ntry;
         struct ioreq *batch[64];
@@ -433,7 +472,7 @@ static int ep_reap(struct io_sched *io)
 static bool ep_ready(struct io_sched *io)
 {
     struct ep *e = io->priv;
-    return e->ntry > 0;
+    return e->ntry > 0 || later_due(e);
 }
 
 static void ep_flush(struct io_sched *io)
@@ -444,10 +483,12 @@ static void ep_flush(struct io_sched *io)
 static void ep_wait(struct io_sched *io, int64_t deadline)
 {
     struct ep *e = io->priv;
-    if (e->ntry) {
+    if (e->ntry || later_due(e)) {
         ep_reap(io);
         return;
     }
+    if (e->nlater && e->later_due < deadline)
+        deadline = e->later_due;
     int ms = -1;
     if (deadline != INT64_MAX) {
         int64_t d = deadline - rt__now_ns();
