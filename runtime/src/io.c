@@ -531,19 +531,23 @@ RT_API int rt_io_take_fd(rt_msg *msg)
 
 /* ---- starting operations ------------------------------------------------------------------ */
 
-static int submit(struct proc *p, int op, int fd, unsigned flags, struct ioreq *tmpl,
-                  rt_io_req *out)
+/* A request of p's on this scheduler, counted and pinned as below, not
+ * yet started; NULL with *rc set. */
+static struct ioreq *prepare(struct proc *p, int op, int fd, unsigned flags,
+                             const struct ioreq *tmpl, int *rc)
 {
     struct io_sched *io = rt__sched_self()->io;
+    *rc = -EBADF;
     if (fd < 0)
-        return -EBADF;
+        return NULL;
+    *rc = -ENOMEM;
     struct proc_ext *x = rt__ext_of(p);
     if (x == NULL ||
         (x->live == NULL && (x->live = calloc(rt__rt.nsched, sizeof *x->live)) == NULL))
-        return -ENOMEM;
+        return NULL;
     struct ioreq *r = req_new(io, p, op, fd, flags);
     if (r == NULL)
-        return -ENOMEM;
+        return NULL;
     r->buf = tmpl->buf;
     r->len = tmpl->len;
     r->msg_flags = tmpl->msg_flags;
@@ -552,7 +556,6 @@ static int submit(struct proc *p, int op, int fd, unsigned flags, struct ioreq *
     r->tmpl = tmpl->tmpl;
     r->addr = tmpl->addr;
     r->addrlen = tmpl->addrlen;
-    r->fd_epoch = fd_epoch(fd);
     /* counted until it ends, wherever the owner is then (rt__io_proc_close) */
     r->pin = p;
     rt__proc_hold(p);
@@ -565,6 +568,15 @@ static int submit(struct proc *p, int op, int fd, unsigned flags, struct ioreq *
         r->flags |= R_PINNED;
         atomic_fetch_add_explicit(&p->io_pins, 1, memory_order_relaxed);
     }
+    return r;
+}
+
+/* Start a prepared request: 0 and its handle in *out, or -errno (then it
+ * is gone). */
+static int launch(struct ioreq *r, rt_io_req *out)
+{
+    struct io_sched *io = r->io;
+    r->fd_epoch = fd_epoch(r->fd); /* the fd as it is now */
     int rc = io->be->start(io, r);
     if (rc < 0) {
         req_free(io, r);
@@ -573,6 +585,14 @@ static int submit(struct proc *p, int op, int fd, unsigned flags, struct ioreq *
     if (out)
         *out = r->id;
     return 0;
+}
+
+static int submit(struct proc *p, int op, int fd, unsigned flags, struct ioreq *tmpl,
+                  rt_io_req *out)
+{
+    int rc;
+    struct ioreq *r = prepare(p, op, fd, flags, tmpl, &rc);
+    return r ? launch(r, out) : rc;
 }
 
 RT_API int rt_io_accept(int fd, unsigned flags, rt_io_req *req)
@@ -666,12 +686,16 @@ RT_API int rt_io_close(int fd, rt_io_req *req)
     struct proc *p = io_proc();
     if (p == NULL)
         return RT_ENOTPROC;
-    if (fd < 0)
-        return -EBADF;
     struct ioreq t = {0};
+    int rc;
+    /* the request first: a close that cannot be had leaves the fd and its
+     * requests as they were */
+    struct ioreq *r = prepare(p, RT_IO_CLOSE, fd, 0, &t, &rc);
+    if (r == NULL)
+        return rc;
     bool owned = disown(p, fd) == 0;
-    (void)fd_closing(rt__sched_self()->io, fd); /* (handed over with the close) */
-    int rc = submit(p, RT_IO_CLOSE, fd, 0, &t, req);
+    (void)fd_closing(r->io, fd); /* (handed over with the close) */
+    rc = launch(r, req);
     if (rc < 0 && owned)
         (void)own(p, fd); /* not closed: still the caller's, to close again or at its end */
     return rc;
