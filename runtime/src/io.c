@@ -145,6 +145,7 @@ void rt__io_fini(struct sched *s)
     free(io->tab);
     free(io->freebufs);
     free(io->hot);
+    free(io->fdreq);
     free(io->ret);
     for (unsigned k = 0; k < io->ncmds; k++)
         if (io->cmds[k].fc)
@@ -171,8 +172,27 @@ RT_API const char *rt_io_backend(void)
 
 /* ---- requests ------------------------------------------------------------------------ */
 
+/* Room in io->fdreq for fd. */
+static bool fdreq_room(struct io_sched *io, int fd)
+{
+    if ((unsigned)fd < io->nfdreq)
+        return true;
+    unsigned n = io->nfdreq ? io->nfdreq : 64;
+    while (n <= (unsigned)fd)
+        n *= 2;
+    uint32_t *nf = realloc(io->fdreq, n * sizeof *nf);
+    if (nf == NULL)
+        return false;
+    memset(nf + io->nfdreq, 0, (n - io->nfdreq) * sizeof *nf);
+    io->fdreq = nf;
+    io->nfdreq = n;
+    return true;
+}
+
 static struct ioreq *req_new(struct io_sched *io, struct proc *p, int op, int fd, unsigned flags)
 {
+    if (!fdreq_room(io, fd))
+        return NULL;
     struct ioreq *r;
     if (io->free_head) {
         r = io->tab[io->free_head - 1];
@@ -206,6 +226,7 @@ static struct ioreq *req_new(struct io_sched *io, struct proc *p, int op, int fd
     r->state = R_LIVE;
     r->id = ((uint64_t)(io->s->idx + 1) << 56) | ((uint64_t)idx << 32) | gen;
     io->live++;
+    io->fdreq[fd]++;
     p->did_io = true;
     return r;
 }
@@ -229,6 +250,7 @@ static void req_free(struct io_sched *io, struct ioreq *r)
     r->next_free_idx = io->free_head;
     io->free_head = r->idx + 1;
     io->live--;
+    io->fdreq[r->fd]--;
 }
 
 static struct ioreq *req_find(rt_io_req id, struct io_sched **io_out)

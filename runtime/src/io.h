@@ -113,6 +113,8 @@ struct io_sched {
     uint32_t buf_gen;  /* buffers given back to the backend, ever (wraps) */
     struct ioreq *paused;
     /* per fd number: its last rt_recv here was large (io.c, rt_recv) */
+    uint32_t *fdreq; /* live requests here, by fd number (fd_closing's cancel) */
+    unsigned nfdreq;
     uint8_t *hot;
     unsigned nhot;
     unsigned direct_run; /* transfers done straight in a row here (rt_recv, rt_send_all) */
