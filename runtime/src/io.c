@@ -903,7 +903,8 @@ void rt__io_wait(struct sched *s, int64_t deadline)
 
 uint64_t rt__io_syscalls(struct sched *s)
 {
-    return atomic_load_explicit(&s->io->syscalls, memory_order_relaxed);
+    return atomic_load_explicit(&s->io->syscalls, memory_order_relaxed) +
+           atomic_load_explicit(&s->io->syscalls_any, memory_order_relaxed);
 }
 
 void rt__io_wake(struct sched *s)

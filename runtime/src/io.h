@@ -124,13 +124,15 @@ struct io_sched {
     unsigned nret, capret;
     struct io_cmd *cmds; /* cancel requests from other threads */
     unsigned ncmds, capcmds;
-    _Atomic bool pending;      /* something in ret or cancel_owner */
-    _Atomic uint64_t syscalls; /* made by the backend (rt_stats.io_syscalls) */
+    _Atomic bool pending;          /* something in ret or cancel_owner */
+    _Atomic uint64_t syscalls;     /* made by the backend here (rt_stats.io_syscalls) */
+    _Atomic uint64_t syscalls_any; /* and by other threads for it (wakes) */
     int dead_fd; /* /dev/null: holds the number of an fd closed early (rt__io_proc_close) */
 };
 
 /* Count system calls: the owner thread only (a relaxed store of load + 1
- * suffices, no other thread writes it), and io__count_any from any. */
+ * suffices, no other thread writes it), and io__count_any from any (its
+ * own counter: an increment there would be lost under the owner's store). */
 static inline void io__count(struct io_sched *io, unsigned n)
 {
     atomic_store_explicit(&io->syscalls,
@@ -139,7 +141,7 @@ static inline void io__count(struct io_sched *io, unsigned n)
 }
 static inline void io__count_any(struct io_sched *io)
 {
-    atomic_fetch_add_explicit(&io->syscalls, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&io->syscalls_any, 1, memory_order_relaxed);
 }
 
 extern const struct io_backend rt__io_uring_backend;
