@@ -43,6 +43,13 @@ struct uring {
      * 2^32 would in 72 minutes; 2^48 takes 9 years) */
     uint64_t batch;
     bool cancel_fd; /* the kernel cancels by fd (5.19; so has the first ring's flags) */
+    /* cancels that found no queue entry (the kernel refused a submit):
+     * made at the next hand-over */
+    struct {
+        struct ioreq *r;
+        uint64_t id;
+    } * later;
+    unsigned nlater, caplater;
 };
 
 #define BATCH_OF(backend) ((backend) >> 16)
@@ -141,6 +148,7 @@ static void ur_fini(struct io_sched *io)
     io_uring_queue_exit(&u->ring);
     munmap(u->br, u->br_len);
     close(u->efd);
+    free(u->later);
     free(u);
     io->priv = NULL;
 }
@@ -221,10 +229,42 @@ static void ur_cancel(struct io_sched *io, struct ioreq *r)
         return;
     }
     struct io_uring_sqe *sqe = sqe_get(u);
-    if (sqe == NULL)
+    if (sqe == NULL) {
+        /* not lost: the next hand-over makes it (but for no memory) */
+        if (u->nlater == u->caplater) {
+            unsigned n = u->caplater ? 2 * u->caplater : 16;
+            void *nl = realloc(u->later, n * sizeof *u->later);
+            if (nl == NULL)
+                return;
+            u->later = nl;
+            u->caplater = n;
+        }
+        u->later[u->nlater].r = r;
+        u->later[u->nlater++].id = r->id;
         return;
+    }
     io_uring_prep_cancel(sqe, r, 0);
     io_uring_sqe_set_data64(sqe, UD_IGNORE);
+}
+
+/* Before a hand-over: the cancels that had to wait, for requests still
+ * live (a request's slot lives as long as the ring; its id changes when
+ * it is used again). */
+static void cancels_later(struct uring *u)
+{
+    unsigned k = 0;
+    for (; k < u->nlater; k++) {
+        struct ioreq *r = u->later[k].r;
+        if (r->state == R_FREE || r->id != u->later[k].id)
+            continue;
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+        if (sqe == NULL)
+            break;
+        io_uring_prep_cancel(sqe, r, 0);
+        io_uring_sqe_set_data64(sqe, UD_IGNORE);
+    }
+    memmove(u->later, u->later + k, (u->nlater - k) * sizeof *u->later);
+    u->nlater -= k;
 }
 
 /* A cancel of everything on the fd in this ring, handed over before the
@@ -305,6 +345,8 @@ static bool ur_ready(struct io_sched *io)
 static void ur_flush(struct io_sched *io)
 {
     struct uring *u = io->priv;
+    if (u->nlater)
+        cancels_later(u);
     if (io_uring_sq_ready(&u->ring)) {
         io_uring_submit(&u->ring);
         handed_over(u);
@@ -315,6 +357,8 @@ static void ur_flush(struct io_sched *io)
 static void ur_wait(struct io_sched *io, int64_t deadline)
 {
     struct uring *u = io->priv;
+    if (u->nlater)
+        cancels_later(u);
     arm_wake(u);
     struct io_uring_cqe *cqe;
     struct __kernel_timespec ts, *tsp = NULL;
