@@ -172,27 +172,27 @@ RT_API const char *rt_io_backend(void)
 
 /* ---- requests ------------------------------------------------------------------------ */
 
-/* Room in io->fdreq for fd. */
-static bool fdreq_room(struct io_sched *io, int fd)
+void *io__fd_room(void *arr, unsigned *n, size_t size, int fd)
 {
-    if ((unsigned)fd < io->nfdreq)
-        return true;
-    unsigned n = io->nfdreq ? io->nfdreq : 64;
-    while (n <= (unsigned)fd)
-        n *= 2;
-    uint32_t *nf = realloc(io->fdreq, n * sizeof *nf);
-    if (nf == NULL)
-        return false;
-    memset(nf + io->nfdreq, 0, (n - io->nfdreq) * sizeof *nf);
-    io->fdreq = nf;
-    io->nfdreq = n;
-    return true;
+    if ((unsigned)fd < *n)
+        return arr;
+    unsigned k = *n ? *n : 64;
+    while (k <= (unsigned)fd)
+        k *= 2;
+    char *na = realloc(arr, (size_t)k * size);
+    if (na == NULL)
+        return NULL;
+    memset(na + (size_t)*n * size, 0, (size_t)(k - *n) * size);
+    *n = k;
+    return na;
 }
 
 static struct ioreq *req_new(struct io_sched *io, struct proc *p, int op, int fd, unsigned flags)
 {
-    if (!fdreq_room(io, fd))
+    uint32_t *fdreq = io__fd_room(io->fdreq, &io->nfdreq, sizeof *io->fdreq, fd);
+    if (fdreq == NULL)
         return NULL;
+    io->fdreq = fdreq;
     struct ioreq *r;
     if (io->free_head) {
         r = io->tab[io->free_head - 1];
@@ -758,11 +758,13 @@ static void cancel_here(struct io_sched *io, struct ioreq *r)
 /* fd is about to be closed through the runtime on this scheduler: count
  * the close (what started on the number before it, on any scheduler, ends
  * instead of acting on it again), end what is paused on it here, and have
- * the backend end what it started on it here: true if that waits to be
- * handed to the kernel. */
+ * the backend end what it started on it here (only if this scheduler has
+ * a request on it): true if that waits to be handed to the kernel. */
 static bool fd_closing(struct io_sched *io, int fd)
 {
     fd_closed(fd);
+    if ((unsigned)fd >= io->nfdreq || io->fdreq[fd] == 0)
+        return false; /* nothing on it here: nothing paused, waiting or in the kernel */
     for (struct ioreq *r = io->paused; r;) {
         if (r->fd != fd) {
             r = r->next;
@@ -1166,17 +1168,10 @@ static bool fd_hot(struct io_sched *io, int fd)
 static void fd_set_hot(struct io_sched *io, int fd, bool hot)
 {
     if ((unsigned)fd >= io->nhot) {
-        if (!hot)
-            return;
-        unsigned n = io->nhot ? io->nhot : 64;
-        while (n <= (unsigned)fd)
-            n *= 2;
-        uint8_t *nh = realloc(io->hot, n);
-        if (nh == NULL)
-            return; /* only a hint */
-        memset(nh + io->nhot, 0, n - io->nhot);
-        io->hot = nh;
-        io->nhot = n;
+        uint8_t *h = hot ? io__fd_room(io->hot, &io->nhot, sizeof *io->hot, fd) : NULL;
+        if (h == NULL)
+            return; /* (not hot is what an fd past the end is; no memory: only a hint) */
+        io->hot = h;
     }
     io->hot[fd] = hot;
 }

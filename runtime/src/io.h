@@ -148,6 +148,10 @@ extern const struct io_backend rt__io_uring_backend;
 extern const struct io_backend rt__io_epoll_backend;
 
 /* io.c, for the backends */
+/* An array indexed by fd number (arr, *n entries of `size` bytes), grown
+ * and zeroed to hold `fd` if need be: the array, or NULL for no memory
+ * (arr and *n are then as they were). */
+void *io__fd_room(void *arr, unsigned *n, size_t size, int fd);
 /* r's fd number was closed through the runtime after r started: the
  * number may name another file now, and r must not act on it */
 bool io__fd_stale(const struct ioreq *r);

@@ -125,18 +125,11 @@ static int ep_start(struct io_sched *io, struct ioreq *r)
 
 static struct fdent *fdent(struct ep *e, int fd)
 {
-    if ((unsigned)fd >= e->nfds) {
-        unsigned n = e->nfds ? e->nfds : 64;
-        while (n <= (unsigned)fd)
-            n *= 2;
-        struct fdent *nf = realloc(e->fds, n * sizeof *nf);
-        if (nf == NULL)
-            return NULL;
-        memset(nf + e->nfds, 0, (n - e->nfds) * sizeof *nf);
-        e->fds = nf;
-        e->nfds = n;
-    }
-    return &e->fds[fd];
+    struct fdent *fds = io__fd_room(e->fds, &e->nfds, sizeof *e->fds, fd);
+    if (fds == NULL)
+        return NULL;
+    e->fds = fds;
+    return &fds[fd];
 }
 
 /* accept and connect have no MSG_DONTWAIT: their fd must not block. 1 if

@@ -272,10 +272,9 @@ static void cancels_later(struct uring *u)
 static bool ur_fd_closing(struct io_sched *io, int fd)
 {
     struct uring *u = io->priv;
-    /* nothing on fd in flight here: nothing to cancel. Before 5.19 a cancel by
-     * fd fails, and without SUBMIT_ALL it would hold back the rest of the
-     * batch (the close with it) */
-    if ((unsigned)fd >= io->nfdreq || io->fdreq[fd] == 0 || !u->cancel_fd)
+    /* before 5.19 a cancel by fd fails, and without SUBMIT_ALL it would
+     * hold back the rest of the batch (the close with it) */
+    if (!u->cancel_fd)
         return false;
     struct io_uring_sqe *sqe = sqe_get(u);
     if (sqe == NULL)
