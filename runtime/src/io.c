@@ -317,7 +317,7 @@ static void flush_now(struct io_sched *io)
 }
 
 static void cancel_here(struct io_sched *io, struct ioreq *r);
-static bool fd_closing(struct io_sched *io, int fd);
+static bool fd_closing(struct io_sched *io, int fd, uint32_t own);
 
 static void resume_paused(struct io_sched *io)
 {
@@ -716,7 +716,7 @@ RT_API int rt_io_close(int fd, rt_io_req *req)
     if (r == NULL)
         return rc;
     bool owned = disown(p, fd) == 0;
-    (void)fd_closing(r->io, fd); /* (handed over with the close) */
+    (void)fd_closing(r->io, fd, 1); /* (handed over with the close) */
     rc = launch(r, req);
     if (rc < 0 && owned)
         (void)own(p, fd); /* not closed: still the caller's, to close again or at its end */
@@ -760,10 +760,11 @@ static void cancel_here(struct io_sched *io, struct ioreq *r)
  * instead of acting on it again), end what is paused on it here, and have
  * the backend end what it started on it here (only if this scheduler has
  * a request on it): true if that waits to be handed to the kernel. */
-static bool fd_closing(struct io_sched *io, int fd)
+static bool fd_closing(struct io_sched *io, int fd, uint32_t own)
 {
     fd_closed(fd);
-    if ((unsigned)fd >= io->nfdreq || io->fdreq[fd] == 0)
+    /* (own: the caller's requests on it that are not to end, its close) */
+    if ((unsigned)fd >= io->nfdreq || io->fdreq[fd] <= own)
         return false; /* nothing on it here: nothing paused, waiting or in the kernel */
     for (struct ioreq *r = io->paused; r;) {
         if (r->fd != fd) {
@@ -961,7 +962,7 @@ void rt__io_proc_close(struct proc *p)
      * before the fd closes) */
     bool flush = false, elsewhere = false;
     for (uint32_t i = 0; i < x->nfds; i++)
-        flush |= fd_closing(self, x->fds[i]);
+        flush |= fd_closing(self, x->fds[i], 0);
     for (unsigned i = 0; x->live && i < rt__rt.nsched; i++) {
         struct io_sched *io = rt__rt.sched[i].io;
         /* acquire: pairs with the release in req_free; only the process
