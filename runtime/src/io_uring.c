@@ -9,6 +9,7 @@
  * here, since Debian's liburing 2.3 has no io_uring_setup_buf_ring.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -17,6 +18,7 @@
 
 #include <liburing.h>
 
+#include "failpoint.h"
 #include "io.h"
 
 #define ENTRIES    1024u
@@ -42,7 +44,8 @@ struct uring {
      * number must not come round again (at a million batches a second,
      * 2^32 would in 72 minutes; 2^48 takes 9 years) */
     uint64_t batch;
-    bool cancel_fd; /* the kernel cancels by fd (5.19; so has the first ring's flags) */
+    bool cancel_fd;   /* the kernel cancels by fd (5.19; so has the first ring's flags) */
+    unsigned dropped; /* completions the kernel dropped, last seen (cq.koverflow) */
     /* cancels that found no queue entry (the kernel refused a submit):
      * made at the next hand-over */
     struct {
@@ -94,7 +97,8 @@ static int ur_init(struct io_sched *io)
     struct io_uring_params p = {.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL |
                                          IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
                                 .cq_entries = CQ_ENTRIES};
-    int rc = io_uring_queue_init_params(ENTRIES, &u->ring, &p);
+    int rc = rt__fp_fail(RT_FP_URING_SETUP) ? -ENOMEM
+                                            : io_uring_queue_init_params(ENTRIES, &u->ring, &p);
     u->cancel_fd = rc == 0;
     if (rc == -EINVAL) {
         /* an older kernel: without the task-run flags */
@@ -103,6 +107,12 @@ static int ur_init(struct io_sched *io)
     }
     if (rc < 0)
         goto out_free;
+    /* without NODROP (before 5.5) a full completion queue drops
+     * completions, and their requests never end */
+    if (!(p.features & IORING_FEAT_NODROP)) {
+        rc = -EOPNOTSUPP;
+        goto out_ring;
+    }
     u->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (u->efd < 0) {
         rc = -errno;
@@ -228,7 +238,7 @@ static void ur_cancel(struct io_sched *io, struct ioreq *r)
         io__complete(io, r, -ECANCELED, false, -1);
         return;
     }
-    struct io_uring_sqe *sqe = sqe_get(u);
+    struct io_uring_sqe *sqe = rt__fp_fail(RT_FP_CANCEL_SQE) ? NULL : sqe_get(u);
     if (sqe == NULL) {
         /* not lost: the next hand-over makes it (but for no memory) */
         if (u->nlater == u->caplater) {
@@ -294,6 +304,22 @@ static bool taskrun_pending(struct uring *u)
            (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW);
 }
 
+/* Even with NODROP the kernel drops a completion when it has no memory to
+ * keep it on its overflow list, and counts it: the request it ended never
+ * ends here, its owner waits and its fd stays open. Nothing here can make
+ * it up, so it is said (once per count seen), not hidden. */
+static void dropped(struct uring *u)
+{
+    unsigned k = __atomic_load_n(u->ring.cq.koverflow, __ATOMIC_RELAXED);
+    if (__builtin_expect(k == u->dropped, 1))
+        return;
+    fprintf(stderr,
+            "rt: io_uring dropped %u completion(s) (the kernel was out of memory); their "
+            "requests will not end\n",
+            k - u->dropped);
+    u->dropped = k;
+}
+
 static int ur_reap(struct io_sched *io)
 {
     struct uring *u = io->priv;
@@ -319,6 +345,7 @@ static int ur_reap(struct io_sched *io)
             break;
     }
     io_uring_cq_advance(&u->ring, n);
+    dropped(u);
     for (unsigned i = 0; i < n; i++) {
         if (batch[i].ud == UD_WAKE) {
             u->efd_armed = false;
@@ -386,6 +413,8 @@ static void ur_wake(struct io_sched *io)
 static void ur_buf_return(struct io_sched *io, unsigned bid)
 {
     struct uring *u = io->priv;
+    if (rt__fp_fail(RT_FP_BUF_LOSE))
+        return;
     io_uring_buf_ring_add(u->br, io->bufs + (size_t)bid * io->bufsize, io->bufsize,
                           (unsigned short)bid, u->mask, 0);
     io_uring_buf_ring_advance(u->br, 1);

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "failpoint.h"
 #include "io.h"
 
 struct runtime rt__rt;
@@ -65,6 +66,10 @@ RT_API int rt_start(const rt_opts *opts)
     if (atomic_load_explicit(&rt__rt.state, memory_order_acquire) != 0) {
         pthread_mutex_unlock(&life_lock);
         return -EALREADY;
+    }
+    if (rt__fp_init() < 0) {
+        pthread_mutex_unlock(&life_lock);
+        return -EINVAL;
     }
     memset(&rt__rt, 0, sizeof rt__rt);
     rt__stack_init();

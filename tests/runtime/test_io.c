@@ -2789,3 +2789,138 @@ Test(io_auto, runs_on_epoll_where_the_kernel_refuses_io_uring)
     cr_assert_eq(test_run(tcp_echo_body, NULL, 30000), 0);
     io_stop();
 }
+
+/* ==== paths the kernel here never takes, made on purpose (RT_FAILPOINTS)
+ * =========================================================================
+ * Each test sets RT_FAILPOINTS before its rt_start (Criterion runs each
+ * test in a process of its own); rt_start reads it. */
+
+Test(failpoints, a_bad_entry_fails_rt_start)
+{
+    fds_before = test_count_fds();
+    const char *bad[] = {"no_such_point", "buf_lose:",      "buf_lose@x",
+                         "buf_lose:1:2",  "cancel_sqe@1@2", "uring_setup:12345678901"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(setenv("RT_FAILPOINTS", bad[i], 1), 0);
+        int rc = rt_start(&(rt_opts){.schedulers = 1});
+        cr_assert_eq(rc, -EINVAL, "RT_FAILPOINTS=%s: %d (%s)", bad[i], rc, rt_strerror(rc));
+    }
+    cr_assert_eq(test_count_fds(), fds_before, "a refused start left fds open");
+    /* a good list starts, and the runtime works */
+    cr_assert_eq(setenv("RT_FAILPOINTS", "cancel_sqe@3:1,buf_lose@100", 1), 0);
+    cr_assert_eq(rt_start(&(rt_opts){.schedulers = 1}), 0);
+    cr_assert_eq(test_run(tcp_echo_body, NULL, 30000), 0);
+    io_stop();
+    unsetenv("RT_FAILPOINTS");
+}
+
+/* io_uring works for the first scheduler's ring and not for the second's
+ * (the locked memory of its rings, say): asked for by name, rt_start
+ * fails with the kernel's error and leaves nothing behind; RT_IO_AUTO puts
+ * every scheduler on epoll, and I/O works on each. */
+Test(io_auto, runs_on_epoll_where_a_later_ring_is_refused)
+{
+    cr_assert_eq(setenv("RT_FAILPOINTS", "uring_setup@1", 1), 0);
+    fds_before = test_count_fds();
+    rt_opts o = {.schedulers = 2, .io = RT_IO_URING};
+    int rc = rt_start(&o);
+    if (rc == -EPERM || rc == -ENOSYS)
+        cr_skip_test("io_uring is not available here: %s", rt_strerror(rc));
+    cr_assert_eq(rc, -ENOMEM, "rt_start (io_uring), the second ring refused: %d (%s)", rc,
+                 rt_strerror(rc));
+    cr_assert_null(rt_io_backend());
+    cr_assert_eq(test_count_fds(), fds_before, "a failed start left fds open");
+    o.io = RT_IO_AUTO;
+    rc = rt_start(&o);
+    cr_assert_eq(rc, 0, "rt_start (auto), the second ring refused: %s", rt_strerror(rc));
+    cr_assert_str_eq(rt_io_backend(), "epoll");
+    for (unsigned i = 0; i < 2; i++) {
+        rt_pid pid;
+        cr_assert_eq(rt_spawn(tcp_echo_body, NULL,
+                              &(rt_spawn_opts){.sched = (int)i + 1, .joinable = true}, &pid),
+                     0);
+        int reason = -1;
+        cr_assert_eq(rt_join(pid, 30000, &reason), 0);
+        cr_assert_eq(reason, RT_EXIT_NORMAL, "on scheduler %u: %d", i, reason);
+    }
+    io_stop();
+    unsetenv("RT_FAILPOINTS");
+}
+
+/* A cancel that finds no queue entry, even after a submit (a kernel that
+ * refuses the submit), waits for the next hand-over: the receive still
+ * ends, -ECANCELED, and its socket is still good. */
+static void cancel_later_body(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    owned_pair(sv);
+    rt_io_req req;
+    cr_assert_eq(rt_io_recv(sv[0], NULL, 0, 0, RT_IO_BUFSEL, &req), 0);
+    cr_assert_eq(rt_sleep(20), 0); /* in the kernel: past its batch */
+    cr_assert_eq(rt_io_cancel(req), 0);
+    cr_assert_eq(await_res(req, 2000), -ECANCELED);
+    cr_assert_eq(rt_send_all(sv[1], "after", 5, 1000), 5);
+    char buf[5];
+    recv_exact(sv[0], buf, 5);
+    cr_assert_eq(memcmp(buf, "after", 5), 0);
+}
+
+Test(io_uring, a_cancel_without_a_queue_entry_is_made_at_the_next_hand_over)
+{
+    cr_assert_eq(setenv("RT_FAILPOINTS", "cancel_sqe:1", 1), 0);
+    io_start(RT_IO_URING, 1, 0, 0);
+    cr_assert_eq(test_run(cancel_later_body, NULL, 30000), 0);
+    io_stop();
+    unsetenv("RT_FAILPOINTS");
+}
+
+/* The kernel loses provided buffers (Linux 6.1.7's multishot recvmsg did,
+ * liburing issue #778): every buffer given back is counted back and never
+ * reaches the ring. A multishot receive goes on while buffers last, then
+ * its owner hears -ENOBUFS once (the scheduler does not retry without
+ * end), and what the kernel could not deliver is still in the socket. */
+#define LOSE_BUFS 8
+
+static void lost_bufs_body(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    owned_pair(sv);
+    rt_io_req req;
+    cr_assert_eq(rt_io_recv(sv[0], NULL, 0, 0, RT_IO_MULTISHOT | RT_IO_BUFSEL, &req), 0);
+    char out[100];
+    int got = 0;
+    for (int i = 0; i < LOSE_BUFS + 1; i++) {
+        memset(out, 'a' + i, sizeof out);
+        cr_assert_eq(rt_send_all(sv[1], out, sizeof out, 1000), (ssize_t)sizeof out);
+        rt_msg *m = NULL;
+        cr_assert_eq(rt_receive_match(is_of, &req, 2000, &m), 0, "completion %d", i);
+        const rt_io_result *r = rt_io_result_of(m);
+        if (r->res == -ENOBUFS) {
+            cr_assert_eq(r->flags & RT_IO_F_MORE, 0, "-ENOBUFS ends it");
+            rt_msg_free(m);
+            break;
+        }
+        cr_assert_eq(r->res, (int)sizeof out, "completion %d: %d", i, r->res);
+        cr_assert(r->flags & RT_IO_F_MORE);
+        cr_assert_eq(memcmp(m->data, out, sizeof out), 0);
+        rt_msg_free(m); /* its buffer: lost */
+        got++;
+    }
+    cr_assert_eq(got, LOSE_BUFS, "%d completions with data, then -ENOBUFS", got);
+    cr_assert_eq(rt_mailbox_len(), 0, "nothing after the last completion");
+    /* the data of the ninth send: still there */
+    char in[100];
+    recv_exact(sv[0], in, sizeof in);
+    cr_assert_eq(memcmp(in, out, sizeof out), 0);
+}
+
+Test(io_uring, a_receive_hears_enobufs_where_the_kernel_loses_buffers)
+{
+    cr_assert_eq(setenv("RT_FAILPOINTS", "buf_lose", 1), 0);
+    io_start(RT_IO_URING, 1, LOSE_BUFS, 256);
+    cr_assert_eq(test_run(lost_bufs_body, NULL, 30000), 0);
+    io_stop();
+    unsetenv("RT_FAILPOINTS");
+}
