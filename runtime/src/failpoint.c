@@ -17,6 +17,7 @@ static const char *const names[RT_FP_N] = {
 
 /* passes left before it fails; fails left (-1: without end) */
 static _Atomic long skip_left[RT_FP_N], fail_left[RT_FP_N];
+static _Atomic unsigned long hits[RT_FP_N];
 
 static bool parse_count(const char *s, size_t n, long *out)
 {
@@ -70,12 +71,14 @@ int rt__fp_init(void)
     for (int i = 0; i < RT_FP_N; i++) {
         atomic_store(&skip_left[i], 0);
         atomic_store(&fail_left[i], 0);
+        atomic_store(&hits[i], 0);
     }
     atomic_store(&rt__fp_any, false);
     const char *env = getenv("RT_FAILPOINTS");
     if (env == NULL || *env == '\0')
         return 0;
-    for (const char *s = env; *s;) {
+    /* every entry, the one after a last comma too (empty: refused) */
+    for (const char *s = env;; s++) {
         size_t n = strcspn(s, ",");
         if (parse_entry(s, n) < 0) {
             fprintf(stderr,
@@ -87,7 +90,9 @@ int rt__fp_init(void)
                 atomic_store(&fail_left[i], 0);
             return -EINVAL;
         }
-        s += n + (s[n] == ',');
+        s += n;
+        if (*s == '\0')
+            break;
     }
     atomic_store(&rt__fp_any, true);
     return 0;
@@ -103,10 +108,19 @@ bool rt__fp_fail_slow(enum rt_fp fp)
     while (s > 0)
         if (atomic_compare_exchange_weak(&skip_left[fp], &s, s - 1))
             return false;
-    if (f < 0)
-        return true;
-    while (f > 0)
-        if (atomic_compare_exchange_weak(&fail_left[fp], &f, f - 1))
-            return true;
-    return false;
+    /* then a failure, while there are failures left (negative: no end) */
+    while (f > 0 && !atomic_compare_exchange_weak(&fail_left[fp], &f, f - 1))
+        ;
+    if (f == 0)
+        return false;
+    atomic_fetch_add(&hits[fp], 1);
+    return true;
+}
+
+unsigned long rt__fp_hits(const char *name)
+{
+    for (int i = 0; i < RT_FP_N; i++)
+        if (strcmp(names[i], name) == 0)
+            return atomic_load(&hits[i]);
+    return 0;
 }

@@ -314,8 +314,7 @@ static void dropped(struct uring *u)
     if (__builtin_expect(k == u->dropped, 1))
         return;
     fprintf(stderr,
-            "rt: io_uring dropped %u completion(s) (the kernel was out of memory); their "
-            "requests will not end\n",
+            "rt: io_uring: the kernel dropped %u completion(s); their requests will not end\n",
             k - u->dropped);
     u->dropped = k;
 }
