@@ -81,7 +81,9 @@
  * folder of echopeer.beam (default: that peers/ folder; erl from PATH).
  * Without --csv the CSV is printed to stdout after the table. Each point's
  * figures are those of its median run; rate_min and rate_max are the
- * lowest and highest rates of its runs.
+ * lowest and highest rates of its runs; io_uring_ratio_by_run (and its
+ * _min, _max) the median (and range) of io_uring's rate over this
+ * server's, run by run.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -984,7 +986,8 @@ int main(int argc, char **argv)
     size_t sizes[] = {64, 1024, 16384, 65536};
     fprintf(csv, "mode,conns,size,server,rate,unit,mb_per_s,p50_us,p99_us,syscalls_per_msg,"
                  "syscall_source,tcp_mem_runs,server_cpu_us_per_msg,client_cpu_pct,"
-                 "io_uring_ratio,check,rate_min,rate_max,server_bytes_per_read\n");
+                 "io_uring_ratio,check,rate_min,rate_max,server_bytes_per_read,"
+                 "io_uring_ratio_by_run,io_uring_ratio_by_run_min,io_uring_ratio_by_run_max\n");
     printf("servers, each with one CPU (%d) and one scheduler, all its threads on that CPU:\n"
            "  io_uring, epoll: rt (%d scheduler; a stackful process per connection) on io_uring,\n"
            "    and on epoll (the control);\n"
@@ -997,7 +1000,9 @@ int main(int argc, char **argv)
            "bytes; a point fails unless its counts agree with the client's. client: a separate\n"
            "process, one epoll thread, non-blocking sockets, pinned to CPU %d; the same for all.\n"
            "%.2f s per run, median of %d run(s) per point. ratios: io_uring / each other server\n"
-           "(>1: io_uring better). sys/msg: the server's system calls per message (rr: per round\n"
+           "(>1: io_uring better), of the medians; \"/epoll by run\" at the end of a row: the\n"
+           "median of the runs' own ratios (run i of io_uring / run i of epoll, one after the\n"
+           "other) and their range. sys/msg: the server's system calls per message (rr: per round\n"
            "trip; stream: per `size` bytes), %s.\n",
            server_cpu, SCHEDULERS, SCHEDULERS, about[SRV_GO], SCHEDULERS, SCHEDULERS,
            about[SRV_ERLANG], client_cpu, dur, runs,
@@ -1080,6 +1085,24 @@ int main(int argc, char **argv)
                     }
                     nshort += short_runs[k];
                 }
+                /* io_uring against each other server run by run: run i of
+                 * both came one after the other, so drift in the machine
+                 * between runs cancels (the ratio of medians above does
+                 * not see which runs were slow together) */
+                double pr[NSRV] = {0}, pr_lo[NSRV] = {0}, pr_hi[NSRV] = {0};
+                for (int k = 0; k < NSRV; k++) {
+                    if (!ok[k] || !ok[SRV_URING])
+                        continue;
+                    double r[9];
+                    for (int run = 0; run < runs; run++)
+                        r[run] = rates[k][run] > 0 ? rates[SRV_URING][run] / rates[k][run] : 0;
+                    pr[k] = r[median_index(r, runs)];
+                    pr_lo[k] = pr_hi[k] = pr[k];
+                    for (int run = 0; run < runs; run++) {
+                        pr_lo[k] = r[run] < pr_lo[k] ? r[run] : pr_lo[k];
+                        pr_hi[k] = r[run] > pr_hi[k] ? r[run] : pr_hi[k];
+                    }
+                }
                 char b[NSRV][5][32];
                 printf("%-6s %5d %6zu |", stream ? "stream" : "rr", conns[ci], sizes[si]);
                 for (int k = 0; k < NSRV; k++)
@@ -1110,6 +1133,9 @@ int main(int argc, char **argv)
                             printf("%s-", k ? " " : "");
                 }
                 printf("  (%s)", unit);
+                if (runs > 1 && pr[SRV_EPOLL] > 0)
+                    printf("  /epoll by run %.2f (%.2f-%.2f)", pr[SRV_EPOLL], pr_lo[SRV_EPOLL],
+                           pr_hi[SRV_EPOLL]);
                 if (nshort) {
                     printf("  ! tcp mem");
                     for (int k = 0; k < NSRV; k++)
@@ -1138,7 +1164,10 @@ int main(int argc, char **argv)
                         fprintf(csv, ",,,");
                     if (ok[k] && p[k].bpr > 0)
                         fprintf(csv, "%.0f", p[k].bpr);
-                    fprintf(csv, "\n");
+                    if (pr[k] > 0)
+                        fprintf(csv, ",%.3f,%.3f,%.3f\n", pr[k], pr_lo[k], pr_hi[k]);
+                    else
+                        fprintf(csv, ",,,\n");
                 }
             }
         }
