@@ -64,12 +64,18 @@ static inline void run(void (*body)(void *), void *arg)
         }                                                                                          \
     } while (0)
 
+/* How long wait_tag and wait_for wait for a message that must come: a
+ * limit for "it never came", with room for TSan in the emulated VM beside
+ * the other tests (a run of Criterion's is parallel). */
+#define WAIT_MS 30000
+
 static inline rt_msg *wait_tag_at(uint32_t tag, int line)
 {
     rt_msg *m = NULL;
-    int rc = rt_receive_tag(tag, 10000, &m);
+    int rc = rt_receive_tag(tag, WAIT_MS, &m);
     if (rc != 0) {
-        fprintf(stderr, "line %d: no message with tag 0x%x within 10 s\n", line, tag);
+        fprintf(stderr, "line %d: no message with tag 0x%x within %d s\n", line, tag,
+                WAIT_MS / 1000);
         rt_exit_self(rc);
     }
     return m;
@@ -105,10 +111,10 @@ static inline rt_msg *wait_for_at(uint32_t tag, esock_assoc a, int line)
 {
     struct want w = {tag, a.id};
     rt_msg *m = NULL;
-    int rc = rt_receive_match(match_assoc, &w, 10000, &m);
+    int rc = rt_receive_match(match_assoc, &w, WAIT_MS, &m);
     if (rc != 0) {
-        fprintf(stderr, "line %d: no message 0x%x for association %llx within 10 s\n", line, tag,
-                (unsigned long long)a.id);
+        fprintf(stderr, "line %d: no message 0x%x for association %llx within %d s\n", line, tag,
+                (unsigned long long)a.id, WAIT_MS / 1000);
         rt_exit_self(rc);
     }
     return m;
@@ -138,13 +144,13 @@ static inline pid_t spawn_peer(char *const argv[], int in, int *out)
 
 /* Wait for the peer without blocking the scheduler, sending it SIGINT
  * first when `kill_it`: its wait status; -1 if it could not be waited for
- * or outlived 10 s (then it is killed). */
+ * or outlived 30 s (then it is killed). */
 static inline int reap(pid_t pid, bool kill_it)
 {
     if (kill_it)
         kill(pid, SIGINT);
     int st;
-    for (int i = 0; i < 1000; i++) {
+    for (int64_t end = rt_now_ms() + 30000; rt_now_ms() < end;) {
         pid_t r = waitpid(pid, &st, WNOHANG);
         if (r == pid)
             return st;

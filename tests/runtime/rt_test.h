@@ -13,6 +13,14 @@
 #include <criterion/criterion.h>
 #include <rt/rt.h>
 
+/* Timing tolerances, for the tests whose behaviour is a time (a timeout
+ * firing, a wake-up): sanitizer builds run several times slower. */
+#if defined(RT_SANITIZE_ADDRESS) || defined(RT_SANITIZE_THREAD)
+#define SLACK_MS 250
+#else
+#define SLACK_MS 100
+#endif
+
 static inline int test_count_fds(void)
 {
     int n = 0;
