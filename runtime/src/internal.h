@@ -278,7 +278,8 @@ struct sched {
     /* caches */
     struct pool_cache pool[POOL_NCLASS];
     struct stack *stacks;
-    _Atomic uint32_t nstacks; /* owner writes; rt_stats_get reads (relaxed) */
+    struct stack *dead_stacks; /* put while the runtime stops: unmapped after the join */
+    _Atomic uint32_t nstacks;  /* owner writes; rt_stats_get reads (relaxed) */
     uint32_t tick;
     /* process slots freed here, reused here first (proc.c): a list through
      * the slots' next_free, as slot index + 1 (0: none) */

@@ -600,7 +600,6 @@ static void *sched_main(void *arg)
     }
     rt__proc_sched_idle(s, true);
     rt__pool_flush(s->pool);
-    rt__stack_flush(s);
     rt__fault_thread_fini(altstack);
     rt__tls_sched = NULL;
     return NULL;
@@ -671,6 +670,7 @@ void rt__sched_stop(void)
     for (unsigned i = 0; i < rt__rt.nsched; i++)
         pthread_join(rt__rt.sched[i].thread, NULL);
     for (unsigned i = 0; i < rt__rt.nsched; i++) {
+        rt__stack_flush(&rt__rt.sched[i]); /* one thread left: no other CPU to interrupt */
         rt__io_fini(&rt__rt.sched[i]);
         rt__timer_fini(&rt__rt.sched[i]);
     }
