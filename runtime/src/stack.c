@@ -153,7 +153,8 @@ void rt__stack_put(struct stack *st)
     /* while the runtime stops, kept until its threads are joined: a munmap
      * with another scheduler thread alive interrupts that CPU to flush its
      * TLB, and the schedulers take the mapping lock in turn (stopping
-     * 100,000 stackful processes took 2.8 s, nearly all of it in munmap) */
+     * 100,000 stackful processes took 2.8 s, nearly all of it in munmap).
+     * A stop that times out leaves them there until the next stop */
     if (s && atomic_load_explicit(&rt__rt.state, memory_order_relaxed) == 2) {
         st->next = s->dead_stacks;
         s->dead_stacks = st;
