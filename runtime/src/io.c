@@ -189,10 +189,12 @@ void *io__fd_room(void *arr, unsigned *n, size_t size, int fd)
 
 static struct ioreq *req_new(struct io_sched *io, struct proc *p, int op, int fd, unsigned flags)
 {
-    uint32_t *fdreq = io__fd_room(io->fdreq, &io->nfdreq, sizeof *io->fdreq, fd);
-    if (fdreq == NULL)
-        return NULL;
-    io->fdreq = fdreq;
+    if ((unsigned)fd >= io->nfdreq) {
+        uint32_t *fdreq = io__fd_room(io->fdreq, &io->nfdreq, sizeof *io->fdreq, fd);
+        if (fdreq == NULL)
+            return NULL;
+        io->fdreq = fdreq;
+    }
     struct ioreq *r;
     if (io->free_head) {
         r = io->tab[io->free_head - 1];

@@ -163,17 +163,18 @@ void rt__stack_put(struct stack *st)
     stack_destroy(st);
 }
 
+static void destroy_all(struct stack **list)
+{
+    while (*list) {
+        struct stack *st = *list;
+        *list = st->next;
+        stack_destroy(st);
+    }
+}
+
 void rt__stack_flush(struct sched *s)
 {
-    while (s->stacks) {
-        struct stack *st = s->stacks;
-        s->stacks = st->next;
-        stack_destroy(st);
-    }
-    while (s->dead_stacks) {
-        struct stack *st = s->dead_stacks;
-        s->dead_stacks = st->next;
-        stack_destroy(st);
-    }
+    destroy_all(&s->stacks);
+    destroy_all(&s->dead_stacks);
     atomic_store_explicit(&s->nstacks, 0, memory_order_relaxed);
 }

@@ -2791,21 +2791,30 @@ static void refuse_io_uring(void)
 #endif
 }
 
+/* Two schedulers asked for io_uring by name where (some of) it is
+ * refused: rt_start fails with `want` and leaves nothing behind. */
+static void start_refused(int want)
+{
+    fds_before = test_count_fds();
+    int rc = rt_start(&(rt_opts){.schedulers = 2, .io = RT_IO_URING});
+    cr_assert_eq(rc, want, "rt_start (io_uring), refused: %d (%s)", rc, rt_strerror(rc));
+    cr_assert_null(rt_io_backend());
+    cr_assert_eq(test_count_fds(), fds_before, "a failed start left fds open");
+}
+
+/* The default choice there: epoll. */
+static void start_auto_on_epoll(void)
+{
+    int rc = rt_start(&(rt_opts){.schedulers = 2, .io = RT_IO_AUTO});
+    cr_assert_eq(rc, 0, "rt_start (auto), io_uring refused: %s", rt_strerror(rc));
+    cr_assert_str_eq(rt_io_backend(), "epoll");
+}
+
 Test(io_auto, runs_on_epoll_where_the_kernel_refuses_io_uring)
 {
     refuse_io_uring();
-    fds_before = test_count_fds();
-    /* asked for by name: the kernel's refusal, and nothing left behind */
-    rt_opts o = {.schedulers = 2, .io = RT_IO_URING};
-    int rc = rt_start(&o);
-    cr_assert_eq(rc, -EPERM, "rt_start (io_uring) refused io_uring: %d (%s)", rc, rt_strerror(rc));
-    cr_assert_null(rt_io_backend());
-    cr_assert_eq(test_count_fds(), fds_before, "a failed start left fds open");
-    /* the default choice: epoll, and it works */
-    o.io = RT_IO_AUTO;
-    rc = rt_start(&o);
-    cr_assert_eq(rc, 0, "rt_start (auto) refused io_uring: %s", rt_strerror(rc));
-    cr_assert_str_eq(rt_io_backend(), "epoll");
+    start_refused(-EPERM); /* the kernel's refusal */
+    start_auto_on_epoll();
     cr_assert_eq(test_run(tcp_echo_body, NULL, 30000), 0);
     io_stop();
 }
@@ -2846,17 +2855,9 @@ Test(io_auto, runs_on_epoll_where_a_later_ring_is_refused)
     io_start(RT_IO_URING, 1, 0, 0);
     io_stop();
     cr_assert_eq(rt__fp_hits("uring_setup"), 0);
-    rt_opts o = {.schedulers = 2, .io = RT_IO_URING};
-    int rc = rt_start(&o);
+    start_refused(-ENOMEM); /* the second ring refused */
     cr_assert_eq(rt__fp_hits("uring_setup"), 1);
-    cr_assert_eq(rc, -ENOMEM, "rt_start (io_uring), the second ring refused: %d (%s)", rc,
-                 rt_strerror(rc));
-    cr_assert_null(rt_io_backend());
-    cr_assert_eq(test_count_fds(), fds_before, "a failed start left fds open");
-    o.io = RT_IO_AUTO;
-    rc = rt_start(&o);
-    cr_assert_eq(rc, 0, "rt_start (auto), the second ring refused: %s", rt_strerror(rc));
-    cr_assert_str_eq(rt_io_backend(), "epoll");
+    start_auto_on_epoll();
     cr_assert_eq(rt__fp_hits("uring_setup"), 1, "the second ring refused, then all on epoll");
     for (unsigned i = 0; i < 2; i++) {
         rt_pid pid;
