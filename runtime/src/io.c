@@ -320,6 +320,7 @@ static void flush_now(struct io_sched *io)
 
 static void cancel_here(struct io_sched *io, struct ioreq *r);
 static bool fd_closing(struct io_sched *io, int fd, uint32_t own);
+static bool post_cmd(struct io_sched *io, struct io_cmd cmd);
 
 static void resume_paused(struct io_sched *io)
 {
@@ -379,9 +380,12 @@ void io__complete(struct io_sched *io, struct ioreq *r, int res, bool more, int 
         io->bufs_out++;
         r->flags &= ~R_NOBUF;
     }
-    /* its fd closed meanwhile: what waits for a buffer would start again
-     * on whatever the number names now */
-    if (res == -ENOBUFS && !more && io__fd_stale(r))
+    /* its fd closed through the runtime meanwhile: what waits for a buffer
+     * would start again on whatever the number names now, and another
+     * failure came from that (the /dev/null that holds the number after a
+     * close by a process on another scheduler: close_held), or the close
+     * ended it */
+    if (res < 0 && !more && r->op != RT_IO_CLOSE && io__fd_stale(r))
         res = -ECANCELED;
     if (res == -ENOBUFS && (r->flags & RT_IO_BUFSEL) && !(r->flags & R_CANCELLED) &&
         (more || !lost_bufs(io, r))) {
@@ -705,6 +709,63 @@ RT_API int rt_io_recvmsg(int fd, struct msghdr *mh, int msg_flags, unsigned flag
     return submit(p, RT_IO_RECVMSG, fd, flags, &t, req);
 }
 
+/* Whether p has requests on a scheduler other than io's. */
+static bool live_elsewhere(struct proc *p, const struct io_sched *io)
+{
+    const struct proc_ext *x = p->ext;
+    for (unsigned i = 0; x->live && i < rt__rt.nsched; i++)
+        /* acquire: pairs with the release in req_free (that scheduler is
+         * done with the request) */
+        if (rt__rt.sched[i].io != io && atomic_load_explicit(&x->live[i], memory_order_acquire))
+            return true;
+    return false;
+}
+
+/* rt_io_close's close `r` of a process with requests on other schedulers
+ * (it has moved since it started them). Those may still act on the number:
+ * one waiting in that scheduler's batch, or being retried there. So, as at
+ * the end of a moved process (rt__io_proc_close), the socket closes now but
+ * /dev/null holds its number until each of those schedulers has ended
+ * what it has on the fd from before the close and handed its batch over;
+ * the last of them frees the number. The close completes at once. */
+static int close_held(struct proc *p, struct ioreq *r, rt_io_req *out)
+{
+    struct io_sched *self = r->io;
+    int fd = r->fd;
+    struct fd_close *fc = malloc(sizeof *fc + sizeof(int));
+    if (fc == NULL) {
+        req_free(self, r);
+        return -ENOMEM;
+    }
+    /* what this scheduler has on the fd ends, as at any close here; its
+     * cancels by fd, and what its batch holds for the number, go to the
+     * kernel while the number still names the socket */
+    (void)fd_closing(self, fd, 1);
+    flush_now(self);
+    int res = dup3(self->dead_fd, fd, O_CLOEXEC) < 0 ? -errno : 0; /* the socket closes here */
+    if (res < 0) {
+        free(fc);
+    } else {
+        atomic_init(&fc->refs, 1);
+        fc->n = 1;
+        fc->fds[0] = fd;
+        struct proc_ext *x = p->ext;
+        for (unsigned i = 0; i < rt__rt.nsched; i++) {
+            struct io_sched *io = rt__rt.sched[i].io;
+            if (io == self || atomic_load_explicit(&x->live[i], memory_order_acquire) == 0)
+                continue;
+            atomic_fetch_add_explicit(&fc->refs, 1, memory_order_relaxed);
+            if (!post_cmd(io, (struct io_cmd){.owner = proc_pid(p), .fd = fd, .fc = fc}))
+                fd_close_release(fc); /* no memory: do not wait for that one */
+        }
+        fd_close_release(fc); /* ours */
+    }
+    if (out)
+        *out = r->id;
+    io__complete(self, r, res, false, -1);
+    return 0;
+}
+
 RT_API int rt_io_close(int fd, rt_io_req *req)
 {
     struct proc *p = io_proc();
@@ -718,8 +779,12 @@ RT_API int rt_io_close(int fd, rt_io_req *req)
     if (r == NULL)
         return rc;
     bool owned = disown(p, fd) == 0;
-    (void)fd_closing(r->io, fd, 1); /* (handed over with the close) */
-    rc = launch(r, req);
+    if (live_elsewhere(p, r->io)) {
+        rc = close_held(p, r, req);
+    } else {
+        (void)fd_closing(r->io, fd, 1); /* (handed over with the close) */
+        rc = launch(r, req);
+    }
     if (rc < 0 && owned)
         (void)own(p, fd); /* not closed: still the caller's, to close again or at its end */
     return rc;
@@ -803,7 +868,7 @@ static bool post_cmd(struct io_sched *io, struct io_cmd cmd)
 static void post_cancel(struct io_sched *io, rt_pid owner, rt_io_req id)
 {
     /* if it cannot be queued, its completions are still discarded, only later */
-    post_cmd(io, (struct io_cmd){owner, id, NULL});
+    post_cmd(io, (struct io_cmd){.owner = owner, .id = id, .fd = -1});
 }
 
 RT_API int rt_io_cancel(rt_io_req id)
@@ -862,8 +927,11 @@ void rt__io_poll(struct sched *s)
         for (unsigned k = 0; k < ncmds; k++) {
             for (uint32_t i = 0; i < io->ntab; i++) {
                 struct ioreq *r = io->tab[i];
-                if (r->state != R_FREE && rt_pid_eq(r->owner, cmds[k].owner) &&
-                    (cmds[k].id == 0 || cmds[k].id == r->id))
+                if (r->state == R_FREE)
+                    continue;
+                if (cmds[k].fd >= 0 ? r->fd == cmds[k].fd && io__fd_stale(r)
+                                    : rt_pid_eq(r->owner, cmds[k].owner) &&
+                                          (cmds[k].id == 0 || cmds[k].id == r->id))
                     cancel_here(io, r);
             }
             closes |= cmds[k].fc != NULL;
@@ -998,7 +1066,7 @@ void rt__io_proc_close(struct proc *p)
         if (io == self || atomic_load_explicit(&x->live[i], memory_order_acquire) == 0)
             continue;
         atomic_fetch_add_explicit(&fc->refs, 1, memory_order_relaxed);
-        if (!post_cmd(io, (struct io_cmd){pid, 0, fc}))
+        if (!post_cmd(io, (struct io_cmd){.owner = pid, .fd = -1, .fc = fc}))
             fd_close_release(fc); /* no memory: do not wait for that one */
     }
     fd_close_release(fc); /* ours */

@@ -49,20 +49,25 @@ struct ioreq {
 struct io_sched;
 
 /* The fd numbers of an ended process with requests still on other
- * schedulers (its sockets already closed, the numbers held by /dev/null):
- * each of those cancels them, hands its batch to the kernel and drops its
- * reference; the last one frees the numbers. */
+ * schedulers, or of an fd closed by a process with requests on other
+ * schedulers (rt_io_close): the sockets already closed, the numbers held
+ * by /dev/null. Each of those schedulers cancels the requests, hands its
+ * batch to the kernel and drops its reference; the last one frees the
+ * numbers. */
 struct fd_close {
     _Atomic unsigned refs;
     unsigned n;
     int fds[];
 };
 
-/* "cancel request `id` of `owner`", or all of owner's when id is 0; with
- * `fc`: then flush, and drop a reference to fc */
+/* "cancel request `id` of `owner`", or all of owner's when id is 0, or
+ * (fd >= 0) every request on fd that started before its last close
+ * through the runtime, whoever's; with `fc`: then flush, and drop a
+ * reference to fc */
 struct io_cmd {
     rt_pid owner;
     rt_io_req id;
+    int fd;
     struct fd_close *fc;
 };
 

@@ -1289,6 +1289,139 @@ IO_TEST(queued_operation_of_moved_process_stays_on_its_fd)
     io_stop();
 }
 
+/* A process closes, on scheduler 2, fds with requests it started on
+ * scheduler 1 (busy, so its batch waits): a connect still in that batch
+ * and a multishot poll. The number must not be free until scheduler 1 has
+ * ended them, or the connect lands on the next socket to get it (the
+ * driver's); both end, -ECANCELED unless the connect got through first;
+ * the polled socket closes though the poll held it; the numbers are free
+ * afterwards. */
+struct held_arg {
+    rt_pid body;
+    uint16_t port;
+    int polled;
+};
+
+/* The last completion of creq or preq in m: its result in res[3] or res[4]. */
+static void held_result(rt_msg *m, rt_io_req creq, rt_io_req preq, int res[5])
+{
+    const rt_io_result *r = rt_io_result_of(m);
+    cr_assert(r != NULL && (r->req == creq || r->req == preq) && !(r->flags & RT_IO_F_MORE),
+              "only the two requests' last completions come");
+    res[r->req == creq ? 3 : 4] = r->res;
+    rt_msg_free(m);
+}
+
+static void close_mover(void *arg)
+{
+    const struct held_arg *h = arg;
+    int s = rt_socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(s, 0);
+    struct sockaddr_in to = loopback(h->port);
+    rt_io_req creq, preq;
+    cr_assert_eq(rt_io_connect(s, (struct sockaddr *)&to, sizeof to, &creq), 0);
+    cr_assert_eq(rt_io_own(h->polled), 0);
+    cr_assert_eq(rt_io_poll(h->polled, POLLIN, RT_IO_MULTISHOT, &preq), 0);
+    int res[5] = {0, 0, 0, 1, 1};
+    rt_send(h->body, TAG_PORT, &s, sizeof s);
+    /* woken from scheduler 2, it runs there; woken first by the connect's
+     * completion (epoll tries it at once), it may still be running here
+     * when the kick comes: then it asks for another */
+    for (;;) {
+        rt_msg *m = NULL;
+        cr_assert_eq(rt_receive(5000, &m), 0);
+        if (m->tag == RT_MSG_IO) {
+            held_result(m, creq, preq, res);
+            continue;
+        }
+        cr_assert_eq(m->tag, TAG_GO);
+        rt_msg_free(m);
+        if (rt_sched_of(rt_self()) == 1)
+            break;
+        atomic_store_explicit(&kick, 1, memory_order_release);
+    }
+    res[1] = rt_close(s);
+    res[2] = rt_close(h->polled);
+    while (res[3] == 1 || res[4] == 1) {
+        rt_msg *m = NULL;
+        cr_assert_eq(rt_receive_tag(RT_MSG_IO, 10000, &m), 0, "the %s did not end at the close",
+                     res[3] == 1 ? "connect" : "poll");
+        held_result(m, creq, preq, res);
+    }
+    rt_send(h->body, TAG_RESULT, res, sizeof res);
+}
+
+static void held_driver(void *arg)
+{
+    uint16_t port;
+    int l = listen_tcp(&port, 64);
+    rt_spawn_opts on1 = {.sched = 1}, on2 = {.sched = 2};
+    rt_pid sp;
+    atomic_store(&spin_stop, false);
+    cr_assert_eq(rt_spawn(spinner, NULL, &on1, &sp), 0);
+    cr_assert_eq(rt_spawn(spinner, "kicker", &on2, &sp), 0);
+    for (int round = 0; round < 10; round++) {
+        int sv[2];
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        struct held_arg h = {rt_self(), port, sv[0]};
+        rt_pid m;
+        cr_assert_eq(rt_spawn(close_mover, &h, &on1, &m), 0);
+        int qfd, res[5];
+        recv_into(TAG_PORT, 5000, &qfd, sizeof qfd);
+        kick_pid = m;
+        atomic_store_explicit(&kick, 1, memory_order_release);
+        recv_into(TAG_RESULT, 15000, res, sizeof res);
+        cr_assert_eq(res[1], 0, "round %d: rt_close of the connecting socket: %s", round,
+                     rt_strerror(res[1]));
+        cr_assert_eq(res[2], 0, "round %d: rt_close of the polled socket: %s", round,
+                     rt_strerror(res[2]));
+        cr_assert(res[3] == 0 || res[3] == -ECANCELED, "round %d: the connect ended %s", round,
+                  rt_strerror(res[3]));
+        cr_assert_eq(res[4], -ECANCELED, "round %d: the poll ended %s", round, rt_strerror(res[4]));
+        int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        cr_assert_geq(s, 0);
+        rt_sleep(30); /* scheduler 1 flushes meanwhile */
+        struct sockaddr_in peer;
+        socklen_t len = sizeof peer;
+        bool connected = getpeername(s, (struct sockaddr *)&peer, &len) == 0;
+        cr_assert(!connected, "round %d: the moved process's connect (fd %d) landed on fd %d",
+                  round, qfd, s);
+        /* the polled end closed, and both numbers are free (or taken anew) */
+        struct pollfd pf = {.fd = sv[1], .events = POLLIN};
+        cr_assert_eq(poll(&pf, 1, 10000), 1, "round %d: the polled socket stays open", round);
+        char c;
+        cr_assert_eq(read(sv[1], &c, 1), 0);
+        int64_t until = now_ns() + 10 * 1000000000LL;
+        while ((fcntl(qfd, F_GETFD) >= 0 && qfd != s) ||
+               (fcntl(sv[0], F_GETFD) >= 0 && sv[0] != s)) {
+            cr_assert(now_ns() < until, "round %d: fd %d or %d still taken", round, qfd, sv[0]);
+            rt_sleep(1);
+        }
+        close(s);
+        close(sv[1]);
+    }
+    atomic_store(&spin_stop, true);
+    rt_sleep(20);
+    int c;
+    while ((c = rt_accept(l, NULL, NULL, 20)) >= 0)
+        rt_close(c);
+    rt_close(l);
+    int none = 0;
+    rt_send(*(rt_pid *)arg, TAG_DONE, &none, sizeof none);
+}
+
+static void held_body(void *arg)
+{
+    on_scheduler_2(held_driver);
+}
+
+IO_TEST(close_by_moved_process_holds_the_number_until_its_old_scheduler_is_done)
+{
+    io_start(backend, 2, 0, 0);
+    cr_assert_eq(test_run(held_body, NULL, 60000), 0);
+    io_stop();
+}
+
 /* rt_accept on a non-blocking listener takes connections already waiting
  * at once: the acceptor does not give up its turn for each (one
  * scheduler: a process that counts its turns would run in between). */

@@ -44,14 +44,21 @@
  *    it). None of those ever acts on the next file to get the number (a
  *    receive waiting for buffers ends -ECANCELED instead of starting
  *    again). On io_uring that end is by file: a request on another number
- *    for the same socket (dup) ends too; on epoll it is by number. A
- *    request on the fd started on another scheduler is that scheduler's:
- *    on io_uring it ends when the kernel ends it (it holds the socket),
- *    on epoll when it is cancelled or its owner ends (or, -ECANCELED, when
- *    that scheduler next watches the number); and closing the fd while one
- *    there is still in its batch is a race, as closing an fd that another
- *    thread is using: that request may act on the next file to get the
- *    number. Close with close(2) only an fd with no request on it.
+ *    for the same socket (dup) ends too; on epoll it is by number. When
+ *    the closing process itself has requests on another scheduler (it
+ *    moved since it started them), each such scheduler ends, -ECANCELED,
+ *    every request on the fd it has from before the close, whoever
+ *    started it; the socket closes at once (the close completes then) but
+ *    /dev/null holds the number until they have, a moment later, so none
+ *    acts on a later file. Any other request on the fd started on another
+ *    scheduler is that scheduler's: on io_uring it ends when the kernel
+ *    ends it (it holds the socket), on epoll when it is cancelled or its
+ *    owner ends (or, -ECANCELED, when that scheduler next watches the
+ *    number); and closing the fd while one there is still in its batch is
+ *    a race, as closing an fd that another thread is using: that request
+ *    may act on the next file to get the number. A request that fails
+ *    after its fd was closed through the runtime ends -ECANCELED. Close
+ *    with close(2) only an fd with no request on it.
  *
  * Errors are the kernel's, passed through: rt_io_result.res is cqe->res
  * (bytes, a new fd, or a negative errno). The calls here return 0 or a
