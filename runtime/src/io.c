@@ -30,9 +30,11 @@ struct io_payload {
  * before the number can name another file, on whichever scheduler it is.
  * Each number has a count of such closes; a request keeps the count it
  * started with, and one that finds it changed ends with -ECANCELED instead
- * of acting on the number (io__fd_stale). The counts are one mapping for
- * the life of the program, sized by the hard limit on open files, pages
- * touched only where fds are closed. Numbers past it are not counted. */
+ * of acting on the number (io__fd_stale). The low bit says the number is
+ * held by a placeholder (close_holding), so the count goes up by 2. The
+ * counts are one mapping for the life of the program, sized by the hard
+ * limit on open files, pages touched only where fds are closed. Numbers
+ * past it are not counted. */
 static _Atomic uint32_t *fd_epochs;
 static unsigned nfd_epochs;
 static pthread_once_t fd_epochs_once = PTHREAD_ONCE_INIT;
@@ -62,7 +64,26 @@ static uint32_t fd_epoch(int fd)
 static void fd_closed(int fd)
 {
     if ((unsigned)fd < nfd_epochs)
-        atomic_fetch_add_explicit(&fd_epochs[fd], 1, memory_order_release);
+        atomic_fetch_add_explicit(&fd_epochs[fd], 2, memory_order_release);
+}
+
+#define FD_HELD 1u
+
+static void fd_set_held(int fd, bool held)
+{
+    if ((unsigned)fd >= nfd_epochs)
+        return;
+    if (held)
+        atomic_fetch_or_explicit(&fd_epochs[fd], FD_HELD, memory_order_release);
+    else
+        atomic_fetch_and_explicit(&fd_epochs[fd], ~FD_HELD, memory_order_release);
+}
+
+/* Whether a close has closed the socket under fd and the placeholder still
+ * holds the number (it is not the caller's to close again). */
+static bool fd_held(int fd)
+{
+    return fd_epoch(fd) & FD_HELD;
 }
 
 bool io__fd_stale(const struct ioreq *r)
@@ -89,13 +110,15 @@ int rt__io_init(struct sched *s, int kind, unsigned nbufs, unsigned bufsize)
         free(io);
         return -ENOMEM;
     }
-    io->dead_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (io->dead_fd < 0) {
+    int ph[2];
+    if (pipe2(ph, O_CLOEXEC) < 0) {
         int e = -errno;
         munmap(io->bufs, io->bufs_len);
         free(io);
         return e;
     }
+    io->dead_fd = ph[0];
+    io->dead_wfd = ph[1];
     s->io = io;
     /* io_uring_setup itself says where the kernel disables io_uring
      * (/proc/sys/kernel/io_uring_disabled: 2 for everyone, 1 for a process
@@ -117,6 +140,7 @@ int rt__io_init(struct sched *s, int kind, unsigned nbufs, unsigned bufsize)
     return 0;
 out_fail:
     close(io->dead_fd);
+    close(io->dead_wfd);
     munmap(io->bufs, io->bufs_len);
     pthread_mutex_destroy(&io->lock);
     free(io);
@@ -129,8 +153,10 @@ static void fd_close_release(struct fd_close *fc)
 {
     if (atomic_fetch_sub_explicit(&fc->refs, 1, memory_order_acq_rel) != 1)
         return;
-    for (unsigned i = 0; i < fc->n; i++)
+    for (unsigned i = 0; i < fc->n; i++) {
+        fd_set_held(fc->fds[i], false);
         close(fc->fds[i]);
+    }
     free(fc);
 }
 
@@ -152,6 +178,7 @@ void rt__io_fini(struct sched *s)
             fd_close_release(io->cmds[k].fc);
     free(io->cmds);
     close(io->dead_fd);
+    close(io->dead_wfd);
     munmap(io->bufs, io->bufs_len);
     pthread_mutex_destroy(&io->lock);
     free(io);
@@ -380,11 +407,10 @@ void io__complete(struct io_sched *io, struct ioreq *r, int res, bool more, int 
         io->bufs_out++;
         r->flags &= ~R_NOBUF;
     }
-    /* its fd closed through the runtime meanwhile: what waits for a buffer
-     * would start again on whatever the number names now, and another
-     * failure came from that (the /dev/null that holds the number after a
-     * close by a process on another scheduler: close_held), or the close
-     * ended it */
+    /* its fd was closed through the runtime since it started: a receive
+     * waiting for a buffer would start again on whatever the number names
+     * now, and any other failure is the close's doing, or came from the
+     * placeholder that holds the number (close_holding) */
     if (res < 0 && !more && r->op != RT_IO_CLOSE && io__fd_stale(r))
         res = -ECANCELED;
     if (res == -ENOBUFS && (r->flags & RT_IO_BUFSEL) && !(r->flags & R_CANCELLED) &&
@@ -709,6 +735,54 @@ RT_API int rt_io_recvmsg(int fd, struct msghdr *mh, int msg_flags, unsigned flag
     return submit(p, RT_IO_RECVMSG, fd, flags, &t, req);
 }
 
+static struct fd_close *fd_close_new(unsigned n)
+{
+    struct fd_close *fc = malloc(sizeof *fc + n * sizeof(int));
+    if (fc) {
+        atomic_init(&fc->refs, 1);
+        fc->n = 0;
+    }
+    return fc;
+}
+
+/* Close the sockets fds[0..n) now, but keep their numbers taken until no
+ * other scheduler can act on them. p has requests on other schedulers
+ * (it moved), which may name these numbers: one in that scheduler's batch,
+ * or one it is about to try again. A number freed meanwhile could name the
+ * next file opened, which they would then act on. So the placeholder
+ * (dup3 over the number: the socket closes here, though a request in the
+ * kernel still holds it) takes each number; each scheduler where p has
+ * requests gets `cmd` (end p's requests, or those on the fd), hands its
+ * batch over and drops its reference to fc; the last reference frees the
+ * numbers. On the placeholder a request can only fail, or wait until it is
+ * ended. */
+static void close_holding(struct io_sched *self, struct proc *p, struct fd_close *fc,
+                          const int *fds, unsigned n, struct io_cmd cmd)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (dup3(self->dead_fd, fds[i], O_CLOEXEC) == 0) {
+            fd_set_held(fds[i], true);
+            fc->fds[fc->n++] = fds[i];
+        } else
+            close(fds[i]); /* (cannot hold it: closed as by close(2)) */
+    }
+    struct proc_ext *x = p->ext;
+    cmd.fc = fc;
+    for (unsigned i = 0; x->live && i < rt__rt.nsched; i++) {
+        struct io_sched *io = rt__rt.sched[i].io;
+        /* acquire: pairs with the release in req_free; only p adds
+         * requests, and it is here, so a count seen at 0 stays there */
+        if (io == self || atomic_load_explicit(&x->live[i], memory_order_acquire) == 0)
+            continue;
+        atomic_fetch_add_explicit(&fc->refs, 1, memory_order_relaxed);
+        /* no memory to tell that scheduler: its requests may still act on
+         * the numbers, so they stay held for good (its reference is never
+         * dropped): a leak beats closing a stranger's file */
+        (void)post_cmd(io, cmd);
+    }
+    fd_close_release(fc); /* ours */
+}
+
 /* Whether p has requests on a scheduler other than io's. */
 static bool live_elsewhere(struct proc *p, const struct io_sched *io)
 {
@@ -724,41 +798,30 @@ static bool live_elsewhere(struct proc *p, const struct io_sched *io)
 /* rt_io_close's close `r` of a process with requests on other schedulers
  * (it has moved since it started them). Those may still act on the number:
  * one waiting in that scheduler's batch, or being retried there. So, as at
- * the end of a moved process (rt__io_proc_close), the socket closes now but
- * /dev/null holds its number until each of those schedulers has ended
- * what it has on the fd from before the close and handed its batch over;
- * the last of them frees the number. The close completes at once. */
+ * the end of a moved process, the socket is closed now but its number held
+ * until each of those schedulers has ended what it has on the fd from
+ * before the close (close_holding). The close completes at once. */
 static int close_held(struct proc *p, struct ioreq *r, rt_io_req *out)
 {
     struct io_sched *self = r->io;
-    int fd = r->fd;
-    struct fd_close *fc = malloc(sizeof *fc + sizeof(int));
-    if (fc == NULL) {
+    int fd = r->fd, res = 0;
+    struct fd_close *fc = NULL;
+    /* a number that is not open: -EBADF, as close(2) says, and nothing is
+     * held (dup3 would open it) */
+    if (fcntl(fd, F_GETFD) < 0)
+        res = -errno;
+    else if ((fc = fd_close_new(1)) == NULL) {
         req_free(self, r);
         return -ENOMEM;
     }
-    /* what this scheduler has on the fd ends, as at any close here; its
-     * cancels by fd, and what its batch holds for the number, go to the
-     * kernel while the number still names the socket */
-    (void)fd_closing(self, fd, 1);
-    flush_now(self);
-    int res = dup3(self->dead_fd, fd, O_CLOEXEC) < 0 ? -errno : 0; /* the socket closes here */
-    if (res < 0) {
-        free(fc);
-    } else {
-        atomic_init(&fc->refs, 1);
-        fc->n = 1;
-        fc->fds[0] = fd;
-        struct proc_ext *x = p->ext;
-        for (unsigned i = 0; i < rt__rt.nsched; i++) {
-            struct io_sched *io = rt__rt.sched[i].io;
-            if (io == self || atomic_load_explicit(&x->live[i], memory_order_acquire) == 0)
-                continue;
-            atomic_fetch_add_explicit(&fc->refs, 1, memory_order_relaxed);
-            if (!post_cmd(io, (struct io_cmd){.owner = proc_pid(p), .fd = fd, .fc = fc}))
-                fd_close_release(fc); /* no memory: do not wait for that one */
-        }
-        fd_close_release(fc); /* ours */
+    if (fc) {
+        /* what this scheduler has on the fd ends, as at any close here; its
+         * cancels by fd, and what its batch holds for the number, go to
+         * the kernel while the number still names the socket */
+        (void)fd_closing(self, fd, 1);
+        flush_now(self);
+        close_holding(self, p, fc, &fd, 1,
+                      (struct io_cmd){.owner = proc_pid(p), .fd = fd, .by_fd = true});
     }
     if (out)
         *out = r->id;
@@ -779,7 +842,14 @@ RT_API int rt_io_close(int fd, rt_io_req *req)
     if (r == NULL)
         return rc;
     bool owned = disown(p, fd) == 0;
-    if (live_elsewhere(p, r->io)) {
+    if (fd_held(fd)) {
+        /* closed already, its number held (a second close): not the
+         * caller's to close, nor the placeholder's to lose early */
+        if (req)
+            *req = r->id;
+        io__complete(r->io, r, -EBADF, false, -1);
+        rc = 0;
+    } else if (live_elsewhere(p, r->io)) {
         rc = close_held(p, r, req);
     } else {
         (void)fd_closing(r->io, fd, 1); /* (handed over with the close) */
@@ -844,7 +914,7 @@ static bool fd_closing(struct io_sched *io, int fd, uint32_t own)
     return io->be->fd_closing(io, fd);
 }
 
-/* Ask io's scheduler to cancel (owner, id); id 0: all of owner's. */
+/* Have io's scheduler do `cmd` (struct io_cmd); false for no memory. */
 static bool post_cmd(struct io_sched *io, struct io_cmd cmd)
 {
     pthread_mutex_lock(&io->lock);
@@ -868,7 +938,7 @@ static bool post_cmd(struct io_sched *io, struct io_cmd cmd)
 static void post_cancel(struct io_sched *io, rt_pid owner, rt_io_req id)
 {
     /* if it cannot be queued, its completions are still discarded, only later */
-    post_cmd(io, (struct io_cmd){.owner = owner, .id = id, .fd = -1});
+    post_cmd(io, (struct io_cmd){.owner = owner, .id = id});
 }
 
 RT_API int rt_io_cancel(rt_io_req id)
@@ -903,7 +973,7 @@ RT_API int rt_io_cancel(rt_io_req id)
 void rt__io_poll(struct sched *s)
 {
     struct io_sched *io = s->io;
-    /* acquire: pairs with the release in buf_release / post_cancel_owner */
+    /* acquire: pairs with the release in buf_release / post_cmd */
     if (atomic_load_explicit(&io->pending, memory_order_acquire)) {
         pthread_mutex_lock(&io->lock);
         atomic_store_explicit(&io->pending, false, memory_order_relaxed);
@@ -929,15 +999,16 @@ void rt__io_poll(struct sched *s)
                 struct ioreq *r = io->tab[i];
                 if (r->state == R_FREE)
                     continue;
-                if (cmds[k].fd >= 0 ? r->fd == cmds[k].fd && io__fd_stale(r)
-                                    : rt_pid_eq(r->owner, cmds[k].owner) &&
-                                          (cmds[k].id == 0 || cmds[k].id == r->id))
+                bool owners = rt_pid_eq(r->owner, cmds[k].owner);
+                if (cmds[k].by_fd ? r->fd == cmds[k].fd && (owners || io__fd_stale(r))
+                                  : owners && (cmds[k].id == 0 || cmds[k].id == r->id))
                     cancel_here(io, r);
             }
             closes |= cmds[k].fc != NULL;
         }
         if (closes) {
-            flush_now(io); /* the ended process's queued operations, then its fds */
+            flush_now(
+                io); /* the cancels, and what the batch holds for the fds, before they are freed */
             for (unsigned k = 0; k < ncmds; k++)
                 if (cmds[k].fc)
                     fd_close_release(cmds[k].fc);
@@ -1019,8 +1090,7 @@ void rt__io_proc_cancel(struct proc *p)
  * for these fds (closes, cancels by fd) goes to the kernel before they
  * close. Where another scheduler still has some of the process's requests (the
  * process moved), the sockets are closed now all the same, but their
- * numbers stay taken by /dev/null (dup3 over them) until that scheduler
- * has cancelled those requests and flushed: it then frees the numbers. */
+ * numbers held until those are ended (close_holding). */
 void rt__io_proc_close(struct proc *p)
 {
     struct proc_ext *x = p->ext;
@@ -1046,30 +1116,14 @@ void rt__io_proc_close(struct proc *p)
     }
     if (flush)
         flush_now(self);
-    struct fd_close *fc = elsewhere ? malloc(sizeof *fc + x->nfds * sizeof(int)) : NULL;
+    struct fd_close *fc = elsewhere ? fd_close_new(x->nfds) : NULL;
     if (fc == NULL) { /* (or no memory: close without waiting) */
         for (uint32_t i = 0; i < x->nfds; i++)
             close(x->fds[i]);
-        x->nfds = 0;
-        return;
+    } else {
+        close_holding(self, p, fc, x->fds, x->nfds, (struct io_cmd){.owner = proc_pid(p)});
     }
-    atomic_init(&fc->refs, 1);
-    fc->n = x->nfds;
-    memcpy(fc->fds, x->fds, x->nfds * sizeof(int));
-    for (uint32_t i = 0; i < x->nfds; i++)
-        if (dup3(self->dead_fd, x->fds[i], O_CLOEXEC) < 0) /* the socket closes here */
-            close(x->fds[i]);
     x->nfds = 0;
-    rt_pid pid = proc_pid(p);
-    for (unsigned i = 0; i < rt__rt.nsched; i++) {
-        struct io_sched *io = rt__rt.sched[i].io;
-        if (io == self || atomic_load_explicit(&x->live[i], memory_order_acquire) == 0)
-            continue;
-        atomic_fetch_add_explicit(&fc->refs, 1, memory_order_relaxed);
-        if (!post_cmd(io, (struct io_cmd){.owner = pid, .fd = -1, .fc = fc}))
-            fd_close_release(fc); /* no memory: do not wait for that one */
-    }
-    fd_close_release(fc); /* ours */
 }
 
 /* ---- blocking style --------------------------------------------------------------------- */

@@ -51,23 +51,25 @@ struct io_sched;
 /* The fd numbers of an ended process with requests still on other
  * schedulers, or of an fd closed by a process with requests on other
  * schedulers (rt_io_close): the sockets already closed, the numbers held
- * by /dev/null. Each of those schedulers cancels the requests, hands its
- * batch to the kernel and drops its reference; the last one frees the
- * numbers. */
+ * by the placeholder (close_holding in io.c). Each of those schedulers
+ * ends the requests, hands its batch to the kernel and drops its
+ * reference; the last one frees the numbers. */
 struct fd_close {
     _Atomic unsigned refs;
     unsigned n;
     int fds[];
 };
 
-/* "cancel request `id` of `owner`", or all of owner's when id is 0, or
- * (fd >= 0) every request on fd that started before its last close
- * through the runtime, whoever's; with `fc`: then flush, and drop a
- * reference to fc */
+/* A request from another thread, done by the scheduler's own: "cancel
+ * request `id` of `owner`", or all of owner's when id is 0; or (by_fd)
+ * "end every request on `fd` whose fd epoch is stale (it started before
+ * the fd's close through the runtime), whoever's, and owner's on it". With
+ * `fc`: then flush, and drop a reference to fc. */
 struct io_cmd {
     rt_pid owner;
     rt_io_req id;
     int fd;
+    bool by_fd;
     struct fd_close *fc;
 };
 
@@ -127,12 +129,16 @@ struct io_sched {
     pthread_mutex_t lock;
     unsigned *ret;
     unsigned nret, capret;
-    struct io_cmd *cmds; /* cancel requests from other threads */
+    struct io_cmd *cmds; /* requests from other threads (struct io_cmd) */
     unsigned ncmds, capcmds;
-    _Atomic bool pending;          /* something in ret or cancel_owner */
+    _Atomic bool pending;          /* something in ret or cmds */
     _Atomic uint64_t syscalls;     /* made by the backend here (rt_stats.io_syscalls) */
     _Atomic uint64_t syscalls_any; /* and by other threads for it (wakes) */
-    int dead_fd; /* /dev/null: holds the number of an fd closed early (rt__io_proc_close) */
+    /* the placeholder that holds the number of a socket closed while
+     * another scheduler may still act on it (close_holding): a pipe's read
+     * end, its write end kept open, so that it never polls ready and
+     * every socket operation on it fails */
+    int dead_fd, dead_wfd;
 };
 
 /* Count system calls: the owner thread only (a relaxed store of load + 1

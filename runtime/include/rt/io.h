@@ -35,30 +35,37 @@
  *    the kernel (a close does, in its turn), so none acts on a later socket
  *    that gets the same number. Its sockets are closed before
  *    its monitors hear of its end; when it still has requests on another
- *    scheduler (it moved), the fd numbers stay taken (by /dev/null) until
- *    that scheduler has cancelled them, a moment later.
+ *    scheduler (it moved), the fd numbers stay taken (by a placeholder, a
+ *    pipe's read end) until that scheduler has ended them.
  *  - closing an fd through the runtime (rt_io_close, rt_close, or its
- *    owner's end) ends every request on it that was started on the closing
- *    process's scheduler, whoever started it: with -ECANCELED, and the
- *    socket closes then (the peer sees the end; io_uring no longer holds
- *    it). None of those ever acts on the next file to get the number (a
- *    receive waiting for buffers ends -ECANCELED instead of starting
- *    again). On io_uring that end is by file: a request on another number
- *    for the same socket (dup) ends too; on epoll it is by number. When
- *    the closing process itself has requests on another scheduler (it
- *    moved since it started them), each such scheduler ends, -ECANCELED,
- *    every request on the fd it has from before the close, whoever
- *    started it; the socket closes at once (the close completes then) but
- *    /dev/null holds the number until they have, a moment later, so none
- *    acts on a later file. Any other request on the fd started on another
- *    scheduler is that scheduler's: on io_uring it ends when the kernel
- *    ends it (it holds the socket), on epoll when it is cancelled or its
- *    owner ends (or, -ECANCELED, when that scheduler next watches the
- *    number); and closing the fd while one there is still in its batch is
- *    a race, as closing an fd that another thread is using: that request
- *    may act on the next file to get the number. A request that fails
- *    after its fd was closed through the runtime ends -ECANCELED. Close
- *    with close(2) only an fd with no request on it.
+ *    owner's end) ends the requests on it, with -ECANCELED unless one
+ *    completed first, so that none acts on the next file to get the
+ *    number (a receive waiting for buffers ends instead of starting
+ *    again):
+ *     - on the closing process's scheduler, every request on it, whoever
+ *       started it. The socket closes then (the peer sees the end;
+ *       io_uring no longer holds it). On io_uring that end is by file: a
+ *       request on another number for the same socket (dup) ends too; on
+ *       epoll it is by number.
+ *     - on each other scheduler where the closing process has requests
+ *       (it moved since it started them), every request on the fd from
+ *       before the close, whoever started it. The close completes at once,
+ *       before those ends, and the fd is no longer open (a request in the
+ *       kernel there still holds the socket until it ends); the number
+ *       stays taken by the placeholder, on which a request can only fail
+ *       or wait, until that scheduler has ended them, in its next round
+ *       (after the turn it is running). A second close of the number
+ *       meanwhile is refused (-EBADF).
+ *     - on any other scheduler, a request on the fd is that scheduler's:
+ *       on io_uring it ends when the kernel ends it (it holds the socket),
+ *       on epoll when it is cancelled or its owner ends (or, -ECANCELED,
+ *       when that scheduler next watches the number). Closing the fd while
+ *       one there is still in its batch is a race, as closing an fd that
+ *       another thread is using: that request may act on the next file to
+ *       get the number.
+ *    A request that fails after its fd was closed through the runtime
+ *    ends -ECANCELED, whatever its error. Close with close(2) only an fd
+ *    with no request on it.
  *
  * Errors are the kernel's, passed through: rt_io_result.res is cqe->res
  * (bytes, a new fd, or a negative errno). The calls here return 0 or a
