@@ -1020,7 +1020,7 @@ static void kill_body(void *arg)
         rt_msg_free(m);
     }
     /* a process ends, then its monitors hear of it: by now its fds are closed
-     * (the numbers may still be held by /dev/null until the other
+     * (the numbers may still be held by the placeholder until the other
      * scheduler has cancelled its requests: once that is done too, the
      * look at them below no longer races with their closing) */
     settle_schedulers(2);
@@ -1216,10 +1216,23 @@ static void spinner(void *arg)
     }
 }
 
+/* Wait for the kicker's TAG_GO until woken by it onto scheduler 2: woken
+ * first by something else (its connect's completion), a process may still
+ * be running on scheduler 1 when the kick comes; then it asks again. */
+static void move_to_scheduler_2(void)
+{
+    for (;;) {
+        rt_msg_free(test_recv_tag(TAG_GO, 5000));
+        if (rt_sched_of(rt_self()) == 1)
+            return;
+        atomic_store_explicit(&kick, 1, memory_order_release);
+    }
+}
+
 static void mover(void *arg)
 {
     queue_connect(arg);
-    rt_msg_free(test_recv_tag(TAG_GO, 5000)); /* woken from scheduler 2: runs there */
+    move_to_scheduler_2(); /* and ends there */
 }
 
 static void moved_driver(void *arg)
@@ -1246,7 +1259,7 @@ static void moved_driver(void *arg)
         rt_msg_free(test_recv_tag(RT_MSG_DOWN, 5000));
         int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         cr_assert_geq(s, 0);
-        rt_sleep(30);
+        rt_sleep(100); /* scheduler 1 flushes meanwhile (every 32 turns of 2 ms) */
         struct sockaddr_in peer;
         socklen_t len = sizeof peer;
         bool connected = getpeername(s, (struct sockaddr *)&peer, &len) == 0;
@@ -1327,22 +1340,7 @@ static void close_mover(void *arg)
     cr_assert_eq(rt_io_poll(h->polled, POLLIN, RT_IO_MULTISHOT, &preq), 0);
     int res[6] = {0, 0, 0, NOT_YET, NOT_YET, 0};
     rt_send(h->body, TAG_PORT, &s, sizeof s);
-    /* woken from scheduler 2, it runs there; woken first by the connect's
-     * completion (epoll tries it at once), it may still be running here
-     * when the kick comes: then it asks for another */
-    for (;;) {
-        rt_msg *m = NULL;
-        cr_assert_eq(rt_receive(5000, &m), 0);
-        if (m->tag == RT_MSG_IO) {
-            held_result(m, creq, preq, res);
-            continue;
-        }
-        cr_assert_eq(m->tag, TAG_GO);
-        rt_msg_free(m);
-        if (rt_sched_of(rt_self()) == 1)
-            break;
-        atomic_store_explicit(&kick, 1, memory_order_release);
-    }
+    move_to_scheduler_2();
     res[1] = rt_close(s);
     res[2] = rt_close(h->polled);
     res[5] = rt_close(h->polled);
