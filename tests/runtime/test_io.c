@@ -1235,38 +1235,41 @@ static void mover(void *arg)
     move_to_scheduler_2(); /* and ends there */
 }
 
-static void moved_driver(void *arg)
+/* A spinner on each scheduler: neither idles, so neither steals, and
+ * scheduler 1 flushes only every 32 turns. */
+static void spinners_start(void)
 {
-    uint16_t port;
-    int l = listen_tcp(&port, 64);
-    struct quitter_arg q = {rt_self(), port};
-    /* a spinner on each scheduler: neither idles, so neither steals, and
-     * scheduler 1 flushes only every 32 turns */
     rt_spawn_opts on1 = {.sched = 1}, on2 = {.sched = 2};
     rt_pid sp;
     atomic_store(&spin_stop, false);
     cr_assert_eq(rt_spawn(spinner, NULL, &on1, &sp), 0);
     cr_assert_eq(rt_spawn(spinner, "kicker", &on2, &sp), 0);
-    for (int round = 0; round < 10; round++) {
-        rt_pid m;
-        rt_ref ref;
-        cr_assert_eq(rt_spawn(mover, &q, &on1, &m), 0);
-        cr_assert_eq(rt_monitor(m, &ref), 0);
-        int qfd;
-        recv_into(TAG_PORT, 5000, &qfd, sizeof qfd);
-        kick_pid = m;
-        atomic_store_explicit(&kick, 1, memory_order_release);
-        rt_msg_free(test_recv_tag(RT_MSG_DOWN, 5000));
-        int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        cr_assert_geq(s, 0);
-        rt_sleep(100); /* scheduler 1 flushes meanwhile (every 32 turns of 2 ms) */
-        struct sockaddr_in peer;
-        socklen_t len = sizeof peer;
-        bool connected = getpeername(s, (struct sockaddr *)&peer, &len) == 0;
-        close(s);
-        cr_assert(!connected, "round %d: the moved process's connect (fd %d) landed on fd %d",
-                  round, qfd, s);
-    }
+}
+
+/* Have the kicker on scheduler 2 wake m. */
+static void kick_to_2(rt_pid m)
+{
+    kick_pid = m;
+    atomic_store_explicit(&kick, 1, memory_order_release);
+}
+
+/* A new socket, once scheduler 1 has flushed its batch: true if something
+ * connected it (a connect queued there for the number before). */
+static bool next_socket_connected(int *fd)
+{
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(s, 0);
+    rt_sleep(100); /* scheduler 1 flushes meanwhile (every 32 turns of 2 ms) */
+    struct sockaddr_in peer;
+    socklen_t len = sizeof peer;
+    *fd = s;
+    return getpeername(s, (struct sockaddr *)&peer, &len) == 0;
+}
+
+/* The end of a driver: the spinners stop, the listener l is emptied and
+ * closed, and the body (arg) hears TAG_DONE. */
+static void driver_done(int l, void *arg)
+{
     atomic_store(&spin_stop, true);
     rt_sleep(20);
     int c;
@@ -1275,6 +1278,31 @@ static void moved_driver(void *arg)
     rt_close(l);
     int none = 0;
     rt_send(*(rt_pid *)arg, TAG_DONE, &none, sizeof none);
+}
+
+static void moved_driver(void *arg)
+{
+    uint16_t port;
+    int l = listen_tcp(&port, 64);
+    struct quitter_arg q = {rt_self(), port};
+    rt_spawn_opts on1 = {.sched = 1};
+    spinners_start();
+    for (int round = 0; round < 10; round++) {
+        rt_pid m;
+        rt_ref ref;
+        cr_assert_eq(rt_spawn(mover, &q, &on1, &m), 0);
+        cr_assert_eq(rt_monitor(m, &ref), 0);
+        int qfd;
+        recv_into(TAG_PORT, 5000, &qfd, sizeof qfd);
+        kick_to_2(m);
+        rt_msg_free(test_recv_tag(RT_MSG_DOWN, 5000));
+        int s;
+        bool connected = next_socket_connected(&s);
+        close(s);
+        cr_assert(!connected, "round %d: the moved process's connect (fd %d) landed on fd %d",
+                  round, qfd, s);
+    }
+    driver_done(l, arg);
 }
 
 /* Run `driver` on scheduler 2 (its argument: the caller's pid) and return
@@ -1357,11 +1385,8 @@ static void held_driver(void *arg)
 {
     uint16_t port;
     int l = listen_tcp(&port, 64);
-    rt_spawn_opts on1 = {.sched = 1}, on2 = {.sched = 2};
-    rt_pid sp;
-    atomic_store(&spin_stop, false);
-    cr_assert_eq(rt_spawn(spinner, NULL, &on1, &sp), 0);
-    cr_assert_eq(rt_spawn(spinner, "kicker", &on2, &sp), 0);
+    rt_spawn_opts on1 = {.sched = 1};
+    spinners_start();
     for (int round = 0; round < 10; round++) {
         int sv[2];
         cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
@@ -1370,8 +1395,7 @@ static void held_driver(void *arg)
         cr_assert_eq(rt_spawn(close_mover, &h, &on1, &m), 0);
         int qfd, res[6];
         recv_into(TAG_PORT, 5000, &qfd, sizeof qfd);
-        kick_pid = m;
-        atomic_store_explicit(&kick, 1, memory_order_release);
+        kick_to_2(m);
         recv_into(TAG_RESULT, 15000, res, sizeof res);
         cr_assert_eq(res[1], 0, "round %d: rt_close of the connecting socket: %s", round,
                      rt_strerror(res[1]));
@@ -1383,12 +1407,8 @@ static void held_driver(void *arg)
                      rt_strerror(res[4]));
         cr_assert_eq(res[5], -EBADF, "round %d: the second close: %d (%s)", round, res[5],
                      rt_strerror(res[5]));
-        int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        cr_assert_geq(s, 0);
-        rt_sleep(100); /* scheduler 1 flushes meanwhile (every 32 turns of 2 ms) */
-        struct sockaddr_in peer;
-        socklen_t len = sizeof peer;
-        bool connected = getpeername(s, (struct sockaddr *)&peer, &len) == 0;
+        int s;
+        bool connected = next_socket_connected(&s);
         cr_assert(!connected, "round %d: the moved process's connect (fd %d) landed on fd %d",
                   round, qfd, s);
         /* the polled end closed, and both numbers are free (or taken anew) */
@@ -1405,14 +1425,7 @@ static void held_driver(void *arg)
         close(s);
         close(sv[1]);
     }
-    atomic_store(&spin_stop, true);
-    rt_sleep(20);
-    int c;
-    while ((c = rt_accept(l, NULL, NULL, 20)) >= 0)
-        rt_close(c);
-    rt_close(l);
-    int none = 0;
-    rt_send(*(rt_pid *)arg, TAG_DONE, &none, sizeof none);
+    driver_done(l, arg);
 }
 
 static void held_body(void *arg)
