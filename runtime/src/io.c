@@ -31,7 +31,8 @@ struct io_payload {
  * Each number has a count of such closes; a request keeps the count it
  * started with, and one that finds it changed ends with -ECANCELED instead
  * of acting on the number (io__fd_stale). The low bit says the number is
- * held by a placeholder (close_holding), so the count goes up by 2. The
+ * held by a placeholder (close_holding): a close adds 2, holding and
+ * freeing the number 1 each, so a count only ever rises. The
  * counts are one mapping for the life of the program, sized by the hard
  * limit on open files, pages touched only where fds are closed. Numbers
  * past it are not counted. */
@@ -69,14 +70,11 @@ static void fd_closed(int fd)
 
 #define FD_HELD 1u
 
-static void fd_set_held(int fd, bool held)
+/* The number is held from now, or no longer (it is, then). */
+static void fd_hold_flip(int fd)
 {
-    if ((unsigned)fd >= nfd_epochs)
-        return;
-    if (held)
-        atomic_fetch_or_explicit(&fd_epochs[fd], FD_HELD, memory_order_release);
-    else
-        atomic_fetch_and_explicit(&fd_epochs[fd], ~FD_HELD, memory_order_release);
+    if ((unsigned)fd < nfd_epochs)
+        atomic_fetch_add_explicit(&fd_epochs[fd], FD_HELD, memory_order_release);
 }
 
 /* Whether a close has closed the socket under fd and the placeholder still
@@ -154,7 +152,7 @@ static void fd_close_release(struct fd_close *fc)
     if (atomic_fetch_sub_explicit(&fc->refs, 1, memory_order_acq_rel) != 1)
         return;
     for (unsigned i = 0; i < fc->n; i++) {
-        fd_set_held(fc->fds[i], false);
+        fd_hold_flip(fc->fds[i]);
         close(fc->fds[i]);
     }
     free(fc);
@@ -527,7 +525,8 @@ static int fd_index(struct proc *p, int fd)
 
 static int own(struct proc *p, int fd)
 {
-    if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+    /* (a held number is the placeholder's, closed already) */
+    if (fd < 0 || fd_held(fd) || fcntl(fd, F_GETFD) < 0)
         return -EBADF;
     if (fd_index(p, fd) >= 0)
         return -EEXIST;
@@ -631,7 +630,9 @@ static int launch(struct ioreq *r, rt_io_req *out)
 {
     struct io_sched *io = r->io;
     r->fd_epoch = fd_epoch(r->fd); /* the fd as it is now */
-    int rc = io->be->start(io, r);
+    /* its number is held: the socket was closed (only the placeholder's
+     * close may act on it) */
+    int rc = r->fd_epoch & FD_HELD ? -EBADF : io->be->start(io, r);
     if (rc < 0) {
         req_free(io, r);
         return rc;
@@ -760,11 +761,14 @@ static void close_holding(struct io_sched *self, struct proc *p, struct fd_close
                           const int *fds, unsigned n, struct io_cmd cmd)
 {
     for (unsigned i = 0; i < n; i++) {
-        if (dup3(self->dead_fd, fds[i], O_CLOEXEC) == 0) {
-            fd_set_held(fds[i], true);
+        /* held before the dup3: a close of the number meanwhile is refused */
+        fd_hold_flip(fds[i]);
+        if (dup3(self->dead_fd, fds[i], O_CLOEXEC) >= 0) {
             fc->fds[fc->n++] = fds[i];
-        } else
+        } else {
+            fd_hold_flip(fds[i]);
             close(fds[i]); /* (cannot hold it: closed as by close(2)) */
+        }
     }
     struct proc_ext *x = p->ext;
     cmd.fc = fc;
@@ -820,8 +824,7 @@ static int close_held(struct proc *p, struct ioreq *r, rt_io_req *out)
          * the kernel while the number still names the socket */
         (void)fd_closing(self, fd, 1);
         flush_now(self);
-        close_holding(self, p, fc, &fd, 1,
-                      (struct io_cmd){.owner = proc_pid(p), .fd = fd, .by_fd = true});
+        close_holding(self, p, fc, &fd, 1, (struct io_cmd){.owner = proc_pid(p), .only_fds = true});
     }
     if (out)
         *out = r->id;
@@ -970,6 +973,20 @@ RT_API int rt_io_cancel(rt_io_req id)
 
 /* ---- the scheduler's side --------------------------------------------------------------- */
 
+/* Whether cmd ends r (struct io_cmd). */
+static bool cmd_ends(const struct io_cmd *cmd, const struct ioreq *r)
+{
+    bool owners = rt_pid_eq(r->owner, cmd->owner);
+    if (!cmd->only_fds && owners && (cmd->id == 0 || cmd->id == r->id))
+        return true;
+    if (cmd->fc == NULL || !(owners || io__fd_stale(r)))
+        return false;
+    for (unsigned i = 0; i < cmd->fc->n; i++)
+        if (cmd->fc->fds[i] == r->fd)
+            return true;
+    return false;
+}
+
 void rt__io_poll(struct sched *s)
 {
     struct io_sched *io = s->io;
@@ -999,9 +1016,7 @@ void rt__io_poll(struct sched *s)
                 struct ioreq *r = io->tab[i];
                 if (r->state == R_FREE)
                     continue;
-                bool owners = rt_pid_eq(r->owner, cmds[k].owner);
-                if (cmds[k].by_fd ? r->fd == cmds[k].fd && (owners || io__fd_stale(r))
-                                  : owners && (cmds[k].id == 0 || cmds[k].id == r->id))
+                if (cmd_ends(&cmds[k], r))
                     cancel_here(io, r);
             }
             closes |= cmds[k].fc != NULL;

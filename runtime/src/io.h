@@ -60,16 +60,15 @@ struct fd_close {
     int fds[];
 };
 
-/* A request from another thread, done by the scheduler's own: "cancel
- * request `id` of `owner`", or all of owner's when id is 0; or (by_fd)
- * "end every request on `fd` whose fd epoch is stale (it started before
- * the fd's close through the runtime), whoever's, and owner's on it". With
- * `fc`: then flush, and drop a reference to fc. */
+/* A request from another thread, done by the scheduler's own thread:
+ * "end request `id` of `owner`", or all of owner's when id is 0 (not with
+ * only_fds). With `fc` (numbers held, close_holding): also end every
+ * request on fc's numbers that is owner's or started before their close
+ * (a stale fd epoch), whoever's; then flush, and drop a reference to fc. */
 struct io_cmd {
     rt_pid owner;
     rt_io_req id;
-    int fd;
-    bool by_fd;
+    bool only_fds;
     struct fd_close *fc;
 };
 

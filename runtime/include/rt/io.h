@@ -30,13 +30,14 @@
  *    is freed, unless the receiver takes it with rt_io_take_fd().
  *  - fds a process owns (rt_io_own, rt_io_take_fd, rt_accept, rt_socket)
  *    are closed when it ends; its operations still in flight are cancelled
- *    and their completions discarded (buffers return to the ring). An
- *    operation of it still waiting in a scheduler's batch never reaches
- *    the kernel (a close does, in its turn), so none acts on a later socket
- *    that gets the same number. Its sockets are closed before
- *    its monitors hear of its end; when it still has requests on another
- *    scheduler (it moved), the fd numbers stay taken (by a placeholder, a
- *    pipe's read end) until that scheduler has ended them.
+ *    and their completions discarded (buffers return to the ring). None
+ *    acts on a later socket that gets the same number: one still waiting
+ *    in its scheduler's batch never reaches the kernel (a close does, in
+ *    its turn), or reaches it only on the placeholder below. Its sockets
+ *    are closed before its monitors hear of its end; when it still has
+ *    requests on another scheduler (it moved), the fd numbers stay taken
+ *    (by the placeholder, a pipe's read end) until that scheduler has
+ *    ended them.
  *  - closing an fd through the runtime (rt_io_close, rt_close, or its
  *    owner's end) ends the requests on it, with -ECANCELED unless one
  *    completed first, so that none acts on the next file to get the
@@ -50,19 +51,21 @@
  *     - on each other scheduler where the closing process has requests
  *       (it moved since it started them), every request on the fd from
  *       before the close, whoever started it. The close completes at once,
- *       before those ends, and the fd is no longer open (a request in the
- *       kernel there still holds the socket until it ends); the number
- *       stays taken by the placeholder, on which a request can only fail
- *       or wait, until that scheduler has ended them, in its next round
- *       (after the turn it is running). A second close of the number
- *       meanwhile is refused (-EBADF).
+ *       before those ends; the socket is closed then (a request in the
+ *       kernel there still holds it until it ends), but its number stays
+ *       taken by the placeholder until that scheduler has handed those
+ *       ends to the kernel, in its next round (after the turn it is
+ *       running). On the placeholder a request can only fail or wait to
+ *       be ended; meanwhile a close of the number, rt_io_own of it or a
+ *       new operation on it is refused (-EBADF).
  *     - on any other scheduler, a request on the fd is that scheduler's:
  *       on io_uring it ends when the kernel ends it (it holds the socket),
  *       on epoll when it is cancelled or its owner ends (or, -ECANCELED,
  *       when that scheduler next watches the number). Closing the fd while
  *       one there is still in its batch is a race, as closing an fd that
  *       another thread is using: that request may act on the next file to
- *       get the number.
+ *       get the number. So is closing one number from two processes at
+ *       once.
  *    A request that fails after its fd was closed through the runtime
  *    ends -ECANCELED, whatever its error. Close with close(2) only an fd
  *    with no request on it.
