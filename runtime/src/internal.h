@@ -334,8 +334,10 @@ void rt__unpark(struct sched *s);
 
 /* ---- the runtime ----------------------------------------------------------- */
 
+enum rt_state { RT_STOPPED, RT_RUNNING, RT_STOPPING };
+
 struct runtime {
-    _Atomic int state; /* 0 stopped, 1 running, 2 stopping */
+    _Atomic int state; /* enum rt_state */
     unsigned nsched;
     size_t stack_size;
     unsigned batch;
@@ -380,7 +382,7 @@ extern struct runtime rt__rt;
 static inline bool rt__running(void)
 {
     /* acquire: see the runtime's structures set up by rt_start */
-    return atomic_load_explicit(&rt__rt.state, memory_order_acquire) != 0;
+    return atomic_load_explicit(&rt__rt.state, memory_order_acquire) != RT_STOPPED;
 }
 
 int rt__sup_stop_root(int grace_ms);

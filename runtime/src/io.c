@@ -799,6 +799,16 @@ static bool live_elsewhere(struct proc *p, const struct io_sched *io)
     return false;
 }
 
+/* End `r`, prepared but not started, with `res` now: its completion is in
+ * the caller's mailbox when this returns 0. */
+static int complete_now(struct ioreq *r, int res, rt_io_req *out)
+{
+    if (out)
+        *out = r->id;
+    io__complete(r->io, r, res, false, -1);
+    return 0;
+}
+
 /* rt_io_close's close `r` of a process with requests on other schedulers
  * (it has moved since it started them). Those may still act on the number:
  * one waiting in that scheduler's batch, or being retried there. So, as at
@@ -808,28 +818,23 @@ static bool live_elsewhere(struct proc *p, const struct io_sched *io)
 static int close_held(struct proc *p, struct ioreq *r, rt_io_req *out)
 {
     struct io_sched *self = r->io;
-    int fd = r->fd, res = 0;
-    struct fd_close *fc = NULL;
+    int fd = r->fd;
     /* a number that is not open: -EBADF, as close(2) says, and nothing is
      * held (dup3 would open it) */
     if (fcntl(fd, F_GETFD) < 0)
-        res = -errno;
-    else if ((fc = fd_close_new(1)) == NULL) {
+        return complete_now(r, -errno, out);
+    struct fd_close *fc = fd_close_new(1);
+    if (fc == NULL) {
         req_free(self, r);
         return -ENOMEM;
     }
-    if (fc) {
-        /* what this scheduler has on the fd ends, as at any close here; its
-         * cancels by fd, and what its batch holds for the number, go to
-         * the kernel while the number still names the socket */
-        (void)fd_closing(self, fd, 1);
-        flush_now(self);
-        close_holding(self, p, fc, &fd, 1, (struct io_cmd){.owner = proc_pid(p), .only_fds = true});
-    }
-    if (out)
-        *out = r->id;
-    io__complete(self, r, res, false, -1);
-    return 0;
+    /* what this scheduler has on the fd ends, as at any close here; its
+     * cancels by fd, and what its batch holds for the number, go to the
+     * kernel while the number still names the socket */
+    (void)fd_closing(self, fd, 1);
+    flush_now(self);
+    close_holding(self, p, fc, &fd, 1, (struct io_cmd){.owner = proc_pid(p), .only_fds = true});
+    return complete_now(r, 0, out);
 }
 
 RT_API int rt_io_close(int fd, rt_io_req *req)
@@ -848,10 +853,7 @@ RT_API int rt_io_close(int fd, rt_io_req *req)
     if (fd_held(fd)) {
         /* closed already, its number held (a second close): not the
          * caller's to close, nor the placeholder's to lose early */
-        if (req)
-            *req = r->id;
-        io__complete(r->io, r, -EBADF, false, -1);
-        rc = 0;
+        rc = complete_now(r, -EBADF, req);
     } else if (live_elsewhere(p, r->io)) {
         rc = close_held(p, r, req);
     } else {
@@ -1022,8 +1024,8 @@ void rt__io_poll(struct sched *s)
             closes |= cmds[k].fc != NULL;
         }
         if (closes) {
-            flush_now(
-                io); /* the cancels, and what the batch holds for the fds, before they are freed */
+            /* the cancels, and what the batch holds for the fds, before they are freed */
+            flush_now(io);
             for (unsigned k = 0; k < ncmds; k++)
                 if (cmds[k].fc)
                     fd_close_release(cmds[k].fc);
@@ -1115,23 +1117,13 @@ void rt__io_proc_close(struct proc *p)
     /* others' requests on these fds end too, as at an rt_io_close (on
      * io_uring by a cancel that names the fd: the kernel must have it
      * before the fd closes) */
-    bool flush = false, elsewhere = false;
+    bool flush = false;
     for (uint32_t i = 0; i < x->nfds; i++)
         flush |= fd_closing(self, x->fds[i], 0);
-    for (unsigned i = 0; x->live && i < rt__rt.nsched; i++) {
-        struct io_sched *io = rt__rt.sched[i].io;
-        /* acquire: pairs with the release in req_free; only the process
-         * adds requests, so a count seen at 0 stays there */
-        if (atomic_load_explicit(&x->live[i], memory_order_acquire) == 0)
-            continue;
-        if (io == self)
-            flush = true;
-        else
-            elsewhere = true;
-    }
-    if (flush)
+    /* (only the process adds requests, so a count seen at 0 stays there) */
+    if (flush || (x->live && atomic_load_explicit(&x->live[self->s->idx], memory_order_relaxed)))
         flush_now(self);
-    struct fd_close *fc = elsewhere ? fd_close_new(x->nfds) : NULL;
+    struct fd_close *fc = live_elsewhere(p, self) ? fd_close_new(x->nfds) : NULL;
     if (fc == NULL) { /* (or no memory: close without waiting) */
         for (uint32_t i = 0; i < x->nfds; i++)
             close(x->fds[i]);

@@ -467,9 +467,9 @@ static int check_spawn(const rt_spawn_opts *o, struct proc **parent)
     if (cs)
         rt__epoch_quiet(cs); /* a turn that spawns without end (epoch.c) */
     int st = atomic_load_explicit(&rt__rt.state, memory_order_acquire);
-    if (st == 0)
+    if (st == RT_STOPPED)
         return RT_ENORUNTIME;
-    if (st == 2)
+    if (st == RT_STOPPING)
         return RT_ESTOPPING;
     *parent = rt__proc_current();
     if (o && o->link && *parent == NULL)

@@ -63,7 +63,7 @@ RT_API int rt_start(const rt_opts *opts)
         o.schedulers = n < 1 ? 1 : n > RT_MAX_SCHEDULERS ? RT_MAX_SCHEDULERS : (unsigned)n;
     }
     pthread_mutex_lock(&life_lock);
-    if (atomic_load_explicit(&rt__rt.state, memory_order_acquire) != 0) {
+    if (atomic_load_explicit(&rt__rt.state, memory_order_acquire) != RT_STOPPED) {
         pthread_mutex_unlock(&life_lock);
         return -EALREADY;
     }
@@ -93,13 +93,13 @@ RT_API int rt_start(const rt_opts *opts)
     rt__epoch_init();
     rt__registry_init();
     /* release: everything above is visible to threads that see "running" */
-    atomic_store_explicit(&rt__rt.state, 1, memory_order_release);
+    atomic_store_explicit(&rt__rt.state, RT_RUNNING, memory_order_release);
     int rc = rt__fault_install();
     if (rc == 0)
         rc = rt__sched_start(o.schedulers);
     if (rc < 0) {
         rt__fault_uninstall();
-        atomic_store_explicit(&rt__rt.state, 0, memory_order_release);
+        atomic_store_explicit(&rt__rt.state, RT_STOPPED, memory_order_release);
         rt__epoch_fini();
         free(rt__rt.sched);
         rt__pool_fini();
@@ -111,7 +111,7 @@ RT_API int rt_start(const rt_opts *opts)
 
 RT_API bool rt_running(void)
 {
-    return atomic_load_explicit(&rt__rt.state, memory_order_acquire) == 1;
+    return atomic_load_explicit(&rt__rt.state, memory_order_acquire) == RT_RUNNING;
 }
 
 void rt__idle_check(void)
@@ -192,9 +192,9 @@ RT_API int rt_stop(int grace_ms, rt_stats *leaks)
     if (rt__sched_self())
         return -EDEADLK;
     pthread_mutex_lock(&life_lock);
-    int expect = 1;
-    if (!atomic_compare_exchange_strong_explicit(&rt__rt.state, &expect, 2, memory_order_acq_rel,
-                                                 memory_order_acquire)) {
+    int expect = RT_RUNNING;
+    if (!atomic_compare_exchange_strong_explicit(&rt__rt.state, &expect, RT_STOPPING,
+                                                 memory_order_acq_rel, memory_order_acquire)) {
         pthread_mutex_unlock(&life_lock);
         return RT_ENORUNTIME;
     }
@@ -204,7 +204,7 @@ RT_API int rt_stop(int grace_ms, rt_stats *leaks)
     if (!wait_no_procs(grace_ms)) {
         rt__proc_kill_all(RT_EXIT_KILL);
         if (!wait_no_procs(1000)) {
-            atomic_store_explicit(&rt__rt.state, 1, memory_order_release);
+            atomic_store_explicit(&rt__rt.state, RT_RUNNING, memory_order_release);
             pthread_mutex_unlock(&life_lock);
             return -ETIMEDOUT;
         }
@@ -231,7 +231,7 @@ RT_API int rt_stop(int grace_ms, rt_stats *leaks)
     free(rt__rt.gq_ring);
     rt__rt.gq_ring = NULL;
     rt__rt.gq_cap = rt__rt.gq_first = rt__rt.gq_n = 0;
-    atomic_store_explicit(&rt__rt.state, 0, memory_order_release);
+    atomic_store_explicit(&rt__rt.state, RT_STOPPED, memory_order_release);
     pthread_mutex_unlock(&life_lock);
     if (leaks)
         *leaks = st;

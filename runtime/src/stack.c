@@ -144,7 +144,7 @@ void rt__stack_put(struct stack *st)
 {
     struct sched *s = rt__sched_self();
     if (s && st->size == rt__rt.stack_size && s->nstacks < POOL_MAX &&
-        atomic_load_explicit(&rt__rt.state, memory_order_relaxed) == 1) {
+        atomic_load_explicit(&rt__rt.state, memory_order_relaxed) == RT_RUNNING) {
         st->next = s->stacks;
         s->stacks = st;
         atomic_store_explicit(&s->nstacks, s->nstacks + 1, memory_order_relaxed);
@@ -155,7 +155,7 @@ void rt__stack_put(struct stack *st)
      * TLB, and the schedulers take the mapping lock in turn (stopping
      * 100,000 stackful processes took 2.8 s, nearly all of it in munmap).
      * A stop that times out leaves them there until the next stop */
-    if (s && atomic_load_explicit(&rt__rt.state, memory_order_relaxed) == 2) {
+    if (s && atomic_load_explicit(&rt__rt.state, memory_order_relaxed) == RT_STOPPING) {
         st->next = s->dead_stacks;
         s->dead_stacks = st;
         return;

@@ -784,7 +784,8 @@ RT_API rt_pid rt_sup_root(void)
         return RT_PID_NONE;
     pthread_mutex_lock(&root_lock);
     rt_pid root = rt__rt.root_sup;
-    if (rt_pid_is_none(root) && atomic_load_explicit(&rt__rt.state, memory_order_acquire) == 1) {
+    if (rt_pid_is_none(root) &&
+        atomic_load_explicit(&rt__rt.state, memory_order_acquire) == RT_RUNNING) {
         /* no children yet: nothing to wait for, so any thread may start it */
         struct sup_init *in = calloc(1, sizeof *in);
         if (in) {
