@@ -1452,6 +1452,134 @@ IO_TEST(close_by_moved_process_holds_the_number_until_its_old_scheduler_is_done)
     io_stop();
 }
 
+/* A process closes an fd that another process, on the other scheduler, is
+ * polling (handed to the kernel; the closer has no request there), and the
+ * number goes to a new socket. The other's poll is not the new socket's:
+ * it never fires for it, and ends -ECANCELED (on epoll when its scheduler
+ * next watches the number, else when cancelled; on io_uring it holds the
+ * old socket until then). A new poll on the number, on the same
+ * scheduler, is the new socket's and fires when data comes. The two talk
+ * through `step` and sleep between looks: a process woken by a message
+ * runs on its sender's scheduler, and neither may move. */
+struct closed_arg {
+    _Atomic int step;
+    int fd;
+    int res[3]; /* the old poll's end before the new poll's, the new poll's, the old's */
+};
+
+static void await_step(struct closed_arg *c, int step)
+{
+    int64_t until = now_ns() + 10 * 1000000000LL;
+    while (atomic_load_explicit(&c->step, memory_order_acquire) < step) {
+        cr_assert(now_ns() < until, "step %d did not come", step);
+        rt_sleep(1);
+    }
+}
+
+static void set_step(struct closed_arg *c, int step)
+{
+    atomic_store_explicit(&c->step, step, memory_order_release);
+}
+
+/* The poll `old` or `neu` that m ends. */
+static void closed_result(struct closed_arg *c, rt_msg *m, rt_io_req old, rt_io_req neu)
+{
+    const rt_io_result *r = rt_io_result_of(m);
+    cr_assert(r != NULL && (r->req == old || r->req == neu) && !(r->flags & RT_IO_F_MORE));
+    c->res[r->req == old ? 0 : 1] = r->res;
+    rt_msg_free(m);
+}
+
+static void closed_poller(void *arg)
+{
+    struct closed_arg *c = arg;
+    rt_io_req old, neu;
+    cr_assert_eq(rt_io_poll(c->fd, POLLIN, 0, &old), 0);
+    rt_sleep(50); /* its batch goes to the kernel (and epoll watches the fd) */
+    set_step(c, 1);
+    await_step(c, 2); /* closed; the number is the new socket's */
+    rt_msg *m;
+    if (rt_receive_tag(RT_MSG_IO, 0, &m) == 0)
+        closed_result(c, m, old, neu);
+    cr_assert_eq(rt_io_poll(c->fd, POLLIN, 0, &neu), 0);
+    rt_sleep(50); /* the new poll waits (no data yet) */
+    while (rt_receive_tag(RT_MSG_IO, 0, &m) == 0)
+        closed_result(c, m, old, neu);
+    cr_assert_eq(c->res[1], NOT_YET, "the new poll ended (%d) with nothing to read", c->res[1]);
+    set_step(c, 3);
+    await_step(c, 4); /* data for the new socket */
+    while (c->res[1] == NOT_YET)
+        closed_result(c, test_recv_tag(RT_MSG_IO, 5000), old, neu);
+    c->res[2] = c->res[0];
+    if (c->res[2] == NOT_YET) {
+        cr_assert_eq(rt_io_cancel(old), 0);
+        c->res[2] = await_res(old, 5000);
+    }
+    set_step(c, 5);
+}
+
+static void closed_driver(void *arg)
+{
+    for (int round = 0; round < 10; round++) {
+        int sv[2];
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        cr_assert_eq(rt_io_own(sv[0]), 0);
+        struct closed_arg c = {.fd = sv[0], .res = {NOT_YET, NOT_YET, NOT_YET}};
+        rt_spawn_opts on1 = {.sched = 1};
+        rt_pid p;
+        cr_assert_eq(rt_spawn(closed_poller, &c, &on1, &p), 0);
+        await_step(&c, 1);
+        cr_assert(rt_sched_of(rt_self()) == 1 && rt_sched_of(p) == 0,
+                  "round %d: the closer on scheduler %d, the poller on %d", round,
+                  rt_sched_of(rt_self()) + 1, rt_sched_of(p) + 1);
+        cr_assert_eq(rt_close(sv[0]), 0);
+        /* socket pairs until one gets the number (the lowest free) */
+        int got[32][2], ngot = 0;
+        do
+            cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, got[ngot]), 0);
+        while (got[ngot++][0] != sv[0] && ngot < 32);
+        cr_assert_eq(got[ngot - 1][0], sv[0], "round %d: no new socket got fd %d", round, sv[0]);
+        set_step(&c, 2);
+        await_step(&c, 3);
+        cr_assert_eq(rt_sched_of(p), 0, "round %d: the poller moved", round);
+        cr_assert_eq(write(got[ngot - 1][1], "y", 1), 1);
+        set_step(&c, 4);
+        await_step(&c, 5);
+        cr_assert(c.res[1] > 0 && (c.res[1] & POLLIN), "round %d: the new poll ended %d", round,
+                  c.res[1]);
+        cr_assert(c.res[0] == NOT_YET || c.res[0] == -ECANCELED,
+                  "round %d: the old poll ended %d before the new one", round, c.res[0]);
+        cr_assert_eq(c.res[2], -ECANCELED, "round %d: the old poll ended %d (%s)", round, c.res[2],
+                     c.res[2] == NOT_YET ? "never" : rt_strerror(c.res[2]));
+        /* the old socket is closed now that nothing holds it */
+        struct pollfd pf = {.fd = sv[1], .events = POLLIN};
+        cr_assert_eq(poll(&pf, 1, 10000), 1, "round %d: the closed socket stays open", round);
+        char ch;
+        cr_assert_eq(read(sv[1], &ch, 1), 0);
+        close(sv[1]);
+        for (int i = 0; i < ngot; i++) {
+            close(got[i][0]);
+            close(got[i][1]);
+        }
+        while (rt_alive(p))
+            rt_sleep(1);
+    }
+    int none = 0;
+    rt_send(*(rt_pid *)arg, TAG_DONE, &none, sizeof none);
+}
+
+static void closed_body(void *arg)
+{
+    on_scheduler_2(closed_driver);
+}
+
+IO_TEST(a_close_leaves_another_schedulers_poll_off_the_next_file_with_the_number)
+{
+    io_start(backend, 2, 0, 0);
+    cr_assert_eq(test_run(closed_body, NULL, 60000), 0);
+    io_stop();
+}
+
 /* rt_accept on a non-blocking listener takes connections already waiting
  * at once: the acceptor does not give up its turn for each (one
  * scheduler: a process that counts its turns would run in between). */
@@ -2300,6 +2428,51 @@ IO_TEST(poll_single_and_multishot)
 {
     io_start(backend, 2, 0, 0);
     cr_assert_eq(test_run(poll_body, NULL, 30000), 0);
+    io_stop();
+}
+
+/* More completions at once than the completion queue holds (8,192 on
+ * io_uring): polls on a readable fd end as they are handed to the kernel,
+ * while the process that made them runs on. The rest wait in the kernel's
+ * overflow list and still reach it, each once. */
+enum { NFLOOD = 3 * 8192 + 5 };
+
+static void flood_body(void *arg)
+{
+    int sv[2];
+    owned_pair(sv);
+    cr_assert_eq(write(sv[1], "x", 1), 1);
+    static rt_io_req reqs[NFLOOD];
+    for (int i = 0; i < NFLOOD; i++) {
+        int rc = rt_io_poll(sv[0], POLLIN, 0, &reqs[i]);
+        cr_assert_eq(rc, 0, "poll %d: %s", i, rt_strerror(rc));
+    }
+    /* each request's completion once: requests are told apart by id */
+    static unsigned char seen[NFLOOD];
+    memset(seen, 0, sizeof seen);
+    for (int got = 0; got < NFLOOD; got++) {
+        rt_msg *m = test_recv_tag(RT_MSG_IO, 10000);
+        const rt_io_result *r = rt_io_result_of(m);
+        cr_assert_not_null(r);
+        cr_assert(r->res > 0 && (r->res & POLLIN), "completion %d: %d", got, r->res);
+        int at = -1;
+        for (int i = got % NFLOOD, k = 0; k < NFLOOD && at < 0; k++, i = (i + 1) % NFLOOD)
+            if (reqs[i] == r->req)
+                at = i;
+        cr_assert_geq(at, 0, "completion %d: a request not made", got);
+        cr_assert_eq(seen[at], 0, "request %d completed twice", at);
+        seen[at] = 1;
+        rt_msg_free(m);
+    }
+    rt_msg *m;
+    cr_assert_eq(rt_receive_tag(RT_MSG_IO, 100, &m), -ETIMEDOUT, "no completion after the last");
+    (void)arg;
+}
+
+IO_TEST(more_completions_at_once_than_the_queue_holds_all_arrive)
+{
+    io_start(backend, 1, 0, 0);
+    cr_assert_eq(test_run(flood_body, NULL, 60000), 0);
     io_stop();
 }
 
