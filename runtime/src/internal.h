@@ -342,6 +342,7 @@ struct runtime {
     size_t stack_size;
     unsigned batch;
     int64_t spin_ns;
+    int64_t hold_ns;
     int io_kind;
     unsigned io_bufs, io_buf_size;
     struct sched *sched;

@@ -158,6 +158,12 @@ static void fd_close_release(struct fd_close *fc)
     free(fc);
 }
 
+void rt__io_bind(struct sched *s)
+{
+    if (s->io->be->bind)
+        s->io->be->bind(s->io);
+}
+
 void rt__io_fini(struct sched *s)
 {
     struct io_sched *io = s->io;
@@ -340,7 +346,13 @@ static void buf_release(void *p)
 static void flush_now(struct io_sched *io)
 {
     io->since_flush = 0;
+    io->handing_held = io->hold_since != 0;
+    io->hold_since = 0;
+    if ((++io->handovers & 511) == 0)
+        /* a quarter more, for the latency it costs */
+        io->hold_pays = io->bytes_held > io->bytes_free + io->bytes_free / 4;
     io->be->flush(io);
+    io->handing_held = false;
 }
 
 static void cancel_here(struct io_sched *io, struct ioreq *r);
@@ -1042,11 +1054,39 @@ void rt__io_poll(struct sched *s)
      * larger pieces for being late, which a client at its limit rewards */
     if (io->be->ready(io) || (++io->poll_tick & 63) == 0)
         io->be->reap(io);
+    if (io->hold_since && rt__now_ns() - io->hold_since >= rt__rt.hold_ns)
+        flush_now(io);
+}
+
+/* 3/4 of the receives handed over lately completed at once */
+#define HOLD_AT_ONCE 192u
+
+/* Whether to hold a batch now: when holding pays, but for the last of
+ * every 8 runs of 64 hand-overs, and the other way round (io.h) */
+static bool hold_now(const struct io_sched *io)
+{
+    return io->hold_pays != (((io->handovers >> 6) & 7) == 7);
 }
 
 void rt__io_after_turn(struct sched *s, bool idle_next)
 {
     struct io_sched *io = s->io;
+    if (idle_next && io->batch_recvs && io->recvs_at_once >= HOLD_AT_ONCE && rt__rt.hold_ns &&
+        io->since_flush < 32 && hold_now(io)) {
+        /* hold the batch (rt_opts.io_hold_us): rt__io_poll hands it over
+         * when the time is up, and the idle scheduler's spin polls */
+        int64_t now = rt__now_ns();
+        if (io->hold_since == 0) {
+            io->hold_since = now;
+            atomic_store_explicit(&io->holds,
+                                  atomic_load_explicit(&io->holds, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
+        }
+        if (now - io->hold_since < rt__rt.hold_ns) {
+            io->since_flush++;
+            return;
+        }
+    }
     if (idle_next || ++io->since_flush >= 32)
         flush_now(io);
 }
@@ -1059,6 +1099,7 @@ bool rt__io_has_work(struct sched *s)
 
 void rt__io_wait(struct sched *s, int64_t deadline)
 {
+    s->io->hold_since = 0; /* the wait hands the batch over */
     s->io->be->wait(s->io, deadline);
 }
 
@@ -1066,6 +1107,11 @@ uint64_t rt__io_syscalls(struct sched *s)
 {
     return atomic_load_explicit(&s->io->syscalls, memory_order_relaxed) +
            atomic_load_explicit(&s->io->syscalls_any, memory_order_relaxed);
+}
+
+uint64_t rt__io_holds(struct sched *s)
+{
+    return atomic_load_explicit(&s->io->holds, memory_order_relaxed);
 }
 
 void rt__io_wake(struct sched *s)

@@ -95,6 +95,9 @@ struct io_backend {
      * what waits for its readiness; io_uring: what is in the kernel). True
      * if that is queued, to be handed over before the fd closes */
     bool (*fd_closing)(struct io_sched *io, int fd);
+    /* optional: on the scheduler's thread, before its first turn (the ring
+     * is made by rt_start's thread, and used only by the scheduler's) */
+    void (*bind)(struct io_sched *io);
 };
 
 struct io_sched {
@@ -108,6 +111,23 @@ struct io_sched {
     uint32_t free_head;        /* index + 1 */
     uint32_t live;
     unsigned since_flush;
+    /* holding a batch back (rt_opts.io_hold_us; io.c, rt__io_after_turn),
+     * kept only by a backend that batches submissions (io_uring): since
+     * when (0: not held); whether the batch being handed over was held; the
+     * single-shot receives in the batch; how many of the receives handed
+     * over lately the kernel completed at once, in the enter that took
+     * them (in 256ths, a moving average); the bytes a receive brought from
+     * a held batch and from one not held (moving averages), and whether
+     * holding pays by them. Of every 8 runs of 64 hand-overs the last does
+     * the other of what that says, so that both stay measured. */
+    int64_t hold_since;
+    bool handing_held;
+    bool hold_pays;
+    unsigned batch_recvs;
+    unsigned recvs_at_once;
+    uint32_t bytes_held, bytes_free;
+    unsigned handovers;
+    _Atomic uint64_t holds; /* batches held back (rt_stats.io_holds) */
     unsigned poll_tick;
     /* provided buffers: nbufs * bufsize bytes */
     char *bufs;
@@ -172,6 +192,7 @@ void io__pause(struct io_sched *io, struct ioreq *r);  /* no buffer: wait for on
 /* io.c, for the scheduler */
 int rt__io_init(struct sched *s, int kind, unsigned nbufs, unsigned bufsize);
 void rt__io_fini(struct sched *s);
+void rt__io_bind(struct sched *s); /* on the scheduler's thread, before its first turn */
 int rt__io_kind(struct sched *s);  /* RT_IO_URING or RT_IO_EPOLL: what init chose */
 void rt__io_poll(struct sched *s); /* between turns */
 void rt__io_after_turn(struct sched *s, bool idle_next);
@@ -179,6 +200,14 @@ bool rt__io_has_work(struct sched *s);
 void rt__io_wait(struct sched *s, int64_t deadline);
 void rt__io_wake(struct sched *s);
 uint64_t rt__io_syscalls(struct sched *s);
+uint64_t rt__io_holds(struct sched *s);
+
+/* A single-shot receive brought `res` bytes (> 0), from a held batch or not. */
+static inline void io__recv_brought(struct io_sched *io, bool held, int res)
+{
+    uint32_t *avg = held ? &io->bytes_held : &io->bytes_free;
+    *avg = (uint32_t)((int64_t)*avg + ((int64_t)res - (int64_t)*avg) / 16);
+}
 /* a process ends: cancel its requests everywhere; then close its fds */
 void rt__io_proc_cancel(struct proc *p);
 void rt__io_proc_close(struct proc *p);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <liburing.h>
@@ -44,7 +45,13 @@ struct uring {
      * number must not come round again (at a million batches a second,
      * 2^32 would in 72 minutes; 2^48 takes 9 years) */
     uint64_t batch;
-    bool cancel_fd;   /* the kernel cancels by fd (5.19; so has the first ring's flags) */
+    uint64_t held;  /* of the last 64 batches (bit: batch % 64), those held back */
+    bool cancel_fd; /* the kernel cancels by fd (5.19; so has the first ring's flags) */
+    /* its task work runs only when asked (DEFER_TASKRUN, 6.1; with
+     * SINGLE_ISSUER, and made disabled, for the scheduler's thread to
+     * enable: ur_bind): then a hand-over's completions are exactly the
+     * requests the kernel did at once (count_at_once) */
+    bool deferred;
     unsigned dropped; /* completions the kernel dropped, last seen (cq.koverflow) */
     /* cancels that found no queue entry (the kernel refused a submit):
      * made at the next hand-over */
@@ -60,7 +67,40 @@ struct uring {
 
 static void handed_over(struct uring *u)
 {
+    uint64_t bit = UINT64_C(1) << (u->batch & 63);
+    u->held = u->io->handing_held ? u->held | bit : u->held & ~bit;
     u->batch++;
+    u->io->batch_recvs = 0;
+}
+
+static bool single_recv(const struct ioreq *r)
+{
+    return (r->op == RT_IO_RECV || r->op == RT_IO_RECVMSG) && !(r->flags & RT_IO_MULTISHOT);
+}
+
+/* Batch `batch`, just handed over by ur_flush: of its `nrecv` single-shot
+ * receives, how many the kernel completed in that enter (their
+ * completions follow the `before` already in the completion queue; others
+ * there are from task work run in the enter, for requests of earlier
+ * batches), into the moving average rt__io_after_turn reads
+ * (rt_opts.io_hold_us). Completions that went to the overflow list are
+ * not seen: they count as waiting. */
+static void count_at_once(struct uring *u, uint64_t batch, unsigned before, unsigned nrecv)
+{
+    if (nrecv == 0)
+        return;
+    unsigned head, i = 0, quick = 0;
+    struct io_uring_cqe *cqe;
+    io_uring_for_each_cqe(&u->ring, head, cqe)
+    {
+        if (i++ < before || cqe->user_data <= UD_IGNORE)
+            continue;
+        const struct ioreq *r = (const struct ioreq *)(uintptr_t)cqe->user_data;
+        quick += single_recv(r) && BATCH_OF(r->backend) == (batch & BATCH_MASK);
+    }
+    struct io_sched *io = u->io;
+    int now = (int)(quick * 256 / nrecv);
+    io->recvs_at_once = (unsigned)((int)io->recvs_at_once + (now - (int)io->recvs_at_once) / 8);
 }
 
 static struct io_uring_sqe *sqe_get(struct uring *u)
@@ -94,11 +134,19 @@ static int ur_init(struct io_sched *io)
         return -ENOMEM;
     /* COOP_TASKRUN: the kernel does not interrupt a busy scheduler to post
      * completions; it raises IORING_SQ_TASKRUN, which ur_ready polls */
-    struct io_uring_params p = {.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL |
-                                         IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+    const unsigned base = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL |
+                          IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    struct io_uring_params p = {.flags = base | IORING_SETUP_SINGLE_ISSUER |
+                                         IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
                                 .cq_entries = CQ_ENTRIES};
     int rc = rt__fp_fail(RT_FP_URING_SETUP) ? -ENOMEM
                                             : io_uring_queue_init_params(ENTRIES, &u->ring, &p);
+    u->deferred = rc == 0;
+    if (rc == -EINVAL) {
+        /* before 6.1 */
+        p = (struct io_uring_params){.flags = base, .cq_entries = CQ_ENTRIES};
+        rc = io_uring_queue_init_params(ENTRIES, &u->ring, &p);
+    }
     u->cancel_fd = rc == 0;
     if (rc == -EINVAL) {
         /* an older kernel: without the task-run flags */
@@ -151,9 +199,25 @@ out_free:
     return rc;
 }
 
+/* The ring was made disabled, with a single issuer: the scheduler's
+ * thread enables it, and is that issuer from then on. */
+static void ur_bind(struct io_sched *io)
+{
+    struct uring *u = io->priv;
+    if (!u->deferred)
+        return;
+    long rc = syscall(__NR_io_uring_register, u->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL,
+                      0); /* (liburing 2.3 has no io_uring_enable_rings) */
+    if (rc < 0)
+        fprintf(stderr, "rt: io_uring: enabling the ring of scheduler %u failed: %s\n", io->s->idx,
+                strerror(errno));
+}
+
 static void ur_fini(struct io_sched *io)
 {
     struct uring *u = io->priv;
+    /* (refused, -EEXIST, for a ring its scheduler enabled: not this thread's
+     * to change; closing it frees the buffer ring all the same) */
     io_uring_unregister_buf_ring(&u->ring, BGID);
     io_uring_queue_exit(&u->ring);
     munmap(u->br, u->br_len);
@@ -221,6 +285,7 @@ static int ur_start(struct io_sched *io, struct ioreq *r)
     }
     io_uring_sqe_set_data(sqe, r);
     r->backend = (u->batch & BATCH_MASK) << 16 | (uint64_t)(sqe - u->ring.sq.sqes);
+    io->batch_recvs += single_recv(r);
     return 0;
 }
 
@@ -353,6 +418,10 @@ static int ur_reap(struct io_sched *io)
         if (batch[i].ud == UD_IGNORE)
             continue;
         struct ioreq *r = (struct ioreq *)(uintptr_t)batch[i].ud;
+        uint64_t b = BATCH_OF(r->backend);
+        if (batch[i].res > 0 && single_recv(r) && r->backend != 0 &&
+            ((u->batch - b) & BATCH_MASK) < 64)
+            io__recv_brought(io, u->held >> (b & 63) & 1, batch[i].res);
         int bid = batch[i].flags & IORING_CQE_F_BUFFER
                       ? (int)(batch[i].flags >> IORING_CQE_BUFFER_SHIFT)
                       : -1;
@@ -373,9 +442,16 @@ static void ur_flush(struct io_sched *io)
     if (u->nlater)
         cancels_later(u);
     if (io_uring_sq_ready(&u->ring)) {
+        unsigned before = io_uring_cq_ready(&u->ring), nrecv = io->batch_recvs;
+        uint64_t batch = u->batch;
+        /* exact only where task work waits to be asked for, and none is
+         * pending (liburing asks for it in the same enter then) */
+        bool exact = u->deferred && !taskrun_pending(u);
         io_uring_submit(&u->ring);
         handed_over(u);
         io__count(io, 1);
+        if (exact)
+            count_at_once(u, batch, before, nrecv);
     }
 }
 
@@ -432,4 +508,5 @@ const struct io_backend rt__io_uring_backend = {
     .wake = ur_wake,
     .buf_return = ur_buf_return,
     .fd_closing = ur_fd_closing,
+    .bind = ur_bind,
 };

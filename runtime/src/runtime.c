@@ -56,7 +56,7 @@ RT_API int rt_start(const rt_opts *opts)
         return -EINVAL;
     if (o.io < RT_IO_AUTO || o.io > RT_IO_EPOLL || o.io_bufs > 32768 ||
         (o.io_bufs & (o.io_bufs - 1)) || (o.io_buf_size && o.io_buf_size < 256) ||
-        o.io_buf_size > (64u << 20))
+        o.io_buf_size > (64u << 20) || o.io_hold_us > 1000)
         return -EINVAL;
     if (o.schedulers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -79,6 +79,7 @@ RT_API int rt_start(const rt_opts *opts)
     rt__rt.io_bufs = o.io_bufs ? o.io_bufs : 512;
     rt__rt.io_buf_size = o.io_buf_size ? o.io_buf_size : 16384;
     rt__rt.spin_ns = o.spin_us < 0 ? 0 : (int64_t)(o.spin_us ? o.spin_us : 50) * 1000;
+    rt__rt.hold_ns = o.io_hold_us < 0 ? 0 : (int64_t)(o.io_hold_us ? o.io_hold_us : 10) * 1000;
     if (!o.malloc_as_is)
         tune_malloc();
     pthread_mutex_init(&rt__rt.gq_lock, NULL);
@@ -164,8 +165,10 @@ static void sum_stats(rt_stats *st)
         st->steals += atomic_load_explicit(&s->n_steals, memory_order_relaxed);
         st->procs_spawned += atomic_load_explicit(&s->n_spawned, memory_order_relaxed);
         st->stacks_cached += atomic_load_explicit(&s->nstacks, memory_order_relaxed);
-        if (s->io)
+        if (s->io) {
             st->io_syscalls += rt__io_syscalls(s);
+            st->io_holds += rt__io_holds(s);
+        }
     }
     st->msgs_live = alloc - freed;
     /* the shared count holds the schedulers' credits too (proc.c) */

@@ -584,6 +584,7 @@ static void *sched_main(void *arg)
     snprintf(name, sizeof name, "rt-sched-%u", s->idx);
     pthread_setname_np(pthread_self(), name);
     void *altstack = rt__fault_thread_init();
+    rt__io_bind(s);
 
     while (!atomic_load_explicit(&rt__rt.shutdown, memory_order_acquire)) {
         fire_timers(s);

@@ -16,6 +16,7 @@ Test(core, start_stop_and_bad_options)
     cr_assert_eq(rt_start(&(rt_opts){.schedulers = RT_MAX_SCHEDULERS + 1}), -EINVAL);
     cr_assert_eq(rt_start(&(rt_opts){.stack_size = 100}), -EINVAL);
     cr_assert_eq(rt_start(&(rt_opts){.io_bufs = 3}), -EINVAL);
+    cr_assert_eq(rt_start(&(rt_opts){.io_hold_us = 1001}), -EINVAL);
     cr_assert_not(rt_running());
     test_start(2);
     cr_assert(rt_running());

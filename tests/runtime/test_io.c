@@ -1999,6 +1999,176 @@ IO_TEST(receive_seen_while_the_scheduler_spins)
     io_stop();
 }
 
+/* ---- holding a batch back (rt_opts.io_hold_us) --------------------------------------
+ *
+ * A reader whose every receive finds data waiting (a writer thread keeps
+ * the socket full): on io_uring its batches are held (rt_stats.io_holds)
+ * and the stream still arrives whole and in order; with io_hold_us < 0,
+ * and on epoll, nothing is held. */
+#define HOLD_READS 3000
+#define HOLD_CHUNK 1024
+
+static int hold_fd;
+static _Atomic bool hold_stop;
+static uint64_t hold_got;
+static bool hold_ok;
+
+static void *hold_writer(void *arg)
+{
+    int fd = *(int *)arg;
+    unsigned char buf[4096];
+    uint64_t pos = 0;
+    while (!atomic_load(&hold_stop)) {
+        struct pollfd pf = {.fd = fd, .events = POLLOUT};
+        if (poll(&pf, 1, 10) <= 0)
+            continue;
+        for (size_t i = 0; i < sizeof buf; i++)
+            buf[i] = pattern(7, pos + i);
+        ssize_t n = send(fd, buf, sizeof buf, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0)
+            pos += (uint64_t)n;
+        else if (n < 0 && errno != EAGAIN)
+            break;
+    }
+    return NULL;
+}
+
+static void hold_reader(void *arg)
+{
+    (void)arg;
+    char buf[HOLD_CHUNK];
+    uint64_t pos = 0;
+    bool ok = true;
+    for (int i = 0; i < HOLD_READS && ok; i++) {
+        ssize_t n = rt_recv(hold_fd, buf, sizeof buf, 5000);
+        if (n <= 0) {
+            ok = false;
+            break;
+        }
+        for (ssize_t k = 0; k < n; k++)
+            ok &= (unsigned char)buf[k] == pattern(7, pos + (uint64_t)k);
+        pos += (uint64_t)n;
+    }
+    hold_got = pos;
+    hold_ok = ok;
+}
+
+/* The batches held while one process reads HOLD_READS times from a full
+ * socket, with rt_opts.io_hold_us = hold_us. */
+static uint64_t held_while_streaming(int backend, int hold_us)
+{
+    fds_before = test_count_fds();
+    rt_opts o = {.schedulers = 1, .io = backend, .io_hold_us = hold_us};
+    int rc = rt_start(&o);
+    if (rc < 0 && backend == RT_IO_URING)
+        cr_skip_test("io_uring is not available here: %s", rt_strerror(rc));
+    cr_assert_eq(rc, 0, "rt_start: %s", rt_strerror(rc));
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    hold_fd = sv[0];
+    atomic_store(&hold_stop, false);
+    hold_got = 0;
+    hold_ok = false;
+    pthread_t w;
+    cr_assert_eq(pthread_create(&w, NULL, hold_writer, &sv[1]), 0);
+    rt_stats s0, s1;
+    rt_stats_get(&s0);
+    rt_pid p;
+    cr_assert_eq(rt_spawn(hold_reader, NULL, &(rt_spawn_opts){.joinable = true}, &p), 0);
+    int reason = -1;
+    cr_assert_eq(rt_join(p, 20000, &reason), 0);
+    cr_assert_eq(reason, 0);
+    rt_stats_get(&s1);
+    atomic_store(&hold_stop, true);
+    pthread_join(w, NULL);
+    close(sv[0]);
+    close(sv[1]);
+    cr_assert(hold_ok, "%s: the stream came wrong or short (%llu bytes in order)", rt_io_backend(),
+              (unsigned long long)hold_got);
+    cr_log_info("%s, io_hold_us %d: %d receives brought %llu bytes; %llu batches held",
+                rt_io_backend(), hold_us, HOLD_READS, (unsigned long long)hold_got,
+                (unsigned long long)(s1.io_holds - s0.io_holds));
+    io_stop();
+    return s1.io_holds - s0.io_holds;
+}
+
+IO_TEST(receives_that_find_data_at_once_have_their_batch_held)
+{
+    uint64_t held = held_while_streaming(backend, 0);
+    if (backend == RT_IO_URING)
+        cr_assert_gt(held, 0, "io_uring: receives found data at once and no batch was held");
+    else
+        cr_assert_eq(held, 0, "epoll: %llu batches held", (unsigned long long)held);
+    held = held_while_streaming(backend, -1);
+    cr_assert_eq(held, 0, "%llu batches held with io_hold_us < 0", (unsigned long long)held);
+}
+
+/* Request and response on one socket pair: every receive is handed over
+ * before its data exists (the other side sends it only after reading what
+ * this side sent), so at most half the receives in a batch complete at
+ * once, and no batch is held: a round trip never waits io_hold_us. */
+#define PINGS 1000
+
+static int ping_fd[2];
+static _Atomic int pongs;
+
+static bool recv_exactly(int fd, char *buf, size_t len)
+{
+    for (size_t got = 0; got < len;) {
+        ssize_t n = rt_recv(fd, buf + got, len - got, 5000);
+        if (n <= 0)
+            return false;
+        got += (size_t)n;
+    }
+    return true;
+}
+
+static void pinger(void *arg)
+{
+    (void)arg;
+    char msg[64] = "ping", back[64];
+    for (int i = 0; i < PINGS; i++) {
+        if (rt_send_all(ping_fd[0], msg, sizeof msg, 5000) != sizeof msg ||
+            !recv_exactly(ping_fd[0], back, sizeof back) || memcmp(msg, back, sizeof msg) != 0)
+            rt_exit_self(1);
+        atomic_fetch_add(&pongs, 1);
+    }
+}
+
+static void ponger(void *arg)
+{
+    (void)arg;
+    char msg[64];
+    for (int i = 0; i < PINGS; i++)
+        if (!recv_exactly(ping_fd[1], msg, sizeof msg) ||
+            rt_send_all(ping_fd[1], msg, sizeof msg, 5000) != sizeof msg)
+            rt_exit_self(1);
+}
+
+IO_TEST(receives_that_wait_never_hold_a_batch)
+{
+    io_start(backend, 1, 0, 0);
+    atomic_store(&pongs, 0);
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ping_fd), 0);
+    rt_stats s0, s1;
+    rt_stats_get(&s0);
+    rt_pid a, b;
+    cr_assert_eq(rt_spawn(ponger, NULL, &(rt_spawn_opts){.joinable = true}, &b), 0);
+    cr_assert_eq(rt_spawn(pinger, NULL, &(rt_spawn_opts){.joinable = true}, &a), 0);
+    int ra = -1, rb = -1;
+    cr_assert_eq(rt_join(a, 20000, &ra), 0);
+    cr_assert_eq(rt_join(b, 20000, &rb), 0);
+    cr_assert_eq(ra, 0);
+    cr_assert_eq(rb, 0);
+    rt_stats_get(&s1);
+    cr_assert_eq(atomic_load(&pongs), PINGS);
+    cr_assert_eq(s1.io_holds, s0.io_holds, "%s: %llu batches held in %d round trips",
+                 rt_io_backend(), (unsigned long long)(s1.io_holds - s0.io_holds), PINGS);
+    close(ping_fd[0]);
+    close(ping_fd[1]);
+    io_stop();
+}
+
 /* Large transfers that the kernel can take at once go straight to it
  * (rt_recv, rt_send_all), without the trip through the ring that gave the
  * other processes a turn: a process that finds 32 KiB waiting, again and
