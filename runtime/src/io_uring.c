@@ -1,12 +1,16 @@
 /* io_uring.c: the io_uring backend (see io.h for the contract).
  *
- * One ring per scheduler, made and used only by that scheduler's thread
- * (rt_start makes it; nothing else submits). Submissions are batched: they
- * go to the kernel at the end of a turn that leaves the run queue empty,
- * every 32 turns otherwise, and when the scheduler waits. A read on an
- * eventfd stays armed on the ring so another thread can end a wait. The
- * provided buffers are a buffer ring (IORING_REGISTER_PBUF_RING) mapped
- * here, since Debian's liburing 2.3 has no io_uring_setup_buf_ring.
+ * One ring per scheduler, made by rt_start's thread and used only by the
+ * scheduler's (nothing else submits). Submissions are batched: they go to
+ * the kernel at the end of a turn that leaves the run queue empty, every
+ * 32 turns otherwise, and when the scheduler waits; a batch that would go
+ * at once may be held back a few microseconds while that pays
+ * (rt_opts.io_hold_us; io.c, rt__io_after_turn). The ring's task work
+ * runs only when the scheduler asks for completions (DEFER_TASKRUN, where
+ * the kernel has it). A read on an eventfd stays armed on the ring so
+ * another thread can end a wait. The provided buffers are a buffer ring
+ * (IORING_REGISTER_PBUF_RING) mapped here, since Debian's liburing 2.3
+ * has no io_uring_setup_buf_ring.
  */
 #include <errno.h>
 #include <stdio.h>
