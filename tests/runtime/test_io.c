@@ -49,10 +49,11 @@ enum { TAG_PORT = 1, TAG_DONE, TAG_DATA, TAG_READY, TAG_GO, TAG_LAT, TAG_RESULT,
 
 static int fds_before;
 
-static void io_start(int backend, unsigned schedulers, unsigned bufs, unsigned bufsize)
+/* Start the runtime with `o` (o.io: the backend), noting the fds open. */
+static void io_start_with(rt_opts o)
 {
     fds_before = test_count_fds();
-    rt_opts o = {.schedulers = schedulers, .io = backend, .io_bufs = bufs, .io_buf_size = bufsize};
+    int backend = o.io;
     int rc = rt_start(&o);
     if (rc < 0 && backend == RT_IO_URING) {
         /* a skip only where io_uring is what failed: the same start on
@@ -65,6 +66,12 @@ static void io_start(int backend, unsigned schedulers, unsigned bufs, unsigned b
     }
     cr_assert_eq(rc, 0, "rt_start: %s", rt_strerror(rc));
     cr_assert_str_eq(rt_io_backend(), backend == RT_IO_URING ? "io_uring" : "epoll");
+}
+
+static void io_start(int backend, unsigned schedulers, unsigned bufs, unsigned bufsize)
+{
+    io_start_with((rt_opts){
+        .schedulers = schedulers, .io = backend, .io_bufs = bufs, .io_buf_size = bufsize});
 }
 
 /* Stop within a second, and prove nothing was left behind. */
@@ -1317,16 +1324,27 @@ static int on_scheduler_2(void (*driver)(void *))
     return n;
 }
 
-static void moved_body(void *arg)
+struct driven {
+    void (*driver)(void *);
+};
+
+static void driven_body(void *arg)
 {
-    on_scheduler_2(moved_driver);
+    on_scheduler_2(((struct driven *)arg)->driver);
+}
+
+/* A test whose process runs `driver` on scheduler 2, on two schedulers. */
+static void drive_on_scheduler_2(int backend, void (*driver)(void *), int timeout_ms)
+{
+    io_start(backend, 2, 0, 0);
+    struct driven d = {driver};
+    cr_assert_eq(test_run(driven_body, &d, timeout_ms), 0);
+    io_stop();
 }
 
 IO_TEST(queued_operation_of_moved_process_stays_on_its_fd)
 {
-    io_start(backend, 2, 0, 0);
-    cr_assert_eq(test_run(moved_body, NULL, 30000), 0);
-    io_stop();
+    drive_on_scheduler_2(backend, moved_driver, 30000);
 }
 
 /* A process closes, on scheduler 2, fds with requests it started on
@@ -1440,16 +1458,9 @@ static void held_driver(void *arg)
     driver_done(l, arg);
 }
 
-static void held_body(void *arg)
-{
-    on_scheduler_2(held_driver);
-}
-
 IO_TEST(close_by_moved_process_holds_the_number_until_its_old_scheduler_is_done)
 {
-    io_start(backend, 2, 0, 0);
-    cr_assert_eq(test_run(held_body, NULL, 60000), 0);
-    io_stop();
+    drive_on_scheduler_2(backend, held_driver, 60000);
 }
 
 /* A process closes an fd that another process, on the other scheduler, is
@@ -1568,16 +1579,9 @@ static void closed_driver(void *arg)
     rt_send(*(rt_pid *)arg, TAG_DONE, &none, sizeof none);
 }
 
-static void closed_body(void *arg)
-{
-    on_scheduler_2(closed_driver);
-}
-
 IO_TEST(a_close_leaves_another_schedulers_poll_off_the_next_file_with_the_number)
 {
-    io_start(backend, 2, 0, 0);
-    cr_assert_eq(test_run(closed_body, NULL, 60000), 0);
-    io_stop();
+    drive_on_scheduler_2(backend, closed_driver, 60000);
 }
 
 /* rt_accept on a non-blocking listener takes connections already waiting
@@ -1968,13 +1972,8 @@ static void spin_receiver(void *arg)
 
 IO_TEST(receive_seen_while_the_scheduler_spins)
 {
-    fds_before = test_count_fds();
     /* a spin of 2 s: it does not end before the byte comes */
-    rt_opts o = {.schedulers = 1, .io = backend, .spin_us = 2000000};
-    int rc = rt_start(&o);
-    if (rc < 0 && backend == RT_IO_URING)
-        cr_skip_test("io_uring is not available here: %s", rt_strerror(rc));
-    cr_assert_eq(rc, 0, "rt_start: %s", rt_strerror(rc));
+    io_start_with((rt_opts){.schedulers = 1, .io = backend, .spin_us = 2000000});
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     spin_fd = sv[0];
@@ -2057,12 +2056,7 @@ static void hold_reader(void *arg)
  * socket, with rt_opts.io_hold_us = hold_us. */
 static uint64_t held_while_streaming(int backend, int hold_us)
 {
-    fds_before = test_count_fds();
-    rt_opts o = {.schedulers = 1, .io = backend, .io_hold_us = hold_us};
-    int rc = rt_start(&o);
-    if (rc < 0 && backend == RT_IO_URING)
-        cr_skip_test("io_uring is not available here: %s", rt_strerror(rc));
-    cr_assert_eq(rc, 0, "rt_start: %s", rt_strerror(rc));
+    io_start_with((rt_opts){.schedulers = 1, .io = backend, .io_hold_us = hold_us});
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     hold_fd = sv[0];
