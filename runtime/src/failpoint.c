@@ -11,6 +11,7 @@ atomic_bool rt__fp_any;
 
 static const char *const names[RT_FP_N] = {
     [RT_FP_URING_SETUP] = "uring_setup",
+    [RT_FP_URING_DEFER] = "uring_defer",
     [RT_FP_CANCEL_SQE] = "cancel_sqe",
     [RT_FP_BUF_LOSE] = "buf_lose",
 };

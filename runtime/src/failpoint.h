@@ -1,6 +1,7 @@
 /* failpoint.h: faults made on purpose, for the tests of paths the kernel
  * here never takes (the kernel losing provided buffers, a ring it refuses
- * to a later scheduler, no queue entry for a cancel).
+ * to a later scheduler, no queue entry for a cancel, a kernel older than
+ * DEFER_TASKRUN).
  *
  * RT_FAILPOINTS, read by rt_start, is a comma-separated list of
  * name[@skip][:count]: the point passes `skip` times, then fails `count`
@@ -20,6 +21,7 @@
 
 enum rt_fp {
     RT_FP_URING_SETUP, /* io_uring_setup of a scheduler's ring: -ENOMEM */
+    RT_FP_URING_DEFER, /* io_uring_setup with DEFER_TASKRUN: -EINVAL, as before Linux 6.1 */
     RT_FP_CANCEL_SQE,  /* io_uring: no queue entry for a cancel, even after a submit */
     RT_FP_BUF_LOSE,    /* io_uring: a provided buffer given back never reaches the
                           ring, though the runtime counts it back: the kernel has

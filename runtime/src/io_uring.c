@@ -143,8 +143,9 @@ static int ur_init(struct io_sched *io)
     struct io_uring_params p = {.flags = base | IORING_SETUP_SINGLE_ISSUER |
                                          IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
                                 .cq_entries = CQ_ENTRIES};
-    int rc = rt__fp_fail(RT_FP_URING_SETUP) ? -ENOMEM
-                                            : io_uring_queue_init_params(ENTRIES, &u->ring, &p);
+    int rc = rt__fp_fail(RT_FP_URING_SETUP)   ? -ENOMEM
+             : rt__fp_fail(RT_FP_URING_DEFER) ? -EINVAL
+                                              : io_uring_queue_init_params(ENTRIES, &u->ring, &p);
     u->deferred = rc == 0;
     if (rc == -EINVAL) {
         /* before 6.1 */

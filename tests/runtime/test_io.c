@@ -3372,6 +3372,17 @@ Test(io_auto, runs_on_epoll_where_a_later_ring_is_refused)
     unsetenv("RT_FAILPOINTS");
 }
 
+/* A kernel without DEFER_TASKRUN (before 6.1): the ring is made without it,
+ * I/O works, and no batch is ever held (receives done at once cannot be
+ * told from others there). */
+Test(io_uring, without_defer_taskrun_io_works_and_nothing_is_held)
+{
+    cr_assert_eq(setenv("RT_FAILPOINTS", "uring_defer", 1), 0);
+    cr_assert_eq(held_while_streaming(RT_IO_URING, 0), 0);
+    cr_assert_eq(rt__fp_hits("uring_defer"), 1, "the ring was not asked for DEFER_TASKRUN");
+    unsetenv("RT_FAILPOINTS");
+}
+
 /* A cancel that finds no queue entry, even after a submit (a kernel that
  * refuses the submit), waits for the next hand-over: the receive still
  * ends, -ECANCELED, and its socket is still good. */
