@@ -1078,9 +1078,7 @@ void rt__io_after_turn(struct sched *s, bool idle_next)
         int64_t now = rt__now_ns();
         if (io->hold_since == 0) {
             io->hold_since = now;
-            atomic_store_explicit(&io->holds,
-                                  atomic_load_explicit(&io->holds, memory_order_relaxed) + 1,
-                                  memory_order_relaxed);
+            io__add(&io->holds, 1);
         }
         if (now - io->hold_since < rt__rt.hold_ns) {
             io->since_flush++;

@@ -163,11 +163,17 @@ struct io_sched {
 /* Count system calls: the owner thread only (a relaxed store of load + 1
  * suffices, no other thread writes it), and io__count_any from any (its
  * own counter: an increment there would be lost under the owner's store). */
+/* Add to a counter only this scheduler's thread writes (relaxed load and
+ * store: others only read it). */
+static inline void io__add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
 static inline void io__count(struct io_sched *io, unsigned n)
 {
-    atomic_store_explicit(&io->syscalls,
-                          atomic_load_explicit(&io->syscalls, memory_order_relaxed) + n,
-                          memory_order_relaxed);
+    io__add(&io->syscalls, n);
 }
 static inline void io__count_any(struct io_sched *io)
 {
@@ -202,11 +208,17 @@ void rt__io_wake(struct sched *s);
 uint64_t rt__io_syscalls(struct sched *s);
 uint64_t rt__io_holds(struct sched *s);
 
+/* A moving average `avg` moved 1/k of the way to `x`. */
+static inline uint32_t io__avg(uint32_t avg, int64_t x, int64_t k)
+{
+    return (uint32_t)((int64_t)avg + (x - (int64_t)avg) / k);
+}
+
 /* A single-shot receive brought `res` bytes (> 0), from a held batch or not. */
 static inline void io__recv_brought(struct io_sched *io, bool held, int res)
 {
     uint32_t *avg = held ? &io->bytes_held : &io->bytes_free;
-    *avg = (uint32_t)((int64_t)*avg + ((int64_t)res - (int64_t)*avg) / 16);
+    *avg = io__avg(*avg, res, 16);
 }
 /* a process ends: cancel its requests everywhere; then close its fds */
 void rt__io_proc_cancel(struct proc *p);

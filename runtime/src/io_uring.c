@@ -93,18 +93,18 @@ static void count_at_once(struct uring *u, uint64_t batch, unsigned before, unsi
 {
     if (nrecv == 0)
         return;
-    unsigned head, i = 0, quick = 0;
-    struct io_uring_cqe *cqe;
-    io_uring_for_each_cqe(&u->ring, head, cqe)
-    {
-        if (i++ < before || cqe->user_data <= UD_IGNORE)
+    /* only the new ones: from the head, past those that were there */
+    const struct io_uring_cq *cq = &u->ring.cq;
+    unsigned head = *cq->khead, ready = io_uring_cq_ready(&u->ring), quick = 0;
+    for (unsigned k = before; k < ready; k++) {
+        const struct io_uring_cqe *cqe = &cq->cqes[(head + k) & cq->ring_mask];
+        if (cqe->user_data <= UD_IGNORE)
             continue;
         const struct ioreq *r = (const struct ioreq *)(uintptr_t)cqe->user_data;
         quick += single_recv(r) && BATCH_OF(r->backend) == (batch & BATCH_MASK);
     }
     struct io_sched *io = u->io;
-    int now = (int)(quick * 256 / nrecv);
-    io->recvs_at_once = (unsigned)((int)io->recvs_at_once + (now - (int)io->recvs_at_once) / 8);
+    io->recvs_at_once = io__avg(io->recvs_at_once, quick * 256 / nrecv, 8);
 }
 
 static struct io_uring_sqe *sqe_get(struct uring *u)
