@@ -1640,27 +1640,55 @@ static void handback_body(void *arg)
     CHECK_RC(esock_assoc_status(c, &info), 0);
     CHECK(info.queued > 0 && info.queued % sizeof msg == 0);
     /* abort: what the kernel still held and what waited in esock's queue
-     * come back, oldest first, and continue where the peer's part ends */
+     * come back, and continue where the peer's part ends */
     CHECK_RC(esock_assoc_abort(c), 0);
     rt_msg *m = wait_for(ESOCK_MSG_ASSOC_DOWN, c);
     CHECK(esock_down_of(m)->reason == ESOCK_DOWN_ABORT);
     rt_msg_free(m);
-    uint32_t nfailed = 0, first = 0, from_queue = 0, on_wire = 0;
+    /* what comes back, in the order it came: the value in its first 4 bytes */
+    enum { MAXF = 4096 };
+    static uint32_t vs[MAXF];
+    static bool wire[MAXF];
+    static int errs[MAXF];
+    uint32_t nfailed = 0, from_queue = 0, on_wire = 0;
     while (rt_receive_tag(ESOCK_MSG_SEND_FAILED, 500, &m) == 0) {
         const esock_send_failed *f = esock_send_failed_of(m);
+        CHECK(nfailed < MAXF);
         uint32_t v;
         memcpy(&v, f->data, sizeof v);
-        if (nfailed == 0)
-            first = v;
         CHECK(f->assoc.id == c.id && f->len == sizeof msg && f->stream == 1 && f->ppid == 6);
-        CHECK(v == first + nfailed && f->context == v);
+        CHECK(f->context == v);
         CHECK(memcmp((const char *)f->data + 4, msg + 4, sizeof msg - 4) == 0);
+        vs[nfailed] = v;
+        wire[nfailed] = f->on_wire;
+        errs[nfailed] = f->error;
         from_queue += f->error == ESOCK_ECLOSED;
-        CHECK(!f->on_wire || nfailed == on_wire); /* the transmitted ones come first */
         on_wire += f->on_wire;
         nfailed++;
         rt_msg_free(m);
     }
+    /* The transmitted ones come first, in the kernel's order: it hands
+     * back its list of what is in flight, where one sent again goes to the
+     * end, then those marked for sending again (net/sctp/outqueue.c,
+     * sctp_outq_teardown), so they need not be oldest first; but they are
+     * the oldest, with no gap. Then what it never sent, oldest first, then
+     * esock's own queue (never on the wire), oldest first. */
+    uint32_t first = on_wire ? UINT32_MAX : vs[0];
+    for (uint32_t i = 0; i < on_wire; i++)
+        first = vs[i] < first ? vs[i] : first;
+    bool ok = nfailed > 0;
+    for (uint32_t i = 0; ok && i < nfailed; i++) {
+        bool in_order = i < on_wire ? vs[i] - first < on_wire : vs[i] == first + i;
+        ok = in_order && wire[i] == (i < on_wire) &&
+             (errs[i] == ESOCK_ECLOSED) == (i >= nfailed - from_queue);
+        for (uint32_t j = 0; ok && j < i && i < on_wire; j++)
+            ok = vs[j] != vs[i];
+    }
+    if (!ok || first + nfailed != seq)
+        for (uint32_t i = 0; i < nfailed; i++)
+            fprintf(stderr, "handed back %u: %u%s, error %d\n", i, vs[i],
+                    wire[i] ? " (on the wire)" : "", errs[i]);
+    CHECK(ok);
     CHECK(from_queue == info.queued / sizeof msg);
     CHECK(nfailed > from_queue); /* the kernel's too */
     CHECK(first + nfailed == seq);

@@ -475,12 +475,16 @@ typedef struct esock_path {
 
 /* ESOCK_MSG_SEND_FAILED: a message that was not delivered, its payload
  * handed back: its lifetime ran out, or the association ended before it was
- * acknowledged. Oldest first: what the kernel held (error: the kernel's,
- * e.g. ECONNABORTED; `on_wire` when it had been transmitted, so the peer may
- * have it after all), then what waited in esock's own queue (error
- * ESOCK_ECLOSED, never on the wire). A message the kernel had split into
- * chunks comes back a chunk at a time. All of them come before the
- * association's ESOCK_MSG_ASSOC_DOWN. */
+ * acknowledged. In this order: what the kernel held (error: the kernel's,
+ * e.g. ECONNABORTED), the transmitted first (`on_wire`: the peer may have
+ * it after all), then the rest, oldest first; then what waited in esock's
+ * own queue (error ESOCK_ECLOSED, never on the wire), oldest first. The
+ * transmitted ones are the oldest of all but come in the kernel's order,
+ * not always oldest first (Linux hands back its list of what is in flight,
+ * where one sent again goes to the end, then those it marked for sending
+ * again): a sequence number in `context` puts them in order. A message
+ * the kernel had split into chunks comes back a chunk at a time. All of
+ * them come before the association's ESOCK_MSG_ASSOC_DOWN. */
 typedef struct esock_send_failed {
     esock_assoc assoc;
     int error;
