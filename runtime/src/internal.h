@@ -87,11 +87,12 @@ enum sig_kind {
     SIG_EXIT = 1, /* data: rt_exit_info; rt__aux: SIGF_LINK if from a link */
     SIG_LINK,
     SIG_UNLINK,
-    SIG_MONITOR,   /* rt__aux: the reference */
-    SIG_DEMONITOR, /* rt__aux: the reference */
-    SIG_DOWN,      /* data: rt_down_info; delivered if the ref is still wanted */
-    SIG_WAKE,      /* internal: wake a waiting process (never delivered) */
-    SIG_REPLY,     /* rt__aux: the call's reference; delivered if still awaited */
+    SIG_MONITOR,    /* rt__aux: the reference */
+    SIG_DEMONITOR,  /* rt__aux: the reference */
+    SIG_DOWN,       /* data: rt_down_info; delivered if the ref is still wanted */
+    SIG_WAKE,       /* internal: wake a waiting process (never delivered) */
+    SIG_REPLY,      /* rt__aux: the call's reference; delivered if still awaited */
+    SIG_IO_TIMEOUT, /* internal: rt_io_timeout's time is up for request rt__aux (never delivered) */
 };
 #define SIGF_LINK 1u
 
@@ -231,6 +232,9 @@ int rt__timer_init(struct sched *s);
 void rt__timer_fini(struct sched *s);
 int64_t rt__timer_run(struct sched *s, int64_t now_ns); /* fires due; returns next deadline or -1 */
 int rt__timer_wake_at(rt_pid pid, int64_t deadline_ns, uint64_t *out);
+/* a timer on this thread's scheduler that delivers `m` (a signal) to pid at
+ * deadline_ns: 0 (the timer takes m) or -ENOMEM */
+int rt__timer_signal_at(rt_pid pid, int64_t deadline_ns, rt_msg *m, uint64_t *out);
 int64_t rt__now_ns(void);
 
 /* ---- schedulers ------------------------------------------------------------ */

@@ -266,6 +266,10 @@ static struct ioreq *req_new(struct io_sched *io, struct proc *p, int op, int fd
 
 static void req_free(struct io_sched *io, struct ioreq *r)
 {
+    if (r->timer) {
+        rt_cancel_timer(r->timer); /* (-ENOENT: it fired, and its signal finds no request) */
+        r->timer = 0;
+    }
     struct proc *p = r->pin;
     if (p) {
         r->pin = NULL;
@@ -423,6 +427,8 @@ void io__complete(struct io_sched *io, struct ioreq *r, int res, bool more, int 
      * placeholder that holds the number (close_holding) */
     if (res < 0 && !more && r->op != RT_IO_CLOSE && io__fd_stale(r))
         res = -ECANCELED;
+    if (res == -ECANCELED && !more && (r->flags & R_TIMEDOUT))
+        res = -ETIMEDOUT;
     if (res == -ENOBUFS && (r->flags & RT_IO_BUFSEL) && !(r->flags & R_CANCELLED) &&
         (more || !lost_bufs(io, r))) {
         /* the buffers are all lent out: wait for one instead of failing */
@@ -985,6 +991,82 @@ RT_API int rt_io_cancel(rt_io_req id)
     return 0;
 }
 
+/* Arm r's timeout (this is r's scheduler's thread), replacing one it had:
+ * its owner gets SIG_IO_TIMEOUT then, with the timer's handle, which ends
+ * r only if r still has that timer (not one replaced, its signal on the
+ * way). 0 or -ENOMEM. */
+static int set_timeout(struct ioreq *r, int timeout_ms)
+{
+    rt_msg *m = rt__signal_new(SIG_IO_TIMEOUT, 0, r->owner, sizeof(uint64_t), r->id);
+    if (m == NULL)
+        return -ENOMEM;
+    uint64_t t;
+    if (rt__timer_signal_at(r->owner, rt__now_ns() + (int64_t)timeout_ms * 1000000, m, &t) < 0) {
+        rt__msg_free(m);
+        return -ENOMEM;
+    }
+    /* (only this thread fires the timers it arms: m is not gone yet) */
+    memcpy(m->data, &t, sizeof t);
+    if (r->timer)
+        rt_cancel_timer(r->timer);
+    r->timer = t;
+    return 0;
+}
+
+/* r's timer `t` has fired (on r's scheduler's thread): end r, unless it
+ * ended or has another timer since */
+static void time_out(struct io_sched *io, struct ioreq *r, rt_pid owner, uint64_t t)
+{
+    if (r == NULL || !rt_pid_eq(r->owner, owner) || r->timer != t || (r->flags & R_CANCELLED))
+        return;
+    r->timer = 0; /* it fired */
+    r->flags |= R_TIMEDOUT;
+    cancel_here(io, r);
+}
+
+RT_API int rt_io_timeout(rt_io_req id, int timeout_ms)
+{
+    struct proc *p = io_proc();
+    if (p == NULL)
+        return RT_ENOTPROC;
+    if (timeout_ms < 0)
+        return -EINVAL;
+    unsigned si = (unsigned)(id >> 56);
+    if (si == 0 || si > rt__rt.nsched)
+        return -ENOENT;
+    struct io_sched *io = rt__rt.sched[si - 1].io;
+    if (io->s != rt__sched_self()) {
+        /* on another scheduler's ring (as rt_io_cancel): that thread arms it */
+        uint32_t idx = (uint32_t)(id >> 32) & 0xFFFFFFu;
+        if ((uint32_t)id == 0 || idx >= atomic_load_explicit(&io->ntab_pub, memory_order_relaxed))
+            return -ENOENT;
+        struct io_cmd cmd = {
+            .owner = proc_pid(p), .id = id, .set_timeout = true, .timeout_ms = timeout_ms};
+        return post_cmd(io, cmd) ? 0 : -ENOMEM;
+    }
+    struct ioreq *r = req_find(id, &io);
+    if (r == NULL || !rt_pid_eq(r->owner, proc_pid(p)))
+        return -ENOENT;
+    if (r->flags & R_CANCELLED)
+        return 0; /* ending already */
+    return set_timeout(r, timeout_ms);
+}
+
+void rt__io_timed_out(struct proc *p, rt_io_req id, uint64_t timer)
+{
+    unsigned si = (unsigned)(id >> 56);
+    if (p->exiting || si == 0 || si > rt__rt.nsched)
+        return;
+    struct io_sched *io = rt__rt.sched[si - 1].io;
+    if (io->s != rt__sched_self()) {
+        /* (no memory for the command: it goes on until it ends otherwise) */
+        post_cmd(
+            io, (struct io_cmd){.owner = proc_pid(p), .id = id, .timed_out = true, .timer = timer});
+        return;
+    }
+    time_out(io, req_find(id, &io), proc_pid(p), timer);
+}
+
 /* ---- the scheduler's side --------------------------------------------------------------- */
 
 /* Whether cmd ends r (struct io_cmd). */
@@ -1026,6 +1108,16 @@ void rt__io_poll(struct sched *s)
          * receive of a process that has ended */
         bool closes = false;
         for (unsigned k = 0; k < ncmds; k++) {
+            if (cmds[k].set_timeout || cmds[k].timed_out) {
+                struct io_sched *rio;
+                struct ioreq *r = req_find(cmds[k].id, &rio);
+                if (r && rio == io && cmds[k].timed_out)
+                    time_out(io, r, cmds[k].owner, cmds[k].timer);
+                else if (r && rio == io && rt_pid_eq(r->owner, cmds[k].owner) &&
+                         !(r->flags & R_CANCELLED))
+                    set_timeout(r, cmds[k].timeout_ms); /* (no memory: it just gets none) */
+                continue;
+            }
             for (uint32_t i = 0; i < io->ntab; i++) {
                 struct ioreq *r = io->tab[i];
                 if (r->state == R_FREE)

@@ -19,6 +19,7 @@ enum req_state { R_FREE = 0, R_LIVE, R_PAUSED };
 #define R_CANCELLED 0x100u /* flag bit next to RT_IO_MULTISHOT / RT_IO_BUFSEL */
 #define R_PINNED    0x200u /* uses its owner's memory: holds one of its io_pins */
 #define R_NOBUF     0x400u /* restarted at once after an ENOBUFS, with nothing received since */
+#define R_TIMEDOUT  0x800u /* cancelled by its rt_io_timeout: ends -ETIMEDOUT, not -ECANCELED */
 
 struct ioreq {
     struct io_sched *io;
@@ -44,6 +45,7 @@ struct ioreq {
     uint32_t fd_epoch;  /* its fd number's close count when it started (io__fd_stale) */
     uint64_t backend;   /* the backend's own use */
     struct proc *pin;   /* the owner, referenced until the request ends (its ext->live) */
+    uint64_t timer;     /* its rt_io_timeout's timer (0: none), cancelled when it ends */
 };
 
 struct io_sched;
@@ -62,13 +64,20 @@ struct fd_close {
 
 /* A request from another thread, done by the scheduler's own thread:
  * "end request `id` of `owner`", or all of owner's when id is 0 (not with
- * only_fds). With `fc` (numbers held, close_holding): also end every
- * request on fc's numbers that is owner's or started before their close
- * (a stale fd epoch), whoever's; then flush, and drop a reference to fc. */
+ * only_fds). With `fc`
+ * (numbers held, close_holding): also end every request on fc's numbers
+ * that is owner's or started before their close (a stale fd epoch),
+ * whoever's; then flush, and drop a reference to fc. With set_timeout:
+ * only give request `id` of `owner` an rt_io_timeout of timeout_ms; with
+ * timed_out: only end it, if its timer is still `timer` (that fired). */
 struct io_cmd {
     rt_pid owner;
     rt_io_req id;
     bool only_fds;
+    bool timed_out;
+    bool set_timeout;
+    int timeout_ms;
+    uint64_t timer;
     struct fd_close *fc;
 };
 
@@ -224,5 +233,7 @@ static inline void io__recv_brought(struct io_sched *io, bool held, int res)
 void rt__io_proc_cancel(struct proc *p);
 void rt__io_proc_close(struct proc *p);
 bool rt__io_msg_release(rt_msg *m); /* msg.c: an I/O message's extra cleanup */
+/* signal.c: p's rt_io_timeout for request `id` is up (on p's thread) */
+void rt__io_timed_out(struct proc *p, rt_io_req id, uint64_t timer);
 
 #endif

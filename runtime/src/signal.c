@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "io.h"
 
 struct proc_ext *rt__ext_of(struct proc *p)
 {
@@ -197,6 +198,12 @@ bool rt__signal_filter(struct proc *p, rt_msg *m)
             return true;
         }
         break;
+    case SIG_IO_TIMEOUT: {
+        uint64_t t;
+        memcpy(&t, m->data, sizeof t);
+        rt__io_timed_out(p, m->rt__aux, t);
+        break;
+    }
     default: /* SIG_WAKE: its arrival was the point */
         break;
     }

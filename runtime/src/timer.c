@@ -215,6 +215,11 @@ int rt__timer_wake_at(rt_pid pid, int64_t deadline_ns, uint64_t *out)
     return rc;
 }
 
+int rt__timer_signal_at(rt_pid pid, int64_t deadline_ns, rt_msg *m, uint64_t *out)
+{
+    return arm(deadline_ns, pid, m, out);
+}
+
 RT_API int rt_send_after(rt_pid to, int ms, uint32_t tag, const void *data, size_t size,
                          rt_timer *out)
 {

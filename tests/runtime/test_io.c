@@ -1900,6 +1900,316 @@ IO_TEST(timeouts)
     io_stop();
 }
 
+/* ==== rt_io_timeout: a time limit on an operation started asynchronously
+ * ============================ */
+
+/* The last completion of `req`, and how long it took from t0 (ms). */
+static int await_res_after(rt_io_req req, int64_t t0, int64_t *ms)
+{
+    int res = await_res(req, 10000);
+    *ms = (now_ns() - t0) / 1000000;
+    return res;
+}
+
+static void io_timeout_body(void *arg)
+{
+    uint16_t port;
+    int l = listen_tcp(&port, 8);
+    int fd = connect_tcp(port);
+    int peer = rt_accept(l, NULL, NULL, 5000);
+    cr_assert_geq(peer, 0);
+    char buf[16];
+    rt_io_req req;
+    int64_t ms, t0;
+    /* a receive that gets nothing ends -ETIMEDOUT at the limit; the socket
+     * still works, and nothing sent later is lost */
+    t0 = now_ns();
+    cr_assert_eq(rt_io_recv(fd, buf, sizeof buf, 0, 0, &req), 0);
+    cr_assert_eq(rt_io_timeout(req, TMO), 0);
+    cr_assert_eq(await_res(req, 5000), -ETIMEDOUT);
+    check_elapsed("rt_io_recv with rt_io_timeout", t0);
+    cr_assert_eq(rt_mailbox_len(), 0);
+    cr_assert_eq(rt_io_timeout(req, TMO), -ENOENT, "the request has ended");
+    cr_assert_eq(rt_send_all(peer, "after", 5, 1000), 5);
+    recv_exact(fd, buf, 5);
+    cr_assert_eq(memcmp(buf, "after", 5), 0);
+    /* one that completes first has its result, and nothing comes later
+     * (its timer is dropped: io_stop finds none left) */
+    cr_assert_eq(rt_io_recv(fd, buf, sizeof buf, 0, 0, &req), 0);
+    cr_assert_eq(rt_io_timeout(req, TMO), 0);
+    cr_assert_eq(rt_send_all(peer, "abc", 3, 1000), 3);
+    cr_assert_eq(await_res(req, 5000), 3);
+    rt_msg *m = NULL;
+    cr_assert_eq(rt_receive(TMO + SLACK_MS, &m), -ETIMEDOUT, "nothing after the completion");
+    /* a second limit replaces the first, earlier or later */
+    t0 = now_ns();
+    cr_assert_eq(rt_io_recv(fd, buf, sizeof buf, 0, 0, &req), 0);
+    cr_assert_eq(rt_io_timeout(req, 20), 0);
+    cr_assert_eq(rt_io_timeout(req, TMO), 0);
+    cr_assert_eq(await_res(req, 5000), -ETIMEDOUT);
+    check_elapsed("rt_io_recv with its limit replaced by a later one", t0);
+    t0 = now_ns();
+    cr_assert_eq(rt_io_recv(fd, buf, sizeof buf, 0, 0, &req), 0);
+    cr_assert_eq(rt_io_timeout(req, 10 * TMO), 0);
+    cr_assert_eq(rt_io_timeout(req, TMO), 0);
+    cr_assert_eq(await_res(req, 5000), -ETIMEDOUT);
+    check_elapsed("rt_io_recv with its limit replaced by an earlier one", t0);
+    /* 0: at once */
+    cr_assert_eq(rt_io_recv(fd, buf, sizeof buf, 0, 0, &req), 0);
+    cr_assert_eq(rt_io_timeout(req, 0), 0);
+    cr_assert_eq(await_res_after(req, now_ns(), &ms), -ETIMEDOUT);
+    cr_assert_leq(ms, SLACK_MS);
+    /* cancelled before its limit: -ECANCELED, and the limit is dropped */
+    cr_assert_eq(rt_io_recv(fd, buf, sizeof buf, 0, 0, &req), 0);
+    cr_assert_eq(rt_io_timeout(req, TMO), 0);
+    cr_assert_eq(rt_io_cancel(req), 0);
+    cr_assert_eq(await_res(req, 5000), -ECANCELED);
+    cr_assert_eq(rt_receive(TMO + SLACK_MS, &m), -ETIMEDOUT, "nothing after the cancel");
+    /* a multishot receive into provided buffers: its data as usual, then
+     * the end at the limit */
+    t0 = now_ns();
+    cr_assert_eq(rt_io_recv(fd, NULL, 0, 0, RT_IO_MULTISHOT | RT_IO_BUFSEL, &req), 0);
+    cr_assert_eq(rt_io_timeout(req, TMO), 0);
+    cr_assert_eq(rt_send_all(peer, "xyz", 3, 1000), 3);
+    m = test_recv_tag(RT_MSG_IO, 5000);
+    cr_assert_eq(rt_io_result_of(m)->res, 3);
+    cr_assert(rt_io_result_of(m)->flags & RT_IO_F_MORE);
+    cr_assert_eq(memcmp(m->data, "xyz", 3), 0);
+    rt_msg_free(m);
+    cr_assert_eq(await_res(req, 5000), -ETIMEDOUT);
+    check_elapsed("multishot rt_io_recv", t0);
+    /* an accept, a multishot poll, a connect to a full listener */
+    t0 = now_ns();
+    cr_assert_eq(rt_io_accept(l, 0, &req), 0);
+    cr_assert_eq(rt_io_timeout(req, TMO), 0);
+    cr_assert_eq(await_res(req, 5000), -ETIMEDOUT);
+    check_elapsed("rt_io_accept", t0);
+    t0 = now_ns();
+    cr_assert_eq(rt_io_poll(fd, POLLIN, RT_IO_MULTISHOT, &req), 0);
+    cr_assert_eq(rt_io_timeout(req, TMO), 0);
+    cr_assert_eq(await_res(req, 5000), -ETIMEDOUT);
+    check_elapsed("multishot rt_io_poll", t0);
+    uint16_t fport;
+    int full = listen_tcp(&fport, 0);
+    int q = connect_tcp(fport); /* fills the queue (backlog 0: room for one) */
+    int c = rt_socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = loopback(fport);
+    t0 = now_ns();
+    cr_assert_eq(rt_io_connect(c, (struct sockaddr *)&a, sizeof a, &req), 0);
+    cr_assert_eq(rt_io_timeout(req, TMO), 0);
+    int rc = await_res(req, 5000);
+    cr_assert_eq(rc, -ETIMEDOUT, "rt_io_connect to a full listener: %s", rt_strerror(rc));
+    check_elapsed("rt_io_connect", t0);
+    cr_assert_eq(rt_close(c), 0);
+    cr_assert_eq(rt_close(q), 0);
+    cr_assert_eq(rt_close(full), 0);
+    /* bad arguments: nothing changes */
+    cr_assert_eq(rt_io_recv(fd, buf, sizeof buf, 0, 0, &req), 0);
+    cr_assert_eq(rt_io_timeout(req, -1), -EINVAL);
+    cr_assert_eq(rt_io_timeout(0, TMO), -ENOENT);
+    cr_assert_eq(rt_io_timeout(req ^ 1, TMO), -ENOENT, "a stale generation");
+    cr_assert_eq(rt_io_timeout(((rt_io_req)200 << 56) | 1, TMO), -ENOENT, "no such scheduler");
+    cr_assert_eq(rt_send_all(peer, "ok", 2, 1000), 2);
+    cr_assert_eq(await_res(req, 5000), 2, "the request went on");
+    cr_assert_eq(rt_close(peer), 0);
+    cr_assert_eq(rt_close(fd), 0);
+    cr_assert_eq(rt_close(l), 0);
+}
+
+IO_TEST(io_timeout)
+{
+    io_start(backend, 2, 0, 0);
+    cr_assert_eq(test_run(io_timeout_body, NULL, 30000), 0);
+    cr_assert_eq(rt_io_timeout(1, 10), RT_ENOTPROC);
+    io_stop();
+}
+
+/* Only the caller's own requests: another process's handle is -ENOENT,
+ * and that request goes on. */
+struct tmo_other {
+    rt_pid body;
+    rt_io_req req;
+};
+
+static void tmo_other_proc(void *arg)
+{
+    struct tmo_other *t = arg;
+    int out[2] = {rt_io_timeout(t->req, 0), rt_sched_of(rt_self())};
+    rt_send(t->body, TAG_RESULT, out, sizeof out);
+}
+
+static void io_timeout_other_body(void *arg)
+{
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(rt_io_own(sv[0]), 0);
+    cr_assert_eq(rt_io_own(sv[1]), 0);
+    char c;
+    struct tmo_other t = {rt_self(), 0};
+    cr_assert_eq(rt_io_recv(sv[0], &c, 1, 0, 0, &t.req), 0);
+    /* on the request's scheduler it is refused; from the other, whose
+     * thread cannot look at that scheduler's requests, it is 0 (as for
+     * rt_io_cancel), and that scheduler then finds it is not the caller's */
+    int home = (int)(t.req >> 56) - 1;
+    for (int k = 0; k < 2; k++) {
+        cr_assert_eq(rt_spawn(tmo_other_proc, &t, &(rt_spawn_opts){.sched = (unsigned)k + 1}, NULL),
+                     0);
+        int out[2];
+        recv_into(TAG_RESULT, 5000, out, sizeof out);
+        cr_assert_eq(out[0], out[1] == home ? -ENOENT : 0,
+                     "rt_io_timeout of another's request (from scheduler %d, the request's %d): %s",
+                     out[1], home, rt_strerror(out[0]));
+    }
+    rt_msg *m = NULL;
+    cr_assert_eq(rt_receive(SLACK_MS, &m), -ETIMEDOUT, "the request went on");
+    cr_assert_eq(write(sv[1], "x", 1), 1);
+    cr_assert_eq(await_res(t.req, 5000), 1);
+}
+
+IO_TEST(io_timeout_of_another_process_request)
+{
+    io_start(backend, 2, 0, 0);
+    cr_assert_eq(test_run(io_timeout_other_body, NULL, 30000), 0);
+    io_stop();
+}
+
+/* A callback actor: its receive ends -ETIMEDOUT, told in its handler; and
+ * one that ends with a limit armed leaves no timer behind. */
+struct tmo_actor {
+    rt_pid report;
+    int fd;
+    int limit_ms;
+    rt_io_req req;
+    int64_t t0;
+};
+
+static void tmo_actor_handle(void *st, rt_msg *m)
+{
+    struct tmo_actor *s = st;
+    const rt_io_result *r = rt_io_result_of(m);
+    if (r == NULL || r->req != s->req || (r->flags & RT_IO_F_MORE))
+        return;
+    int out[2] = {r->res, (int)((now_ns() - s->t0) / 1000000)};
+    rt_send(s->report, TAG_RESULT, out, sizeof out);
+}
+
+static int tmo_actor_init(void *st, void *arg)
+{
+    struct tmo_actor *s = st;
+    memcpy(s, arg, sizeof *s);
+    s->t0 = now_ns();
+    int rc = rt_io_recv(s->fd, NULL, 0, 0, RT_IO_MULTISHOT | RT_IO_BUFSEL, &s->req);
+    if (rc == 0)
+        rc = rt_io_timeout(s->req, s->limit_ms);
+    return rc;
+}
+
+static const rt_actor_ops tmo_actor_ops = {
+    .state_size = sizeof(struct tmo_actor), .init = tmo_actor_init, .handle = tmo_actor_handle};
+
+static void io_timeout_actor_body(void *arg)
+{
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(rt_io_own(sv[0]), 0);
+    cr_assert_eq(rt_io_own(sv[1]), 0);
+    struct tmo_actor a = {.report = rt_self(), .fd = sv[0], .limit_ms = TMO};
+    rt_pid act;
+    cr_assert_eq(rt_spawn_actor(&tmo_actor_ops, &a, NULL, &act), 0);
+    int out[2];
+    recv_into(TAG_RESULT, 5000, out, sizeof out);
+    cr_assert_eq(out[0], -ETIMEDOUT, "the actor's receive ended %s", rt_strerror(out[0]));
+    cr_assert(out[1] >= TMO && out[1] <= TMO + SLACK_MS, "after %d ms", out[1]);
+    rt_exit(act, RT_EXIT_KILL);
+    /* an actor whose receive has a minute's limit, killed: its request
+     * ends, and the limit with it (io_stop: no timer left) */
+    rt_ref ref;
+    a.limit_ms = 60000;
+    cr_assert_eq(rt_spawn_actor(&tmo_actor_ops, &a, NULL, &act), 0);
+    cr_assert_eq(rt_monitor(act, &ref), 0);
+    rt_sleep(20);
+    rt_exit(act, RT_EXIT_KILL);
+    rt_msg_free(test_recv_tag(RT_MSG_DOWN, 5000));
+}
+
+IO_TEST(io_timeout_in_a_callback_actor)
+{
+    io_start(backend, 2, 0, 0);
+    cr_assert_eq(test_run(io_timeout_actor_body, NULL, 30000), 0);
+    io_stop();
+}
+
+/* rt_io_timeout from a process that moved to scheduler 2 since it started
+ * its receive on scheduler 1 (busy): scheduler 1 arms the limit, and the
+ * receive ends -ETIMEDOUT, not before it. When the limit's signal wakes
+ * the process, the process runs on scheduler 1 (where its waker is) and
+ * ends the request there; when it is busy on scheduler 2 then (`busy`),
+ * it takes the signal there and has scheduler 1 end the request. */
+struct tmo_moved_arg {
+    rt_pid body;
+    int fd;
+    bool busy;
+};
+
+static void timeout_mover(void *arg)
+{
+    const struct tmo_moved_arg *t = arg;
+    char c;
+    rt_io_req req;
+    int res[6] = {rt_io_recv(t->fd, &c, 1, 0, 0, &req), 0, 0, 0, 0, -1};
+    rt_send(t->body, TAG_PORT, &res[0], sizeof res[0]);
+    move_to_scheduler_2();
+    int64_t t0 = now_ns();
+    res[1] = rt_io_timeout(req, TMO);
+    if (t->busy) /* past the limit without a receive: its signal waits in the mailbox */
+        while (now_ns() < t0 + (TMO + 50) * 1000000LL)
+            ;
+    res[5] = rt_sched_of(rt_self());
+    rt_msg *m = NULL;
+    res[2] = rt_receive_match(is_final_of, &req, 10000, &m);
+    res[3] = m ? rt_io_result_of(m)->res : 0;
+    res[4] = (int)((now_ns() - t0) / 1000000);
+    rt_msg_free(m);
+    rt_send(t->body, TAG_RESULT, res, sizeof res);
+}
+
+static void timeout_moved_driver(void *arg)
+{
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    struct tmo_moved_arg t = {rt_self(), sv[0], false};
+    spinners_start();
+    for (int round = 0; round < 6; round++) {
+        t.busy = round & 1;
+        rt_pid m;
+        cr_assert_eq(rt_spawn(timeout_mover, &t, &(rt_spawn_opts){.sched = 1}, &m), 0);
+        int rc;
+        recv_into(TAG_PORT, 5000, &rc, sizeof rc);
+        cr_assert_eq(rc, 0, "round %d: rt_io_recv: %s", round, rt_strerror(rc));
+        kick_to_2(m);
+        int res[6];
+        recv_into(TAG_RESULT, 15000, res, sizeof res);
+        if (t.busy)
+            cr_assert_eq(res[5], 1, "round %d: it left scheduler 2 while busy", round);
+        cr_assert_eq(res[1], 0, "round %d: rt_io_timeout: %s", round, rt_strerror(res[1]));
+        cr_assert_eq(res[2], 0, "round %d: the receive did not end", round);
+        cr_assert_eq(res[3], -ETIMEDOUT, "round %d: the receive ended %s", round,
+                     rt_strerror(res[3]));
+        cr_assert_geq(res[4], TMO, "round %d: ended early, after %d ms", round, res[4]);
+    }
+    atomic_store(&spin_stop, true);
+    rt_sleep(20);
+    close(sv[0]);
+    close(sv[1]);
+    int none = 0;
+    rt_send(*(rt_pid *)arg, TAG_DONE, &none, sizeof none);
+}
+
+IO_TEST(io_timeout_of_a_moved_process_is_its_old_schedulers)
+{
+    drive_on_scheduler_2(backend, timeout_moved_driver, 60000);
+}
+
 /* ==== waking a parked scheduler from another thread
  * ================================================ */
 
