@@ -427,7 +427,11 @@ void io__complete(struct io_sched *io, struct ioreq *r, int res, bool more, int 
      * placeholder that holds the number (close_holding) */
     if (res < 0 && !more && r->op != RT_IO_CLOSE && io__fd_stale(r))
         res = -ECANCELED;
-    if (res == -ECANCELED && !more && (r->flags & R_TIMEDOUT))
+    /* cancelled by its limit: however the kernel ended it (-EINTR: work
+     * its worker threads had begun; -ENOBUFS: a buffered receive that ran
+     * out as the cancel came) */
+    if (res < 0 && !more && (r->flags & R_TIMEDOUT) &&
+        (res == -ECANCELED || res == -EINTR || (res == -ENOBUFS && (r->flags & RT_IO_BUFSEL))))
         res = -ETIMEDOUT;
     if (res == -ENOBUFS && (r->flags & RT_IO_BUFSEL) && !(r->flags & R_CANCELLED) &&
         (more || !lost_bufs(io, r))) {
@@ -991,17 +995,24 @@ RT_API int rt_io_cancel(rt_io_req id)
     return 0;
 }
 
-/* Arm r's timeout (this is r's scheduler's thread), replacing one it had:
- * its owner gets SIG_IO_TIMEOUT then, with the timer's handle, which ends
- * r only if r still has that timer (not one replaced, its signal on the
- * way). 0 or -ENOMEM. */
-static int set_timeout(struct ioreq *r, int timeout_ms)
+/* rt_io_timeout calls, numbered: one owner's calls get increasing numbers
+ * (the counter's order includes the order of its calls) */
+static _Atomic uint64_t timeout_calls;
+
+/* Arm r's timeout for deadline_ns (this is r's scheduler's thread),
+ * replacing one it had, unless that one is from a later call (`seq`): its
+ * owner gets SIG_IO_TIMEOUT then, with the timer's handle, which ends r
+ * only if r still has that timer (not one replaced, its signal on the way).
+ * 0 or -ENOMEM. */
+static int set_timeout(struct ioreq *r, int64_t deadline_ns, uint64_t seq)
 {
-    rt_msg *m = rt__signal_new(SIG_IO_TIMEOUT, 0, r->owner, sizeof(uint64_t), r->id);
+    if (seq < r->timer_seq)
+        return 0; /* a later call's limit came first: this one is replaced already */
+    rt_msg *m = rt__signal_new(SIG_IO_TIMEOUT, 0, RT_PID_NONE, sizeof(uint64_t), r->id);
     if (m == NULL)
         return -ENOMEM;
     uint64_t t;
-    if (rt__timer_signal_at(r->owner, rt__now_ns() + (int64_t)timeout_ms * 1000000, m, &t) < 0) {
+    if (rt__timer_signal_at(r->owner, deadline_ns, m, &t) < 0) {
         rt__msg_free(m);
         return -ENOMEM;
     }
@@ -1010,6 +1021,7 @@ static int set_timeout(struct ioreq *r, int timeout_ms)
     if (r->timer)
         rt_cancel_timer(r->timer);
     r->timer = t;
+    r->timer_seq = seq;
     return 0;
 }
 
@@ -1031,6 +1043,9 @@ RT_API int rt_io_timeout(rt_io_req id, int timeout_ms)
         return RT_ENOTPROC;
     if (timeout_ms < 0)
         return -EINVAL;
+    /* from now, wherever it is armed */
+    int64_t deadline = rt__now_ns() + (int64_t)timeout_ms * 1000000;
+    uint64_t seq = atomic_fetch_add_explicit(&timeout_calls, 1, memory_order_relaxed) + 1;
     unsigned si = (unsigned)(id >> 56);
     if (si == 0 || si > rt__rt.nsched)
         return -ENOENT;
@@ -1040,8 +1055,11 @@ RT_API int rt_io_timeout(rt_io_req id, int timeout_ms)
         uint32_t idx = (uint32_t)(id >> 32) & 0xFFFFFFu;
         if ((uint32_t)id == 0 || idx >= atomic_load_explicit(&io->ntab_pub, memory_order_relaxed))
             return -ENOENT;
-        struct io_cmd cmd = {
-            .owner = proc_pid(p), .id = id, .set_timeout = true, .timeout_ms = timeout_ms};
+        struct io_cmd cmd = {.owner = proc_pid(p),
+                             .id = id,
+                             .set_timeout = true,
+                             .deadline_ns = deadline,
+                             .seq = seq};
         return post_cmd(io, cmd) ? 0 : -ENOMEM;
     }
     struct ioreq *r = req_find(id, &io);
@@ -1049,7 +1067,7 @@ RT_API int rt_io_timeout(rt_io_req id, int timeout_ms)
         return -ENOENT;
     if (r->flags & R_CANCELLED)
         return 0; /* ending already */
-    return set_timeout(r, timeout_ms);
+    return set_timeout(r, deadline, seq);
 }
 
 void rt__io_timed_out(struct proc *p, rt_io_req id, uint64_t timer)
@@ -1115,7 +1133,8 @@ void rt__io_poll(struct sched *s)
                     time_out(io, r, cmds[k].owner, cmds[k].timer);
                 else if (r && rio == io && rt_pid_eq(r->owner, cmds[k].owner) &&
                          !(r->flags & R_CANCELLED))
-                    set_timeout(r, cmds[k].timeout_ms); /* (no memory: it just gets none) */
+                    /* (no memory: it just gets none) */
+                    set_timeout(r, cmds[k].deadline_ns, cmds[k].seq);
                 continue;
             }
             for (uint32_t i = 0; i < io->ntab; i++) {

@@ -46,6 +46,7 @@ struct ioreq {
     uint64_t backend;   /* the backend's own use */
     struct proc *pin;   /* the owner, referenced until the request ends (its ext->live) */
     uint64_t timer;     /* its rt_io_timeout's timer (0: none), cancelled when it ends */
+    uint64_t timer_seq; /* the rt_io_timeout call that set it (a later call's is greater) */
 };
 
 struct io_sched;
@@ -76,7 +77,8 @@ struct io_cmd {
     bool only_fds;
     bool timed_out;
     bool set_timeout;
-    int timeout_ms;
+    int64_t deadline_ns; /* set_timeout: when (absolute), and which call (timer_seq) */
+    uint64_t seq;
     uint64_t timer;
     struct fd_close *fc;
 };

@@ -1911,6 +1911,22 @@ static int await_res_after(rt_io_req req, int64_t t0, int64_t *ms)
     return res;
 }
 
+static uint64_t live_timers(void)
+{
+    rt_stats st;
+    cr_assert_eq(rt_stats_get(&st), 0);
+    return st.timers_live;
+}
+
+/* The armed timers are `n` again within a second */
+static bool timers_back_to(uint64_t n)
+{
+    for (int i = 0; i < 100; i++, rt_sleep(10))
+        if (live_timers() == n)
+            return true;
+    return false;
+}
+
 static void io_timeout_body(void *arg)
 {
     uint16_t port;
@@ -1933,8 +1949,15 @@ static void io_timeout_body(void *arg)
     cr_assert_eq(rt_send_all(peer, "after", 5, 1000), 5);
     recv_exact(fd, buf, 5);
     cr_assert_eq(memcmp(buf, "after", 5), 0);
-    /* one that completes first has its result, and nothing comes later
-     * (its timer is dropped: io_stop finds none left) */
+    /* one that completes first has its result, and nothing comes later:
+     * its timer (a minute's) is dropped when it ends */
+    uint64_t timers = live_timers();
+    cr_assert_eq(rt_io_recv(fd, buf, sizeof buf, 0, 0, &req), 0);
+    cr_assert_eq(rt_io_timeout(req, 60000), 0);
+    cr_assert_eq(live_timers(), timers + 1);
+    cr_assert_eq(rt_send_all(peer, "abc", 3, 1000), 3);
+    cr_assert_eq(await_res(req, 5000), 3);
+    cr_assert(timers_back_to(timers), "the completed request's limit is still armed");
     cr_assert_eq(rt_io_recv(fd, buf, sizeof buf, 0, 0, &req), 0);
     cr_assert_eq(rt_io_timeout(req, TMO), 0);
     cr_assert_eq(rt_send_all(peer, "abc", 3, 1000), 3);
@@ -1960,6 +1983,11 @@ static void io_timeout_body(void *arg)
     cr_assert_eq(await_res_after(req, now_ns(), &ms), -ETIMEDOUT);
     cr_assert_leq(ms, SLACK_MS);
     /* cancelled before its limit: -ECANCELED, and the limit is dropped */
+    cr_assert_eq(rt_io_recv(fd, buf, sizeof buf, 0, 0, &req), 0);
+    cr_assert_eq(rt_io_timeout(req, 60000), 0);
+    cr_assert_eq(rt_io_cancel(req), 0);
+    cr_assert_eq(await_res(req, 5000), -ECANCELED);
+    cr_assert(timers_back_to(timers), "the cancelled request's limit is still armed");
     cr_assert_eq(rt_io_recv(fd, buf, sizeof buf, 0, 0, &req), 0);
     cr_assert_eq(rt_io_timeout(req, TMO), 0);
     cr_assert_eq(rt_io_cancel(req), 0);
@@ -2208,6 +2236,92 @@ static void timeout_moved_driver(void *arg)
 IO_TEST(io_timeout_of_a_moved_process_is_its_old_schedulers)
 {
     drive_on_scheduler_2(backend, timeout_moved_driver, 60000);
+}
+
+/* Limits that reach the request's scheduler in the other order: a process
+ * on scheduler 2 gives its receive on scheduler 1 a limit of TMO, then 16
+ * of a minute, while a process on scheduler 1 holds that scheduler for
+ * HOG_MS without a turn for anything else. Scheduler 1 then finds 17
+ * commands and takes the newest 16 first (rt__io_poll), so the first
+ * limit comes last: it is the older call's, and the receive must not end
+ * by it (before the fix it ended -ETIMEDOUT at HOG_MS); cancelled, it ends
+ * -ECANCELED. */
+#define HOG_MS 300
+static atomic_bool hog_running;
+
+static void limit_hog(void *arg)
+{
+    (void)arg;
+    atomic_store(&hog_running, true);
+    int64_t until = now_ns() + HOG_MS * 1000000LL;
+    while (now_ns() < until)
+        ;
+}
+
+static void limits_mover(void *arg)
+{
+    const struct tmo_moved_arg *t = arg;
+    char c;
+    rt_io_req req;
+    int res[5] = {rt_io_recv(t->fd, &c, 1, 0, 0, &req), 0, 0, 0, 0};
+    rt_send(t->body, TAG_PORT, &res[0], sizeof res[0]);
+    move_to_scheduler_2();
+    atomic_store(&hog_running, false);
+    rt_pid h;
+    res[1] = rt_spawn(limit_hog, NULL, &(rt_spawn_opts){.sched = 1}, &h);
+    while (res[1] == 0 && !atomic_load(&hog_running))
+        ;
+    res[4] = rt_sched_of(rt_self());
+    int rc = rt_io_timeout(req, TMO);
+    for (int i = 0; i < 16 && rc == 0; i++)
+        rc = rt_io_timeout(req, 60000);
+    res[1] = res[1] ? res[1] : rc;
+    rt_msg *m = NULL;
+    /* the hog's time, the short limit's and some: still going */
+    res[2] = rt_receive_match(is_final_of, &req, HOG_MS + TMO + 200, &m);
+    rt_msg_free(m);
+    m = NULL;
+    rt_io_cancel(req);
+    if (rt_receive_match(is_final_of, &req, 10000, &m) == 0)
+        res[3] = rt_io_result_of(m)->res;
+    rt_msg_free(m);
+    rt_send(t->body, TAG_RESULT, res, sizeof res);
+}
+
+static void limits_driver(void *arg)
+{
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    struct tmo_moved_arg t = {rt_self(), sv[0], false};
+    spinners_start();
+    for (int round = 0; round < 3; round++) {
+        rt_pid m;
+        cr_assert_eq(rt_spawn(limits_mover, &t, &(rt_spawn_opts){.sched = 1}, &m), 0);
+        int rc;
+        recv_into(TAG_PORT, 5000, &rc, sizeof rc);
+        cr_assert_eq(rc, 0, "round %d: rt_io_recv: %s", round, rt_strerror(rc));
+        kick_to_2(m);
+        int res[5];
+        recv_into(TAG_RESULT, 15000, res, sizeof res);
+        cr_assert_eq(res[4], 1, "round %d: the limits were given on scheduler %d", round,
+                     res[4] + 1); /* (rt_sched_of counts from 0) */
+        cr_assert_eq(res[1], 0, "round %d: rt_spawn or rt_io_timeout: %s", round,
+                     rt_strerror(res[1]));
+        cr_assert_eq(res[2], -ETIMEDOUT, "round %d: the receive ended by the older limit", round);
+        cr_assert_eq(res[3], -ECANCELED, "round %d: cancelled, the receive ended %s", round,
+                     rt_strerror(res[3]));
+    }
+    atomic_store(&spin_stop, true);
+    rt_sleep(20);
+    close(sv[0]);
+    close(sv[1]);
+    int none = 0;
+    rt_send(*(rt_pid *)arg, TAG_DONE, &none, sizeof none);
+}
+
+IO_TEST(io_timeout_later_call_wins_when_limits_arrive_reversed)
+{
+    drive_on_scheduler_2(backend, limits_driver, 60000);
 }
 
 /* ==== waking a parked scheduler from another thread
