@@ -74,6 +74,8 @@
  *           [--go PROGRAM] [--erl BEAM_DIR]
  *
  * --quick: one run of 0.2 s per point (a minute or two on 2 CPUs).
+ * --runs: runs per point, 1 to 101 (default 3; more is refused, where it
+ * was once quietly taken for 3).
  * --mode, --conns, --size: only the points of that workload, count, size.
  * --servers: a comma-separated subset of io_uring,epoll,blocking,go,erlang.
  * --go: the Go peer, built (default: peers/echopeer-go in the build tree
@@ -719,6 +721,9 @@ static void *server_main(void *arg)
     return NULL;
 }
 
+/* runs per point, at most (--runs) */
+#define MAX_RUNS 101
+
 struct point {
     bool ok;       /* measured, and the server's counts agree with the client's */
     char why[240]; /* when not ok */
@@ -909,7 +914,7 @@ int main(int argc, char **argv)
         "usage: io_echo [--quick] [--runs N] [--dur SECONDS] [--csv FILE] [--mode rr|stream]\n"
         "               [--conns N] [--size BYTES] [--window BYTES] [--servers LIST]\n"
         "               [--go PROGRAM] [--erl BEAM_DIR]\n"
-        "LIST: a comma-separated subset of io_uring,epoll,blocking,go,erlang\n";
+        "N: 1 to 101; LIST: a comma-separated subset of io_uring,epoll,blocking,go,erlang\n";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
             quick = true;
@@ -963,7 +968,11 @@ int main(int argc, char **argv)
         close(probe);
     if (dur <= 0)
         dur = quick ? 0.2 : 1.0;
-    if (runs <= 0 || runs > 9)
+    if (runs < 0 || runs > MAX_RUNS) {
+        fprintf(stderr, "io_echo: --runs: 1 to %d\n", MAX_RUNS);
+        return 2;
+    }
+    if (runs == 0)
         runs = quick ? 1 : 3;
     bool use[NSRV];
     char about[NSRV][240] = {{0}};
@@ -1044,9 +1053,9 @@ int main(int argc, char **argv)
                  * the machine hits all alike; each figure is the median run
                  * (by rate), with its latency and system calls; a server
                  * that fails is not run again for this point */
-                struct point all[NSRV][9];
+                struct point all[NSRV][MAX_RUNS];
                 struct point p[NSRV] = {0};
-                double rates[NSRV][9];
+                double rates[NSRV][MAX_RUNS];
                 bool failed[NSRV] = {false};
                 for (int run = 0; run < runs; run++) {
                     fprintf(stderr, "[%s %d conns %zu B] run %d/%d\n", stream ? "stream" : "rr",
@@ -1093,7 +1102,7 @@ int main(int argc, char **argv)
                 for (int k = 0; k < NSRV; k++) {
                     if (!ok[k] || !ok[SRV_URING])
                         continue;
-                    double r[9];
+                    double r[MAX_RUNS];
                     for (int run = 0; run < runs; run++)
                         r[run] = rates[k][run] > 0 ? rates[SRV_URING][run] / rates[k][run] : 0;
                     pr[k] = r[median_index(r, runs)];
