@@ -2201,6 +2201,30 @@ static void timeout_mover(void *arg)
     rt_send(t->body, TAG_RESULT, res, sizeof res);
 }
 
+/* Start fn(t) on scheduler 1, where it starts its receive (TAG_PORT: the
+ * result), then have the kicker wake it onto scheduler 2. */
+static void start_mover(void (*fn)(void *), struct tmo_moved_arg *t, int round)
+{
+    rt_pid m;
+    cr_assert_eq(rt_spawn(fn, t, &(rt_spawn_opts){.sched = 1}, &m), 0);
+    int rc;
+    recv_into(TAG_PORT, 5000, &rc, sizeof rc);
+    cr_assert_eq(rc, 0, "round %d: rt_io_recv: %s", round, rt_strerror(rc));
+    kick_to_2(m);
+}
+
+/* The end of a driver with a socket pair: the spinners stop, the pair is
+ * closed, and the body (arg) hears TAG_DONE. */
+static void pair_driver_done(int sv[2], void *arg)
+{
+    atomic_store(&spin_stop, true);
+    rt_sleep(20);
+    close(sv[0]);
+    close(sv[1]);
+    int none = 0;
+    rt_send(*(rt_pid *)arg, TAG_DONE, &none, sizeof none);
+}
+
 static void timeout_moved_driver(void *arg)
 {
     int sv[2];
@@ -2209,12 +2233,7 @@ static void timeout_moved_driver(void *arg)
     spinners_start();
     for (int round = 0; round < 6; round++) {
         t.busy = round & 1;
-        rt_pid m;
-        cr_assert_eq(rt_spawn(timeout_mover, &t, &(rt_spawn_opts){.sched = 1}, &m), 0);
-        int rc;
-        recv_into(TAG_PORT, 5000, &rc, sizeof rc);
-        cr_assert_eq(rc, 0, "round %d: rt_io_recv: %s", round, rt_strerror(rc));
-        kick_to_2(m);
+        start_mover(timeout_mover, &t, round);
         int res[6];
         recv_into(TAG_RESULT, 15000, res, sizeof res);
         if (t.busy)
@@ -2225,12 +2244,7 @@ static void timeout_moved_driver(void *arg)
                      rt_strerror(res[3]));
         cr_assert_geq(res[4], TMO, "round %d: ended early, after %d ms", round, res[4]);
     }
-    atomic_store(&spin_stop, true);
-    rt_sleep(20);
-    close(sv[0]);
-    close(sv[1]);
-    int none = 0;
-    rt_send(*(rt_pid *)arg, TAG_DONE, &none, sizeof none);
+    pair_driver_done(sv, arg);
 }
 
 IO_TEST(io_timeout_of_a_moved_process_is_its_old_schedulers)
@@ -2295,12 +2309,7 @@ static void limits_driver(void *arg)
     struct tmo_moved_arg t = {rt_self(), sv[0], false};
     spinners_start();
     for (int round = 0; round < 3; round++) {
-        rt_pid m;
-        cr_assert_eq(rt_spawn(limits_mover, &t, &(rt_spawn_opts){.sched = 1}, &m), 0);
-        int rc;
-        recv_into(TAG_PORT, 5000, &rc, sizeof rc);
-        cr_assert_eq(rc, 0, "round %d: rt_io_recv: %s", round, rt_strerror(rc));
-        kick_to_2(m);
+        start_mover(limits_mover, &t, round);
         int res[5];
         recv_into(TAG_RESULT, 15000, res, sizeof res);
         cr_assert_eq(res[4], 1, "round %d: the limits were given on scheduler %d", round,
@@ -2311,12 +2320,7 @@ static void limits_driver(void *arg)
         cr_assert_eq(res[3], -ECANCELED, "round %d: cancelled, the receive ended %s", round,
                      rt_strerror(res[3]));
     }
-    atomic_store(&spin_stop, true);
-    rt_sleep(20);
-    close(sv[0]);
-    close(sv[1]);
-    int none = 0;
-    rt_send(*(rt_pid *)arg, TAG_DONE, &none, sizeof none);
+    pair_driver_done(sv, arg);
 }
 
 IO_TEST(io_timeout_later_call_wins_when_limits_arrive_reversed)
