@@ -999,7 +999,7 @@ RT_API int rt_io_cancel(rt_io_req id)
  * (the counter's order includes the order of its calls) */
 static _Atomic uint64_t timeout_calls;
 
-/* Arm r's timeout for deadline_ns (this is r's scheduler's thread),
+/* Arm r's timeout for deadline_ns (INT64_MAX: drop it; this is r's scheduler's thread),
  * replacing one it had, unless that one is from a later call (`seq`): its
  * owner gets SIG_IO_TIMEOUT then, with the timer's handle, which ends r
  * only if r still has that timer (not one replaced, its signal on the way).
@@ -1008,6 +1008,13 @@ static int set_timeout(struct ioreq *r, int64_t deadline_ns, uint64_t seq)
 {
     if (seq < r->timer_seq)
         return 0; /* a later call's limit came first: this one is replaced already */
+    if (deadline_ns == INT64_MAX) { /* RT_INFINITY: none (a signal on its way finds no timer) */
+        if (r->timer)
+            rt_cancel_timer(r->timer);
+        r->timer = 0;
+        r->timer_seq = seq;
+        return 0;
+    }
     rt_msg *m = rt__signal_new(SIG_IO_TIMEOUT, 0, RT_PID_NONE, sizeof(uint64_t), r->id);
     if (m == NULL)
         return -ENOMEM;
@@ -1041,10 +1048,11 @@ RT_API int rt_io_timeout(rt_io_req id, int timeout_ms)
     struct proc *p = io_proc();
     if (p == NULL)
         return RT_ENOTPROC;
-    if (timeout_ms < 0)
+    if (timeout_ms < 0 && timeout_ms != RT_INFINITY)
         return -EINVAL;
     /* from now, wherever it is armed */
-    int64_t deadline = rt__now_ns() + (int64_t)timeout_ms * 1000000;
+    int64_t deadline =
+        timeout_ms == RT_INFINITY ? INT64_MAX : rt__now_ns() + (int64_t)timeout_ms * 1000000;
     uint64_t seq = atomic_fetch_add_explicit(&timeout_calls, 1, memory_order_relaxed) + 1;
     unsigned si = (unsigned)(id >> 56);
     if (si == 0 || si > rt__rt.nsched)

@@ -1993,6 +1993,16 @@ static void io_timeout_body(void *arg)
     cr_assert_eq(rt_io_cancel(req), 0);
     cr_assert_eq(await_res(req, 5000), -ECANCELED);
     cr_assert_eq(rt_receive(TMO + SLACK_MS, &m), -ETIMEDOUT, "nothing after the cancel");
+    /* a limit taken away (RT_INFINITY): the receive waits past it, its
+     * timer is gone, and it gets what comes */
+    cr_assert_eq(rt_io_recv(fd, buf, sizeof buf, 0, 0, &req), 0);
+    cr_assert_eq(rt_io_timeout(req, TMO), 0);
+    cr_assert_eq(rt_io_timeout(req, RT_INFINITY), 0);
+    cr_assert(timers_back_to(timers), "the limit taken away is still armed");
+    cr_assert_eq(rt_receive(TMO + SLACK_MS, &m), -ETIMEDOUT, "the receive ended without a limit");
+    cr_assert_eq(rt_send_all(peer, "def", 3, 1000), 3);
+    cr_assert_eq(await_res(req, 5000), 3);
+    cr_assert_eq(memcmp(buf, "def", 3), 0);
     /* a multishot receive into provided buffers: its data as usual, then
      * the end at the limit */
     t0 = now_ns();
@@ -2033,7 +2043,8 @@ static void io_timeout_body(void *arg)
     cr_assert_eq(rt_close(full), 0);
     /* bad arguments: nothing changes */
     cr_assert_eq(rt_io_recv(fd, buf, sizeof buf, 0, 0, &req), 0);
-    cr_assert_eq(rt_io_timeout(req, -1), -EINVAL);
+    cr_assert_eq(rt_io_timeout(req, -2), -EINVAL);
+    cr_assert_eq(rt_io_timeout(req, INT32_MIN), -EINVAL);
     cr_assert_eq(rt_io_timeout(0, TMO), -ENOENT);
     cr_assert_eq(rt_io_timeout(req ^ 1, TMO), -ENOENT, "a stale generation");
     cr_assert_eq(rt_io_timeout(((rt_io_req)200 << 56) | 1, TMO), -ENOENT, "no such scheduler");

@@ -180,15 +180,16 @@ RT_API int rt_io_cancel(rt_io_req req);
  * last completion says -ETIMEDOUT (unless it reached its result first: a
  * multishot request's completions until then come as usual), whatever
  * error the kernel's cancel ended it with. A later call replaces the
- * limit; every limit counts from its call, wherever it is armed. The
- * limit is a timer (rt/timer.h) whose end the caller acts on when it next
- * takes a message (a callback actor at once, a stackful process at its
- * next receive, as with every signal); it is dropped when the request
- * ends. Returns 0, -ENOENT (no such request of the caller's, or it has
- * ended), -EINVAL (timeout_ms < 0), -ENOMEM, RT_ENOTPROC. A request
- * started before the process moved to another scheduler gets its limit
- * from that scheduler's thread (0 is returned unless the handle cannot
- * exist, as for rt_io_cancel). */
+ * limit (RT_INFINITY: with none); every limit counts from its call,
+ * wherever it is armed. The limit is a timer (rt/timer.h) whose end the
+ * caller acts on when it next takes a message (a callback actor at once,
+ * a stackful process at its next receive, as with every signal); it is
+ * dropped when the request ends. Returns 0, -ENOENT (no such request of
+ * the caller's, or it has ended), -EINVAL (timeout_ms < 0 but
+ * RT_INFINITY), -ENOMEM, RT_ENOTPROC. A request started before the
+ * process moved to another scheduler gets its limit from that scheduler's
+ * thread (0 is returned unless the handle cannot exist, as for
+ * rt_io_cancel). */
 RT_API int rt_io_timeout(rt_io_req req, int timeout_ms);
 
 /* ---- blocking style, for stackful processes ------------------------------------
