@@ -58,6 +58,15 @@ int median_index(const double *v, int n)
     return 0;
 }
 
+int runs_checked(int runs, int max, int dflt)
+{
+    if (runs < 0 || runs > max) {
+        fprintf(stderr, "%s: --runs: 1 to %d\n", program_invocation_short_name, max);
+        exit(2);
+    }
+    return runs ? runs : dflt;
+}
+
 unsigned char *pattern(size_t size)
 {
     unsigned char *b = malloc(size);

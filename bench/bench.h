@@ -28,6 +28,11 @@ void lat_done(struct lat *l, double *p50_us, double *p99_us);
  * n is 0). */
 int median_index(const double *v, int n);
 
+/* The runs per point asked for (--runs; 0: not asked, then `dflt`),
+ * checked against the program's `max`: out of range, it says so on stderr
+ * and exits the program (status 2). */
+int runs_checked(int runs, int max, int dflt);
+
 /* `size` bytes of the test pattern (byte i is i * 7 + 1, mod 256),
  * malloc'd: the caller frees them. Exits the program when there is no
  * memory. */

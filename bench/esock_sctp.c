@@ -469,12 +469,7 @@ int main(int argc, char **argv)
         only_assocs = MAX_ASSOCS;
     if (dur <= 0)
         dur = quick ? 1.0 : 2.0;
-    if (runs < 0 || runs > MAX_RUNS) {
-        fprintf(stderr, "esock_sctp: --runs: 1 to %d\n", MAX_RUNS);
-        return 2;
-    }
-    if (runs == 0)
-        runs = quick ? 1 : 3;
+    runs = runs_checked(runs, MAX_RUNS, quick ? 1 : 3);
     bool use[NPEER];
     for (int k = 0; k < NPEER; k++)
         use[k] = peers ? in_list(peers, peer_names[k]) : k == ES || k == PL || (k == GS && erl_dir);

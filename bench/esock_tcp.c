@@ -344,12 +344,7 @@ int main(int argc, char **argv)
     }
     if (dur <= 0)
         dur = quick ? 0.3 : 2.0;
-    if (runs < 0 || runs > MAX_RUNS) {
-        fprintf(stderr, "esock_tcp: --runs: 1 to %d\n", MAX_RUNS);
-        return 2;
-    }
-    if (runs == 0)
-        runs = quick ? 1 : 3;
+    runs = runs_checked(runs, MAX_RUNS, quick ? 1 : 3);
     if (only_conns > MAX_CONNS)
         only_conns = MAX_CONNS;
     bool use[NPEER];

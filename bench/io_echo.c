@@ -968,12 +968,7 @@ int main(int argc, char **argv)
         close(probe);
     if (dur <= 0)
         dur = quick ? 0.2 : 1.0;
-    if (runs < 0 || runs > MAX_RUNS) {
-        fprintf(stderr, "io_echo: --runs: 1 to %d\n", MAX_RUNS);
-        return 2;
-    }
-    if (runs == 0)
-        runs = quick ? 1 : 3;
+    runs = runs_checked(runs, MAX_RUNS, quick ? 1 : 3);
     bool use[NSRV];
     char about[NSRV][240] = {{0}};
     for (int k = 0; k < NSRV; k++) {

@@ -430,7 +430,7 @@ void io__complete(struct io_sched *io, struct ioreq *r, int res, bool more, int 
     /* cancelled by its limit: however the kernel ended it (-EINTR: work
      * its worker threads had begun; -ENOBUFS: a buffered receive that ran
      * out as the cancel came) */
-    if (res < 0 && !more && (r->flags & R_TIMEDOUT) &&
+    if ((r->flags & R_TIMEDOUT) && !more &&
         (res == -ECANCELED || res == -EINTR || (res == -ENOBUFS && (r->flags & RT_IO_BUFSEL))))
         res = -ETIMEDOUT;
     if (res == -ENOBUFS && (r->flags & RT_IO_BUFSEL) && !(r->flags & R_CANCELLED) &&
@@ -1007,24 +1007,19 @@ static _Atomic uint64_t timeout_calls;
 static int set_timeout(struct ioreq *r, int64_t deadline_ns, uint64_t seq)
 {
     if (seq < r->timer_seq)
-        return 0; /* a later call's limit came first: this one is replaced already */
-    if (deadline_ns == INT64_MAX) { /* RT_INFINITY: none (a signal on its way finds no timer) */
-        if (r->timer)
-            rt_cancel_timer(r->timer);
-        r->timer = 0;
-        r->timer_seq = seq;
-        return 0;
+        return 0;   /* a later call's limit came first: this one is replaced already */
+    uint64_t t = 0; /* RT_INFINITY: none (a signal on its way finds no timer) */
+    if (deadline_ns != INT64_MAX) {
+        rt_msg *m = rt__signal_new(SIG_IO_TIMEOUT, 0, RT_PID_NONE, sizeof(uint64_t), r->id);
+        if (m == NULL)
+            return -ENOMEM;
+        if (rt__timer_signal_at(r->owner, deadline_ns, m, &t) < 0) {
+            rt__msg_free(m);
+            return -ENOMEM;
+        }
+        /* (only this thread fires the timers it arms: m is not gone yet) */
+        memcpy(m->data, &t, sizeof t);
     }
-    rt_msg *m = rt__signal_new(SIG_IO_TIMEOUT, 0, RT_PID_NONE, sizeof(uint64_t), r->id);
-    if (m == NULL)
-        return -ENOMEM;
-    uint64_t t;
-    if (rt__timer_signal_at(r->owner, deadline_ns, m, &t) < 0) {
-        rt__msg_free(m);
-        return -ENOMEM;
-    }
-    /* (only this thread fires the timers it arms: m is not gone yet) */
-    memcpy(m->data, &t, sizeof t);
     if (r->timer)
         rt_cancel_timer(r->timer);
     r->timer = t;

@@ -2224,6 +2224,15 @@ static void start_mover(void (*fn)(void *), struct tmo_moved_arg *t, int round)
     kick_to_2(m);
 }
 
+/* The start of a driver with a socket pair: the pair, the movers' argument
+ * (their receive on sv[0]), and the spinners. */
+static struct tmo_moved_arg pair_driver_start(int sv[2])
+{
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    spinners_start();
+    return (struct tmo_moved_arg){rt_self(), sv[0], false};
+}
+
 /* The end of a driver with a socket pair: the spinners stop, the pair is
  * closed, and the body (arg) hears TAG_DONE. */
 static void pair_driver_done(int sv[2], void *arg)
@@ -2239,9 +2248,7 @@ static void pair_driver_done(int sv[2], void *arg)
 static void timeout_moved_driver(void *arg)
 {
     int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    struct tmo_moved_arg t = {rt_self(), sv[0], false};
-    spinners_start();
+    struct tmo_moved_arg t = pair_driver_start(sv);
     for (int round = 0; round < 6; round++) {
         t.busy = round & 1;
         start_mover(timeout_mover, &t, round);
@@ -2316,9 +2323,7 @@ static void limits_mover(void *arg)
 static void limits_driver(void *arg)
 {
     int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    struct tmo_moved_arg t = {rt_self(), sv[0], false};
-    spinners_start();
+    struct tmo_moved_arg t = pair_driver_start(sv);
     for (int round = 0; round < 3; round++) {
         start_mover(limits_mover, &t, round);
         int res[5];
