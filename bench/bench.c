@@ -58,6 +58,34 @@ int median_index(const double *v, int n)
     return 0;
 }
 
+int median_ci95(const double *v, int n, double *lo, double *hi)
+{
+    /* k: 1 + the most samples below the interval that P(X <= k - 1)
+     * allows, X ~ Binomial(n, 1/2) */
+    double term = 1, cdf = 0;
+    for (int i = 0; i < n; i++)
+        term /= 2; /* C(n, 0) / 2^n */
+    int k = 0;
+    for (int j = 0; j < n; j++) {
+        cdf += term; /* P(X <= j) */
+        if (cdf > 0.025)
+            break;
+        k = j + 1;
+        term = term * (n - j) / (j + 1);
+    }
+    if (k < 1)
+        return -1;
+    double *s = malloc((size_t)n * sizeof *s);
+    if (s == NULL)
+        return -1;
+    memcpy(s, v, (size_t)n * sizeof *s);
+    qsort(s, (size_t)n, sizeof *s, cmp_d);
+    *lo = s[k - 1];
+    *hi = s[n - k];
+    free(s);
+    return 0;
+}
+
 int runs_checked(int runs, int max, int dflt)
 {
     if (runs < 0 || runs > max) {

@@ -28,6 +28,12 @@ void lat_done(struct lat *l, double *p50_us, double *p99_us);
  * n is 0). */
 int median_index(const double *v, int n);
 
+/* A 95% confidence interval for the median of what v[0..n) samples, from
+ * the samples' order alone (the sign test's: [x(k), x(n+1-k)], k the
+ * largest with P(Binomial(n, 1/2) < k) <= 2.5%), into *lo and *hi: 0, or
+ * -1 (and *lo, *hi left alone) when n is under 6, too few for one. */
+int median_ci95(const double *v, int n, double *lo, double *hi);
+
 /* The runs per point asked for (--runs; 0: not asked, then `dflt`),
  * checked against the program's `max`: out of range, it says so on stderr
  * and exits the program (status 2). */

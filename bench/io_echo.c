@@ -69,9 +69,9 @@
  * that echoes sooner, in smaller pieces, costs the client more receives and
  * so measures slower.
  *
- *   io_echo [--quick] [--runs N] [--dur SECONDS] [--csv FILE] [--mode rr|stream]
- *           [--conns N] [--size BYTES] [--window BYTES] [--servers LIST]
- *           [--go PROGRAM] [--erl BEAM_DIR]
+ *   io_echo [--quick] [--runs N] [--dur SECONDS] [--csv FILE] [--runs-csv FILE]
+ *           [--mode rr|stream] [--conns N] [--size BYTES] [--window BYTES]
+ *           [--servers LIST] [--go PROGRAM] [--erl BEAM_DIR]
  *
  * --quick: one run of 0.2 s per point (a minute or two on 2 CPUs).
  * --runs: runs per point, 1 to 101 (default 3; more is refused, where it
@@ -85,7 +85,21 @@
  * figures are those of its median run; rate_min and rate_max are the
  * lowest and highest rates of its runs; io_uring_ratio_by_run (and its
  * _min, _max) the median (and range) of io_uring's rate over this
- * server's, run by run.
+ * server's, run by run, and _ci_lo, _ci_hi a 95% confidence interval of
+ * that median (from the runs' order alone, the sign test's; empty under 6
+ * runs); io_uring_cpu_ratio_by_run (and its CI) the same for CPU time per
+ * message, this server's over io_uring's (> 1: io_uring spent less), which
+ * still tells the servers apart where the client is the limit and the
+ * rates cannot (not where a server is idle for less than rt's spin before
+ * it parks, rt_opts.spin_us, 50 us: at one or ten connections, request/
+ * response, the spin fills the wait and CPU per message is the inverse of
+ * the rate; the spin is user time too). server_user_pct: the part of the server's CPU time spent in
+ * user mode, its runs pooled (the kernel samples user against system time
+ * at each tick, so one short run has few samples; the peers' from
+ * /proc/PID/stat). Where the server's system calls per message are the
+ * same on both backends, this is the most any way of waiting for I/O could
+ * save: the rest is the kernel's work on those calls. --runs-csv: every
+ * run's own figures too, one row each, so that passes can be pooled.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -437,6 +451,7 @@ struct count {
     uint64_t perf;          /* kernel-counted system calls of the server's threads */
     uint64_t self;          /* the server's own count */
     double cpu;             /* CPU time of this process: the server's threads (main waits) */
+    double user;            /* the part of cpu in user mode (tick-sampled) */
     uint64_t reads, rbytes; /* the in-process servers' receives and the bytes they brought */
 };
 
@@ -473,6 +488,7 @@ static struct result run_client(struct server *s, uint16_t port, int nconns, siz
     d->perf = c1.perf - c0.perf;
     d->self = c1.self - c0.self;
     d->cpu = c1.cpu - c0.cpu;
+    d->user = c1.user - c0.user;
     d->reads = c1.reads - c0.reads;
     d->rbytes = c1.rbytes - c0.rbytes;
     return r;
@@ -531,9 +547,13 @@ static void server_counts(struct server *s, struct count *c)
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     c->cpu = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    c->user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
     c->perf = read_counter(s->perf_fd);
     if (is_ext(s->kind)) {
         c->cpu = ext_cpu(&s->ext);
+        c->user = ext_user(&s->ext);
         c->self = 0; /* none of its own */
     } else if (s->kind == SRV_BLOCKING) {
         c->self = (uint64_t)atomic_load(&blk_syscalls);
@@ -732,6 +752,9 @@ struct point {
     double mbs;     /* MB/s either way (bytes echoed back to the client) */
     double sys_per; /* server system calls per message */
     double cpu_per; /* server CPU time per message, µs */
+    double msgs;    /* messages (rr: round trips; stream: `size` bytes echoed) */
+    double cpu_s;   /* the server's CPU time over the run, s */
+    double user_s;  /* the part of it in user mode, s */
     double cli_pct; /* the client's CPU use, % of the run */
     double bpr;     /* bytes per receive of the server (in-process servers; else 0) */
     bool perf;      /* sys_per from the kernel's count (else the server's own) */
@@ -800,6 +823,9 @@ static struct point measure(int kind, int nconns, size_t size, bool stream, doub
                 : !p.perf && is_ext(kind) ? -1
                                           : (double)(p.perf ? d.perf : d.self) / msgs;
     p.cpu_per = msgs > 0 ? d.cpu * 1e6 / msgs : 0;
+    p.msgs = msgs;
+    p.cpu_s = d.cpu;
+    p.user_s = d.user;
     p.cli_pct = 100 * p.r.cpu / p.r.secs;
     p.bpr = d.reads ? (double)d.rbytes / (double)d.reads : 0;
     return p;
@@ -907,12 +933,13 @@ int main(int argc, char **argv)
     bool quick = false;
     int runs = 0;
     double dur = 0;
-    const char *csv_path = NULL, *servers = NULL;
+    const char *csv_path = NULL, *runs_path = NULL, *servers = NULL;
     int only_conns = 0, only_mode = -1; /* mode: 0 rr, 1 stream */
     size_t only_size = 0;
     static const char usage[] =
-        "usage: io_echo [--quick] [--runs N] [--dur SECONDS] [--csv FILE] [--mode rr|stream]\n"
-        "               [--conns N] [--size BYTES] [--window BYTES] [--servers LIST]\n"
+        "usage: io_echo [--quick] [--runs N] [--dur SECONDS] [--csv FILE] [--runs-csv FILE]\n"
+        "               [--mode rr|stream] [--conns N] [--size BYTES] [--window BYTES]\n"
+        "               [--servers LIST]\n"
         "               [--go PROGRAM] [--erl BEAM_DIR]\n"
         "N: 1 to 101; LIST: a comma-separated subset of io_uring,epoll,blocking,go,erlang\n";
     for (int i = 1; i < argc; i++) {
@@ -928,6 +955,8 @@ int main(int argc, char **argv)
             window_opt = (size_t)atoll(argv[++i]);
         else if (strcmp(argv[i], "--csv") == 0 && i + 1 < argc)
             csv_path = argv[++i];
+        else if (strcmp(argv[i], "--runs-csv") == 0 && i + 1 < argc)
+            runs_path = argv[++i];
         else if (strcmp(argv[i], "--conns") == 0 && i + 1 < argc)
             only_conns = atoi(argv[++i]);
         else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc)
@@ -983,15 +1012,23 @@ int main(int argc, char **argv)
     FILE *csv = NULL;
     char *csv_buf = NULL;
     size_t csv_len = 0;
-    csv = csv_path ? fopen(csv_path, "w") : open_memstream(&csv_buf, &csv_len);
+    csv = csv_path ? open_out(csv_path) : open_memstream(&csv_buf, &csv_len);
     if (csv == NULL)
         die("csv");
+    FILE *runs_csv = runs_path ? open_out(runs_path) : NULL;
+    if (runs_csv)
+        fprintf(runs_csv, "mode,conns,size,server,run,check,rate,unit,server_cpu_us_per_msg,"
+                          "server_user_us_per_msg,syscalls_per_msg,client_cpu_pct,"
+                          "server_bytes_per_read,tcp_mem_events\n");
     int conns[] = {1, 10, 100, 1000};
     size_t sizes[] = {64, 1024, 16384, 65536};
     fprintf(csv, "mode,conns,size,server,rate,unit,mb_per_s,p50_us,p99_us,syscalls_per_msg,"
                  "syscall_source,tcp_mem_runs,server_cpu_us_per_msg,client_cpu_pct,"
                  "io_uring_ratio,check,rate_min,rate_max,server_bytes_per_read,"
-                 "io_uring_ratio_by_run,io_uring_ratio_by_run_min,io_uring_ratio_by_run_max\n");
+                 "io_uring_ratio_by_run,io_uring_ratio_by_run_min,io_uring_ratio_by_run_max,"
+                 "server_user_pct,io_uring_ratio_by_run_ci_lo,io_uring_ratio_by_run_ci_hi,"
+                 "io_uring_cpu_ratio_by_run,io_uring_cpu_ratio_by_run_ci_lo,"
+                 "io_uring_cpu_ratio_by_run_ci_hi\n");
     printf("servers, each with one CPU (%d) and one scheduler, all its threads on that CPU:\n"
            "  io_uring, epoll: rt (%d scheduler; a stackful process per connection) on io_uring,\n"
            "    and on epoll (the control);\n"
@@ -1027,9 +1064,10 @@ int main(int argc, char **argv)
            "the whole machine's). \"-\": not run. The CSV also has server_bytes_per_read: the\n"
            "mean bytes a receive of the server brought (rt and blocking; smaller pieces cost a\n"
            "client at its limit more receives).\n\n");
-    printf("%-6s %5s %6s | %9s %9s %9s %9s %9s | %6s %6s %6s %6s | %-29s | %-34s | %-19s | %s\n",
+    printf("%-6s %5s %6s | %9s %9s %9s %9s %9s | %6s %6s %6s %6s | %-29s | %-34s | %-24s | "
+           "%-19s | %s\n",
            "mode", "conns", "size", "io_uring", "epoll", "blocking", "go", "erlang", "/epoll",
-           "/block", "/go", "/erl", "sys/msg", "cpu us/msg", "client cpu%",
+           "/block", "/go", "/erl", "sys/msg", "cpu us/msg", "user% of cpu", "client cpu%",
            "p50/p99 us (same order)");
     double t_start = now_s();
     bool all_ok = true;
@@ -1060,6 +1098,20 @@ int main(int argc, char **argv)
                             continue;
                         all[k][run] = measure(k, conns[ci], sizes[si], stream, dur);
                         rates[k][run] = all[k][run].rate;
+                        if (runs_csv) {
+                            const struct point *q = &all[k][run];
+                            fprintf(runs_csv, "%s,%d,%zu,%s,%d,%s,", stream ? "stream" : "rr",
+                                    conns[ci], sizes[si], srv_names[k], run + 1,
+                                    q->ok ? "ok" : "FAILED");
+                            if (q->ok)
+                                fprintf(runs_csv, "%.1f,%s,%.3f,%.3f,%.2f,%.0f,%.0f,%lld\n",
+                                        q->rate, unit, q->cpu_per,
+                                        q->msgs > 0 ? q->user_s * 1e6 / q->msgs : 0, q->sys_per,
+                                        q->cli_pct, q->bpr, q->kmem);
+                            else
+                                fprintf(runs_csv, ",%s,,,,,,%lld\n", unit, q->kmem);
+                            fflush(runs_csv);
+                        }
                         if (!all[k][run].ok) {
                             failed[k] = true;
                             p[k] = all[k][run];
@@ -1094,18 +1146,43 @@ int main(int argc, char **argv)
                  * between runs cancels (the ratio of medians above does
                  * not see which runs were slow together) */
                 double pr[NSRV] = {0}, pr_lo[NSRV] = {0}, pr_hi[NSRV] = {0};
+                /* their 95% confidence intervals (the median's, from the
+                 * runs' order: -1 when too few runs for one), and the same
+                 * for CPU time per message: this server's over io_uring's
+                 * (> 1: io_uring spent less), which holds where the client
+                 * is the limit and the rate cannot tell the servers apart */
+                double ci_lo[NSRV], ci_hi[NSRV], cr[NSRV] = {0}, cr_lo[NSRV], cr_hi[NSRV];
+                bool has_ci[NSRV] = {false}, cci[NSRV] = {false};
                 for (int k = 0; k < NSRV; k++) {
                     if (!ok[k] || !ok[SRV_URING])
                         continue;
-                    double r[MAX_RUNS];
-                    for (int run = 0; run < runs; run++)
+                    double r[MAX_RUNS], c[MAX_RUNS];
+                    for (int run = 0; run < runs; run++) {
                         r[run] = rates[k][run] > 0 ? rates[SRV_URING][run] / rates[k][run] : 0;
+                        double u = all[SRV_URING][run].cpu_per;
+                        c[run] = u > 0 ? all[k][run].cpu_per / u : 0;
+                    }
                     pr[k] = r[median_index(r, runs)];
                     pr_lo[k] = pr_hi[k] = pr[k];
                     for (int run = 0; run < runs; run++) {
                         pr_lo[k] = r[run] < pr_lo[k] ? r[run] : pr_lo[k];
                         pr_hi[k] = r[run] > pr_hi[k] ? r[run] : pr_hi[k];
                     }
+                    has_ci[k] = median_ci95(r, runs, &ci_lo[k], &ci_hi[k]) == 0;
+                    cr[k] = c[median_index(c, runs)];
+                    cci[k] = median_ci95(c, runs, &cr_lo[k], &cr_hi[k]) == 0;
+                }
+                /* user mode's share of each server's CPU time, its runs
+                 * pooled (the kernel samples it at each tick: a run alone
+                 * has too few samples) */
+                double user_pct[NSRV] = {0};
+                for (int k = 0; k < NSRV; k++) {
+                    double u = 0, t = 0;
+                    for (int run = 0; ok[k] && run < runs; run++) {
+                        u += all[k][run].user_s;
+                        t += all[k][run].cpu_s;
+                    }
+                    user_pct[k] = t > 0 ? 100 * u / t : 0;
                 }
                 char b[NSRV][5][32];
                 printf("%-6s %5d %6zu |", stream ? "stream" : "rr", conns[ci], sizes[si]);
@@ -1125,6 +1202,9 @@ int main(int argc, char **argv)
                     printf(" %6s", cell(b[k][3], 32, use[k], ok[k], "-", "%.2f", p[k].cpu_per));
                 printf(" |");
                 for (int k = 0; k < NSRV; k++)
+                    printf(" %4s", cell(b[k][4], 32, use[k], ok[k], "-", "%.1f", user_pct[k]));
+                printf(" |");
+                for (int k = 0; k < NSRV; k++)
                     printf(" %3s", cell(b[k][4], 32, use[k], ok[k], "-", "%.0f", p[k].cli_pct));
                 printf(" | ");
                 if (stream) {
@@ -1137,9 +1217,15 @@ int main(int argc, char **argv)
                             printf("%s-", k ? " " : "");
                 }
                 printf("  (%s)", unit);
-                if (runs > 1 && pr[SRV_EPOLL] > 0)
-                    printf("  /epoll by run %.2f (%.2f-%.2f)", pr[SRV_EPOLL], pr_lo[SRV_EPOLL],
+                if (runs > 1 && pr[SRV_EPOLL] > 0) {
+                    printf("  /epoll by run %.2f (%.2f-%.2f", pr[SRV_EPOLL], pr_lo[SRV_EPOLL],
                            pr_hi[SRV_EPOLL]);
+                    if (has_ci[SRV_EPOLL])
+                        printf("; 95%% CI %.2f-%.2f", ci_lo[SRV_EPOLL], ci_hi[SRV_EPOLL]);
+                    printf("), cpu/msg epoll/io_uring %.2f", cr[SRV_EPOLL]);
+                    if (cci[SRV_EPOLL])
+                        printf(" (CI %.2f-%.2f)", cr_lo[SRV_EPOLL], cr_hi[SRV_EPOLL]);
+                }
                 if (nshort) {
                     printf("  ! tcp mem");
                     for (int k = 0; k < NSRV; k++)
@@ -1169,9 +1255,24 @@ int main(int argc, char **argv)
                     if (ok[k] && p[k].bpr > 0)
                         fprintf(csv, "%.0f", p[k].bpr);
                     if (pr[k] > 0)
-                        fprintf(csv, ",%.3f,%.3f,%.3f\n", pr[k], pr_lo[k], pr_hi[k]);
+                        fprintf(csv, ",%.3f,%.3f,%.3f", pr[k], pr_lo[k], pr_hi[k]);
                     else
-                        fprintf(csv, ",,,\n");
+                        fprintf(csv, ",,,");
+                    fprintf(csv, ",");
+                    if (ok[k])
+                        fprintf(csv, "%.1f", user_pct[k]);
+                    if (has_ci[k])
+                        fprintf(csv, ",%.3f,%.3f", ci_lo[k], ci_hi[k]);
+                    else
+                        fprintf(csv, ",,");
+                    if (cr[k] > 0)
+                        fprintf(csv, ",%.3f", cr[k]);
+                    else
+                        fprintf(csv, ",");
+                    if (cci[k])
+                        fprintf(csv, ",%.3f,%.3f\n", cr_lo[k], cr_hi[k]);
+                    else
+                        fprintf(csv, ",,\n");
                 }
             }
         }
@@ -1179,6 +1280,8 @@ int main(int argc, char **argv)
     printf("\n%.1f s in all%s\n", now_s() - t_start,
            all_ok ? "" : "; some points FAILED (the reasons are on stderr)");
     fclose(csv);
+    if (runs_csv)
+        fclose(runs_csv);
     if (csv_path == NULL) {
         printf("\n%s", csv_buf);
         free(csv_buf);

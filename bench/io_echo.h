@@ -41,6 +41,9 @@ int ext_start(struct ext_peer *p, char *const argv[], char *const env[], uint16_
 /* The CPU time the peer's threads have used so far, in seconds (0 when
  * it cannot be read). Callable from any thread while the peer runs. */
 double ext_cpu(const struct ext_peer *p);
+/* The part of that spent in user mode, in seconds (/proc/PID/stat's utime:
+ * the kernel's tick samples, scaled to its CPU time), or 0. */
+double ext_user(const struct ext_peer *p);
 /* Ask the peer to stop and read its counts into *c; reap it (killed when
  * it does not end). 0 or a negative errno, why (cap bytes) saying what. */
 int ext_stop(struct ext_peer *p, struct srv_counts *c, char *why, size_t cap);

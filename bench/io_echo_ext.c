@@ -193,6 +193,26 @@ double ext_cpu(const struct ext_peer *p)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+double ext_user(const struct ext_peer *p)
+{
+    char path[64], buf[1024];
+    if (p->pid < 0)
+        return 0;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)p->pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* after "(comm)", which may hold spaces: state is field 3, utime 14 */
+    const char *s = strrchr(buf, ')');
+    unsigned long long utime;
+    if (s == NULL || sscanf(s + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu", &utime) != 1)
+        return 0;
+    return (double)utime / (double)sysconf(_SC_CLK_TCK);
+}
+
 int ext_stop(struct ext_peer *p, struct srv_counts *c, char *why, size_t cap)
 {
     *c = (struct srv_counts){0};
