@@ -98,8 +98,12 @@
  * at each tick, so one short run has few samples; the peers' from
  * /proc/PID/stat). Where the server's system calls per message are the
  * same on both backends, this is the most any way of waiting for I/O could
- * save: the rest is the kernel's work on those calls. --runs-csv: every
- * run's own figures too, one row each, so that passes can be pooled.
+ * save: the rest is the kernel's work on those calls. steal_runs: the runs
+ * in which the hypervisor took STEAL_MARK (5%) or more of the server's or
+ * the client's CPU (/proc/stat's steal; the table says "! steal"): on a
+ * shared machine those runs were not the benchmark's alone. --runs-csv:
+ * every run's own figures too (with its steal_pct), one row each, so that
+ * passes can be pooled (bench/pool).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -453,7 +457,36 @@ struct count {
     double cpu;             /* CPU time of this process: the server's threads (main waits) */
     double user;            /* the part of cpu in user mode (tick-sampled) */
     uint64_t reads, rbytes; /* the in-process servers' receives and the bytes they brought */
+    unsigned long long steal[2], ticks[2]; /* the server's and the client's CPU (/proc/stat) */
 };
+
+/* CPU `cpu`'s time stolen by the hypervisor and its time in all, in ticks
+ * so far, from /proc/stat (both 0 when it cannot be read: no CPU pinned, no
+ * such line). */
+static void cpu_steal(int cpu, unsigned long long *steal, unsigned long long *ticks)
+{
+    *steal = *ticks = 0;
+    if (cpu < 0)
+        return;
+    FILE *f = fopen("/proc/stat", "r");
+    if (f == NULL)
+        return;
+    char line[512], want[32];
+    int n = snprintf(want, sizeof want, "cpu%d ", cpu);
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, want, (size_t)n) != 0)
+            continue;
+        unsigned long long v[8] = {0}; /* user nice system idle iowait irq softirq steal */
+        if (sscanf(line + n, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                   &v[3], &v[4], &v[5], &v[6], &v[7]) == 8) {
+            for (int i = 0; i < 8; i++)
+                *ticks += v[i];
+            *steal = v[7];
+        }
+        break;
+    }
+    fclose(f);
+}
 
 struct server;
 static void server_counts(struct server *s, struct count *c);
@@ -490,6 +523,10 @@ static struct result run_client(struct server *s, uint16_t port, int nconns, siz
     d->cpu = c1.cpu - c0.cpu;
     d->user = c1.user - c0.user;
     d->reads = c1.reads - c0.reads;
+    for (int i = 0; i < 2; i++) {
+        d->steal[i] = c1.steal[i] - c0.steal[i];
+        d->ticks[i] = c1.ticks[i] - c0.ticks[i];
+    }
     d->rbytes = c1.rbytes - c0.rbytes;
     return r;
 }
@@ -551,6 +588,8 @@ static void server_counts(struct server *s, struct count *c)
     getrusage(RUSAGE_SELF, &ru);
     c->user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
     c->perf = read_counter(s->perf_fd);
+    cpu_steal(server_cpu, &c->steal[0], &c->ticks[0]);
+    cpu_steal(client_cpu, &c->steal[1], &c->ticks[1]);
     if (is_ext(s->kind)) {
         c->cpu = ext_cpu(&s->ext);
         c->user = ext_user(&s->ext);
@@ -741,6 +780,11 @@ static void *server_main(void *arg)
     return NULL;
 }
 
+/* A run the hypervisor took this much of a CPU from (server's or client's,
+ * %) is marked: the machine was not all the benchmark's. /proc/stat counts
+ * in 10 ms ticks, so a 0.5 s run's figure moves in steps of 2%. */
+#define STEAL_MARK 5.0
+
 /* runs per point, at most (--runs) */
 #define MAX_RUNS 101
 
@@ -759,6 +803,7 @@ struct point {
     double bpr;     /* bytes per receive of the server (in-process servers; else 0) */
     bool perf;      /* sys_per from the kernel's count (else the server's own) */
     long long kmem; /* TCP memory pressure (entries, ms) and drops meanwhile */
+    double steal;   /* % of the server's or the client's CPU (the more) the hypervisor took */
 };
 
 /* Do the server's own counts agree with the client's? Every connection
@@ -823,6 +868,9 @@ static struct point measure(int kind, int nconns, size_t size, bool stream, doub
                 : !p.perf && is_ext(kind) ? -1
                                           : (double)(p.perf ? d.perf : d.self) / msgs;
     p.cpu_per = msgs > 0 ? d.cpu * 1e6 / msgs : 0;
+    for (int i = 0; i < 2; i++)
+        if (d.ticks[i] && 100.0 * (double)d.steal[i] / (double)d.ticks[i] > p.steal)
+            p.steal = 100.0 * (double)d.steal[i] / (double)d.ticks[i];
     p.msgs = msgs;
     p.cpu_s = d.cpu;
     p.user_s = d.user;
@@ -1019,7 +1067,7 @@ int main(int argc, char **argv)
     if (runs_csv)
         fprintf(runs_csv, "mode,conns,size,server,run,check,rate,unit,server_cpu_us_per_msg,"
                           "server_user_us_per_msg,syscalls_per_msg,client_cpu_pct,"
-                          "server_bytes_per_read,tcp_mem_events\n");
+                          "server_bytes_per_read,tcp_mem_events,steal_pct\n");
     int conns[] = {1, 10, 100, 1000};
     size_t sizes[] = {64, 1024, 16384, 65536};
     fprintf(csv, "mode,conns,size,server,rate,unit,mb_per_s,p50_us,p99_us,syscalls_per_msg,"
@@ -1028,7 +1076,7 @@ int main(int argc, char **argv)
                  "io_uring_ratio_by_run,io_uring_ratio_by_run_min,io_uring_ratio_by_run_max,"
                  "server_user_pct,io_uring_ratio_by_run_ci_lo,io_uring_ratio_by_run_ci_hi,"
                  "io_uring_cpu_ratio_by_run,io_uring_cpu_ratio_by_run_ci_lo,"
-                 "io_uring_cpu_ratio_by_run_ci_hi\n");
+                 "io_uring_cpu_ratio_by_run_ci_hi,steal_runs\n");
     printf("servers, each with one CPU (%d) and one scheduler, all its threads on that CPU:\n"
            "  io_uring, epoll: rt (%d scheduler; a stackful process per connection) on io_uring,\n"
            "    and on epoll (the control);\n"
@@ -1057,13 +1105,19 @@ int main(int argc, char **argv)
         printf("stream window: none (the kernel's buffers are the only limit).\n");
     else
         printf("stream window: %zu bytes per connection.\n", window_opt);
-    printf("cpu us/msg: the server's CPU time per message. client cpu%%: the client's CPU use\n"
-           "(near 100: the client is the limit, and a server that answers sooner, in smaller\n"
-           "pieces, makes it slower). \"! tcp mem\": runs of each server (in the order above) in\n"
-           "which the kernel was short of TCP memory (TcpExt TCPMemoryPressures, TCPRcvQDrop:\n"
-           "the whole machine's). \"-\": not run. The CSV also has server_bytes_per_read: the\n"
-           "mean bytes a receive of the server brought (rt and blocking; smaller pieces cost a\n"
-           "client at its limit more receives).\n\n");
+    printf("cpu us/msg: the server's CPU time per message; user%% of cpu: the part in user\n"
+           "mode, runs pooled (rt's spin and hold before it waits count too). client cpu%%: the\n"
+           "client's CPU use (near 100: the client is the limit, and a server that answers\n"
+           "sooner, in smaller pieces, makes it slower). \"! tcp mem\": runs of each server (in\n"
+           "the order above) in which the kernel was short of TCP memory (TcpExt\n"
+           "TCPMemoryPressures, TCPRcvQDrop: the whole machine's); \"! steal\": runs in which the\n"
+           "hypervisor took %.0f%% or more of the server's or the client's CPU (/proc/stat). 95%%\n"
+           "CI: of the median by run, from the runs' order (6 runs or more); cpu/msg\n"
+           "epoll/io_uring: the same for CPU time per message (>1: io_uring spent less). \"-\":\n"
+           "not run. The CSV also has server_bytes_per_read: the mean bytes a receive of the\n"
+           "server brought (rt and blocking; smaller pieces cost a client at its limit more\n"
+           "receives).\n\n",
+           STEAL_MARK);
     printf("%-6s %5s %6s | %9s %9s %9s %9s %9s | %6s %6s %6s %6s | %-29s | %-34s | %-24s | "
            "%-19s | %s\n",
            "mode", "conns", "size", "io_uring", "epoll", "blocking", "go", "erlang", "/epoll",
@@ -1104,12 +1158,13 @@ int main(int argc, char **argv)
                                     conns[ci], sizes[si], srv_names[k], run + 1,
                                     q->ok ? "ok" : "FAILED");
                             if (q->ok)
-                                fprintf(runs_csv, "%.1f,%s,%.3f,%.3f,%.2f,%.0f,%.0f,%lld\n",
+                                fprintf(runs_csv, "%.1f,%s,%.3f,%.3f,%.2f,%.0f,%.0f,%lld,%.0f\n",
                                         q->rate, unit, q->cpu_per,
                                         q->msgs > 0 ? q->user_s * 1e6 / q->msgs : 0, q->sys_per,
-                                        q->cli_pct, q->bpr, q->kmem);
+                                        q->cli_pct, q->bpr, q->kmem, q->steal);
                             else
-                                fprintf(runs_csv, ",%s,,,,,,%lld\n", unit, q->kmem);
+                                fprintf(runs_csv, ",%s,,,,,,%lld,%.0f\n", unit, q->kmem,
+                                        q->steal);
                             fflush(runs_csv);
                         }
                         if (!all[k][run].ok) {
@@ -1122,7 +1177,7 @@ int main(int argc, char **argv)
                         }
                     }
                 }
-                int short_runs[NSRV] = {0}, nshort = 0;
+                int short_runs[NSRV] = {0}, nshort = 0, stolen_runs[NSRV] = {0}, nstolen = 0;
                 double v[NSRV] = {0}, lo[NSRV] = {0}, hi[NSRV] = {0};
                 bool ok[NSRV];
                 for (int k = 0; k < NSRV; k++) {
@@ -1134,12 +1189,14 @@ int main(int argc, char **argv)
                     lo[k] = hi[k] = v[k];
                     for (int run = 0; run < runs; run++) {
                         short_runs[k] += all[k][run].kmem > 0;
+                        stolen_runs[k] += all[k][run].steal >= STEAL_MARK;
                         if (all[k][run].rate < lo[k])
                             lo[k] = all[k][run].rate;
                         if (all[k][run].rate > hi[k])
                             hi[k] = all[k][run].rate;
                     }
                     nshort += short_runs[k];
+                    nstolen += stolen_runs[k];
                 }
                 /* io_uring against each other server run by run: run i of
                  * both came one after the other, so drift in the machine
@@ -1232,6 +1289,12 @@ int main(int argc, char **argv)
                         printf("%s%d", k ? "/" : " ", short_runs[k]);
                     printf(" of %d", runs);
                 }
+                if (nstolen) {
+                    printf("  ! steal");
+                    for (int k = 0; k < NSRV; k++)
+                        printf("%s%d", k ? "/" : " ", stolen_runs[k]);
+                    printf(" of %d", runs);
+                }
                 printf("\n");
                 fflush(stdout);
                 for (int k = 0; k < NSRV; k++) {
@@ -1270,9 +1333,10 @@ int main(int argc, char **argv)
                     else
                         fprintf(csv, ",");
                     if (cci[k])
-                        fprintf(csv, ",%.3f,%.3f\n", cr_lo[k], cr_hi[k]);
+                        fprintf(csv, ",%.3f,%.3f", cr_lo[k], cr_hi[k]);
                     else
-                        fprintf(csv, ",,\n");
+                        fprintf(csv, ",,");
+                    fprintf(csv, ",%d\n", stolen_runs[k]);
                 }
             }
         }

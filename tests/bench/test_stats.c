@@ -52,11 +52,35 @@ Test(median_ci95, too_few_samples_give_none)
     }
 }
 
+/* one run; steal < 0: a file from before io_echo wrote steal_pct */
+static void row_stolen(FILE *f, const char *pt, const char *server, int run, const char *check,
+                       double rate, double cpu, int steal)
+{
+    fprintf(f, "%s,%s,%d,%s,%.1f,msg/s,%.3f,0.5,3.00,40,64,0", pt, server, run, check, rate, cpu);
+    if (steal >= 0)
+        fprintf(f, ",%d", steal);
+    fprintf(f, "\n");
+}
+
+static int steal_col; /* 0: file a has steal_pct; -1: file b has not */
+
 static void row(FILE *f, const char *pt, const char *server, int run, const char *check,
                 double rate, double cpu)
 {
-    fprintf(f, "%s,%s,%d,%s,%.1f,msg/s,%.3f,0.5,3.00,40,64,0\n", pt, server, run, check, rate,
-            cpu);
+    row_stolen(f, pt, server, run, check, rate, cpu, steal_col);
+}
+
+/* bench/pool's output for `args` into out (cap bytes); asserts it exited 0 */
+static void pool(const char *args, char *out, size_t cap)
+{
+    char cmd[512], line[512];
+    snprintf(cmd, sizeof cmd, "bash %s %s 2>&1", BENCH_POOL, args);
+    FILE *o = popen(cmd, "r");
+    cr_assert_not_null(o);
+    out[0] = '\0';
+    while (fgets(line, sizeof line, o))
+        strncat(out, line, cap - strlen(out) - 1);
+    cr_assert_eq(pclose(o), 0, "bench/pool %s failed: %s", args, out);
 }
 
 Test(pool, verdicts_from_pooled_passes)
@@ -67,10 +91,16 @@ Test(pool, verdicts_from_pooled_passes)
     cr_assert(fa >= 0 && fb >= 0);
     FILE *f[2] = {fdopen(fa, "w"), fdopen(fb, "w")};
     for (int p = 0; p < 2; p++) {
+        steal_col = p == 0 ? 0 : -1;
         fprintf(f[p], "mode,conns,size,server,run,check,rate,unit,server_cpu_us_per_msg,"
                       "server_user_us_per_msg,syscalls_per_msg,client_cpu_pct,"
-                      "server_bytes_per_read,tcp_mem_events\n");
+                      "server_bytes_per_read,tcp_mem_events%s\n",
+                p == 0 ? ",steal_pct" : "");
         for (int run = 1; run <= 5; run++) {
+            /* the hypervisor took 20% during two of file a's io_uring runs */
+            row_stolen(f[p], "rr,1000,64", "rt-io_uring", run, "ok", 150, 10,
+                       p == 0 ? (run <= 2 ? 20 : 0) : -1);
+            row(f[p], "rr,1000,64", "rt-epoll", run, "ok", 100, 10);
             /* faster: io_uring 10% ahead in every pair, CPU 20% less */
             row(f[p], "rr,100,64", "rt-io_uring", run, "ok", 110 + run, 8);
             row(f[p], "rr,100,64", "rt-epoll", run, "ok", 100 + run, 10);
@@ -88,13 +118,9 @@ Test(pool, verdicts_from_pooled_passes)
         }
         fclose(f[p]);
     }
-    char cmd[256], line[512], out[4096] = "";
-    snprintf(cmd, sizeof cmd, "bash %s %s %s", BENCH_POOL, a, b);
-    FILE *o = popen(cmd, "r");
-    cr_assert_not_null(o);
-    while (fgets(line, sizeof line, o))
-        strncat(out, line, sizeof out - strlen(out) - 1);
-    cr_assert_eq(pclose(o), 0, "bench/pool failed: %s", out);
+    char args[256], cmd[512], out[4096];
+    snprintf(args, sizeof args, "%s %s", a, b);
+    pool(args, out, sizeof out);
     cr_expect(strstr(out, "mode,conns,size,against,pairs,ratio,ratio_ci_lo,ratio_ci_hi,cpu_ratio,"
                           "cpu_ratio_ci_lo,cpu_ratio_ci_hi,verdict\n") == out,
               "%s", out);
@@ -107,16 +133,19 @@ Test(pool, verdicts_from_pooled_passes)
     cr_expect(strstr(out, "\nrr,1,64,rt-epoll,10,1.050,0.950,1.050,1.000,1.000,1.000,level\n"),
               "%s", out);
     cr_expect(strstr(out, "\nrr,10,64,rt-epoll,4,1.200,,,1.000,,,too-few\n"), "%s", out);
+    cr_expect(strstr(out, "\nrr,1000,64,rt-epoll,10,1.500,1.500,1.500,"), "%s", out);
     /* against another server (the points it did not run have no pairs) */
-    snprintf(cmd, sizeof cmd, "bash %s --against go-net %s %s 2>&1", BENCH_POOL, a, b);
-    o = popen(cmd, "r");
-    cr_assert_not_null(o);
-    out[0] = '\0';
-    while (fgets(line, sizeof line, o))
-        strncat(out, line, sizeof out - strlen(out) - 1);
-    cr_assert_eq(pclose(o), 0, "%s", out);
+    snprintf(args, sizeof args, "--against go-net %s %s", a, b);
+    pool(args, out, sizeof out);
     cr_expect(strstr(out, "\nrr,100,64,go-net,10,113.000,111.000,115.000,0.125,0.125,0.125,faster\n"),
               "%s", out);
+    /* --max-steal: the two stolen pairs left out; file b's runs, with no steal_pct, stay */
+    snprintf(args, sizeof args, "--max-steal 5 %s %s", a, b);
+    pool(args, out, sizeof out);
+    cr_expect(strstr(out, "\nrr,1000,64,rt-epoll,8,1.500,1.500,1.500,"), "%s", out);
+    cr_expect(strstr(out, "\nrr,100,64,rt-epoll,10,"), "%s", out);
+    snprintf(cmd, sizeof cmd, "bash %s --max-steal lots %s >/dev/null 2>&1", BENCH_POOL, a);
+    cr_expect_neq(system(cmd), 0, "a --max-steal that is not a number was taken");
     /* a file that is not io_echo's runs: refused */
     snprintf(cmd, sizeof cmd, "bash %s %s >/dev/null 2>&1", BENCH_POOL, BENCH_POOL);
     cr_expect_neq(system(cmd), 0);
