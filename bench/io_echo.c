@@ -460,30 +460,33 @@ struct count {
     unsigned long long steal[2], ticks[2]; /* the server's and the client's CPU (/proc/stat) */
 };
 
-/* CPU `cpu`'s time stolen by the hypervisor and its time in all, in ticks
- * so far, from /proc/stat (both 0 when it cannot be read: no CPU pinned, no
- * such line). */
-static void cpu_steal(int cpu, unsigned long long *steal, unsigned long long *ticks)
+/* The server's and the client's CPU (cpu[0], cpu[1]): the time the
+ * hypervisor stole from each and each one's time in all, in ticks so far,
+ * from one read of /proc/stat (0 and 0 for a CPU it has no line for, or
+ * none pinned). */
+static void cpu_steal(const int cpu[2], unsigned long long steal[2], unsigned long long ticks[2])
 {
-    *steal = *ticks = 0;
-    if (cpu < 0)
-        return;
+    steal[0] = steal[1] = ticks[0] = ticks[1] = 0;
     FILE *f = fopen("/proc/stat", "r");
     if (f == NULL)
         return;
-    char line[512], want[32];
-    int n = snprintf(want, sizeof want, "cpu%d ", cpu);
+    char line[512];
     while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, want, (size_t)n) != 0)
+        int c, at = 0;
+        unsigned long long v[8]; /* user nice system idle iowait irq softirq steal */
+        /* "cpuN ...", not the "cpu  ..." of all of them */
+        if (strncmp(line, "cpu", 3) != 0 || line[3] < '0' || line[3] > '9' ||
+            sscanf(line + 3, "%d %n", &c, &at) != 1 ||
+            sscanf(line + 3 + at, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                   &v[3], &v[4], &v[5], &v[6], &v[7]) != 8)
             continue;
-        unsigned long long v[8] = {0}; /* user nice system idle iowait irq softirq steal */
-        if (sscanf(line + n, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-                   &v[3], &v[4], &v[5], &v[6], &v[7]) == 8) {
-            for (int i = 0; i < 8; i++)
-                *ticks += v[i];
-            *steal = v[7];
+        for (int i = 0; i < 2; i++) {
+            if (c != cpu[i])
+                continue;
+            for (int j = 0; j < 8; j++)
+                ticks[i] += v[j];
+            steal[i] = v[7];
         }
-        break;
     }
     fclose(f);
 }
@@ -588,8 +591,7 @@ static void server_counts(struct server *s, struct count *c)
     getrusage(RUSAGE_SELF, &ru);
     c->user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
     c->perf = read_counter(s->perf_fd);
-    cpu_steal(server_cpu, &c->steal[0], &c->ticks[0]);
-    cpu_steal(client_cpu, &c->steal[1], &c->ticks[1]);
+    cpu_steal((const int[2]){server_cpu, client_cpu}, c->steal, c->ticks);
     if (is_ext(s->kind)) {
         c->cpu = ext_cpu(&s->ext);
         c->user = ext_user(&s->ext);
@@ -868,15 +870,65 @@ static struct point measure(int kind, int nconns, size_t size, bool stream, doub
                 : !p.perf && is_ext(kind) ? -1
                                           : (double)(p.perf ? d.perf : d.self) / msgs;
     p.cpu_per = msgs > 0 ? d.cpu * 1e6 / msgs : 0;
-    for (int i = 0; i < 2; i++)
-        if (d.ticks[i] && 100.0 * (double)d.steal[i] / (double)d.ticks[i] > p.steal)
-            p.steal = 100.0 * (double)d.steal[i] / (double)d.ticks[i];
+    for (int i = 0; i < 2; i++) {
+        double pct = d.ticks[i] ? 100.0 * (double)d.steal[i] / (double)d.ticks[i] : 0;
+        p.steal = pct > p.steal ? pct : p.steal;
+    }
     p.msgs = msgs;
     p.cpu_s = d.cpu;
     p.user_s = d.user;
     p.cli_pct = 100 * p.r.cpu / p.r.secs;
     p.bpr = d.reads ? (double)d.rbytes / (double)d.reads : 0;
     return p;
+}
+
+/* A run-by-run ratio's median, range and 95% confidence interval (ci:
+ * whether there is one: 6 runs or more). */
+struct by_run {
+    double med, lo, hi, ci_lo, ci_hi;
+    bool ci;
+};
+
+static struct by_run by_run(const double *v, int n)
+{
+    struct by_run b = {.med = v[median_index(v, n)]};
+    b.lo = b.hi = b.med;
+    for (int i = 0; i < n; i++) {
+        b.lo = v[i] < b.lo ? v[i] : b.lo;
+        b.hi = v[i] > b.hi ? v[i] : b.hi;
+    }
+    b.ci = median_ci95(v, n, &b.ci_lo, &b.ci_hi) == 0;
+    return b;
+}
+
+/* One run's row of --runs-csv. */
+static void runs_row(FILE *f, bool stream, int conns, size_t size, int kind, int run,
+                     const char *unit, const struct point *q)
+{
+    fprintf(f, "%s,%d,%zu,%s,%d,%s,", stream ? "stream" : "rr", conns, size, srv_names[kind],
+            run + 1, q->ok ? "ok" : "FAILED");
+    if (q->ok)
+        fprintf(f, "%.1f,%s,%.3f,%.3f,%.2f,%.0f,%.0f,%lld,%.0f\n", q->rate, unit, q->cpu_per,
+                q->msgs > 0 ? q->user_s * 1e6 / q->msgs : 0, q->sys_per, q->cli_pct, q->bpr,
+                q->kmem, q->steal);
+    else
+        fprintf(f, ",%s,,,,,,%lld,%.0f\n", unit, q->kmem, q->steal);
+    fflush(f);
+}
+
+/* A table row's mark ("! tcp mem", "! steal"): how many runs of each server
+ * it concerns, when any. */
+static void mark(const char *what, const int n[NSRV], int runs)
+{
+    int any = 0;
+    for (int k = 0; k < NSRV; k++)
+        any += n[k];
+    if (any == 0)
+        return;
+    printf("  ! %s", what);
+    for (int k = 0; k < NSRV; k++)
+        printf("%s%d", k ? "/" : " ", n[k]);
+    printf(" of %d", runs);
 }
 
 /* ---- main -------------------------------------------------------------------------------------
@@ -1152,21 +1204,9 @@ int main(int argc, char **argv)
                             continue;
                         all[k][run] = measure(k, conns[ci], sizes[si], stream, dur);
                         rates[k][run] = all[k][run].rate;
-                        if (runs_csv) {
-                            const struct point *q = &all[k][run];
-                            fprintf(runs_csv, "%s,%d,%zu,%s,%d,%s,", stream ? "stream" : "rr",
-                                    conns[ci], sizes[si], srv_names[k], run + 1,
-                                    q->ok ? "ok" : "FAILED");
-                            if (q->ok)
-                                fprintf(runs_csv, "%.1f,%s,%.3f,%.3f,%.2f,%.0f,%.0f,%lld,%.0f\n",
-                                        q->rate, unit, q->cpu_per,
-                                        q->msgs > 0 ? q->user_s * 1e6 / q->msgs : 0, q->sys_per,
-                                        q->cli_pct, q->bpr, q->kmem, q->steal);
-                            else
-                                fprintf(runs_csv, ",%s,,,,,,%lld,%.0f\n", unit, q->kmem,
-                                        q->steal);
-                            fflush(runs_csv);
-                        }
+                        if (runs_csv)
+                            runs_row(runs_csv, stream, conns[ci], sizes[si], k, run, unit,
+                                     &all[k][run]);
                         if (!all[k][run].ok) {
                             failed[k] = true;
                             p[k] = all[k][run];
@@ -1177,7 +1217,7 @@ int main(int argc, char **argv)
                         }
                     }
                 }
-                int short_runs[NSRV] = {0}, nshort = 0, stolen_runs[NSRV] = {0}, nstolen = 0;
+                int short_runs[NSRV] = {0}, stolen_runs[NSRV] = {0};
                 double v[NSRV] = {0}, lo[NSRV] = {0}, hi[NSRV] = {0};
                 bool ok[NSRV];
                 for (int k = 0; k < NSRV; k++) {
@@ -1195,21 +1235,16 @@ int main(int argc, char **argv)
                         if (all[k][run].rate > hi[k])
                             hi[k] = all[k][run].rate;
                     }
-                    nshort += short_runs[k];
-                    nstolen += stolen_runs[k];
                 }
                 /* io_uring against each other server run by run: run i of
                  * both came one after the other, so drift in the machine
                  * between runs cancels (the ratio of medians above does
                  * not see which runs were slow together) */
-                double pr[NSRV] = {0}, pr_lo[NSRV] = {0}, pr_hi[NSRV] = {0};
-                /* their 95% confidence intervals (the median's, from the
-                 * runs' order: -1 when too few runs for one), and the same
-                 * for CPU time per message: this server's over io_uring's
-                 * (> 1: io_uring spent less), which holds where the client
-                 * is the limit and the rate cannot tell the servers apart */
-                double ci_lo[NSRV], ci_hi[NSRV], cr[NSRV] = {0}, cr_lo[NSRV], cr_hi[NSRV];
-                bool has_ci[NSRV] = {false}, cci[NSRV] = {false};
+                /* and the same for CPU time per message: this server's over
+                 * io_uring's (> 1: io_uring spent less), which holds where
+                 * the client is the limit and the rate cannot tell the
+                 * servers apart */
+                struct by_run pr[NSRV] = {{0}}, cr[NSRV] = {{0}};
                 for (int k = 0; k < NSRV; k++) {
                     if (!ok[k] || !ok[SRV_URING])
                         continue;
@@ -1219,15 +1254,8 @@ int main(int argc, char **argv)
                         double u = all[SRV_URING][run].cpu_per;
                         c[run] = u > 0 ? all[k][run].cpu_per / u : 0;
                     }
-                    pr[k] = r[median_index(r, runs)];
-                    pr_lo[k] = pr_hi[k] = pr[k];
-                    for (int run = 0; run < runs; run++) {
-                        pr_lo[k] = r[run] < pr_lo[k] ? r[run] : pr_lo[k];
-                        pr_hi[k] = r[run] > pr_hi[k] ? r[run] : pr_hi[k];
-                    }
-                    has_ci[k] = median_ci95(r, runs, &ci_lo[k], &ci_hi[k]) == 0;
-                    cr[k] = c[median_index(c, runs)];
-                    cci[k] = median_ci95(c, runs, &cr_lo[k], &cr_hi[k]) == 0;
+                    pr[k] = by_run(r, runs);
+                    cr[k] = by_run(c, runs);
                 }
                 /* user mode's share of each server's CPU time, its runs
                  * pooled (the kernel samples it at each tick: a run alone
@@ -1241,7 +1269,7 @@ int main(int argc, char **argv)
                     }
                     user_pct[k] = t > 0 ? 100 * u / t : 0;
                 }
-                char b[NSRV][5][32];
+                char b[NSRV][6][32];
                 printf("%-6s %5d %6zu |", stream ? "stream" : "rr", conns[ci], sizes[si]);
                 for (int k = 0; k < NSRV; k++)
                     printf(" %9s", cell(b[k][0], 32, use[k], ok[k], "FAILED", "%.0f", v[k]));
@@ -1262,7 +1290,7 @@ int main(int argc, char **argv)
                     printf(" %4s", cell(b[k][4], 32, use[k], ok[k], "-", "%.1f", user_pct[k]));
                 printf(" |");
                 for (int k = 0; k < NSRV; k++)
-                    printf(" %3s", cell(b[k][4], 32, use[k], ok[k], "-", "%.0f", p[k].cli_pct));
+                    printf(" %3s", cell(b[k][5], 32, use[k], ok[k], "-", "%.0f", p[k].cli_pct));
                 printf(" | ");
                 if (stream) {
                     printf("-");
@@ -1274,27 +1302,17 @@ int main(int argc, char **argv)
                             printf("%s-", k ? " " : "");
                 }
                 printf("  (%s)", unit);
-                if (runs > 1 && pr[SRV_EPOLL] > 0) {
-                    printf("  /epoll by run %.2f (%.2f-%.2f", pr[SRV_EPOLL], pr_lo[SRV_EPOLL],
-                           pr_hi[SRV_EPOLL]);
-                    if (has_ci[SRV_EPOLL])
-                        printf("; 95%% CI %.2f-%.2f", ci_lo[SRV_EPOLL], ci_hi[SRV_EPOLL]);
-                    printf("), cpu/msg epoll/io_uring %.2f", cr[SRV_EPOLL]);
-                    if (cci[SRV_EPOLL])
-                        printf(" (CI %.2f-%.2f)", cr_lo[SRV_EPOLL], cr_hi[SRV_EPOLL]);
+                const struct by_run *e = &pr[SRV_EPOLL], *ec = &cr[SRV_EPOLL];
+                if (runs > 1 && e->med > 0) {
+                    printf("  /epoll by run %.2f (%.2f-%.2f", e->med, e->lo, e->hi);
+                    if (e->ci)
+                        printf("; 95%% CI %.2f-%.2f", e->ci_lo, e->ci_hi);
+                    printf("), cpu/msg epoll/io_uring %.2f", ec->med);
+                    if (ec->ci)
+                        printf(" (CI %.2f-%.2f)", ec->ci_lo, ec->ci_hi);
                 }
-                if (nshort) {
-                    printf("  ! tcp mem");
-                    for (int k = 0; k < NSRV; k++)
-                        printf("%s%d", k ? "/" : " ", short_runs[k]);
-                    printf(" of %d", runs);
-                }
-                if (nstolen) {
-                    printf("  ! steal");
-                    for (int k = 0; k < NSRV; k++)
-                        printf("%s%d", k ? "/" : " ", stolen_runs[k]);
-                    printf(" of %d", runs);
-                }
+                mark("tcp mem", short_runs, runs);
+                mark("steal", stolen_runs, runs);
                 printf("\n");
                 fflush(stdout);
                 for (int k = 0; k < NSRV; k++) {
@@ -1317,23 +1335,23 @@ int main(int argc, char **argv)
                         fprintf(csv, ",,,");
                     if (ok[k] && p[k].bpr > 0)
                         fprintf(csv, "%.0f", p[k].bpr);
-                    if (pr[k] > 0)
-                        fprintf(csv, ",%.3f,%.3f,%.3f", pr[k], pr_lo[k], pr_hi[k]);
+                    if (pr[k].med > 0)
+                        fprintf(csv, ",%.3f,%.3f,%.3f", pr[k].med, pr[k].lo, pr[k].hi);
                     else
                         fprintf(csv, ",,,");
                     fprintf(csv, ",");
                     if (ok[k])
                         fprintf(csv, "%.1f", user_pct[k]);
-                    if (has_ci[k])
-                        fprintf(csv, ",%.3f,%.3f", ci_lo[k], ci_hi[k]);
+                    if (pr[k].ci)
+                        fprintf(csv, ",%.3f,%.3f", pr[k].ci_lo, pr[k].ci_hi);
                     else
                         fprintf(csv, ",,");
-                    if (cr[k] > 0)
-                        fprintf(csv, ",%.3f", cr[k]);
+                    if (cr[k].med > 0)
+                        fprintf(csv, ",%.3f", cr[k].med);
                     else
                         fprintf(csv, ",");
-                    if (cci[k])
-                        fprintf(csv, ",%.3f,%.3f", cr_lo[k], cr_hi[k]);
+                    if (cr[k].ci)
+                        fprintf(csv, ",%.3f,%.3f", cr[k].ci_lo, cr[k].ci_hi);
                     else
                         fprintf(csv, ",,");
                     fprintf(csv, ",%d\n", stolen_runs[k]);

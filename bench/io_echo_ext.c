@@ -208,7 +208,8 @@ double ext_user(const struct ext_peer *p)
     /* after "(comm)", which may hold spaces: state is field 3, utime 14 */
     const char *s = strrchr(buf, ')');
     unsigned long long utime;
-    if (s == NULL || sscanf(s + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu", &utime) != 1)
+    if (s == NULL ||
+        sscanf(s + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu", &utime) != 1)
         return 0;
     return (double)utime / (double)sysconf(_SC_CLK_TCK);
 }

@@ -26,8 +26,8 @@ Test(median_ci95, ranks_match_the_sign_test_tables)
 {
     static const struct {
         int n, k;
-    } tab[] = {{6, 1}, {7, 1}, {8, 1}, {9, 2}, {10, 2}, {11, 2}, {12, 3}, {20, 6}, {21, 6},
-               {30, 10}, {31, 10}, {41, 14}, {50, 18}, {62, 23}, {100, 40}, {101, 41}};
+    } tab[] = {{6, 1},  {7, 1},   {8, 1},   {9, 2},   {10, 2},  {11, 2},  {12, 3},   {20, 6},
+               {21, 6}, {30, 10}, {31, 10}, {41, 14}, {50, 18}, {62, 23}, {100, 40}, {101, 41}};
     double v[101];
     for (size_t t = 0; t < sizeof tab / sizeof tab[0]; t++) {
         int n = tab[t].n;
@@ -36,8 +36,7 @@ Test(median_ci95, ranks_match_the_sign_test_tables)
         double lo = 0, hi = 0;
         cr_assert_eq(median_ci95(v, n, &lo, &hi), 0, "n=%d", n);
         cr_expect_eq(lo, tab[t].k, "n=%d: lo is rank %g, want %d", n, lo, tab[t].k);
-        cr_expect_eq(hi, n + 1 - tab[t].k, "n=%d: hi is rank %g, want %d", n, hi,
-                     n + 1 - tab[t].k);
+        cr_expect_eq(hi, n + 1 - tab[t].k, "n=%d: hi is rank %g, want %d", n, hi, n + 1 - tab[t].k);
         for (int i = 0; i < n; i++) /* the samples are left as they were */
             cr_assert_eq(v[i], (double)((i * 37) % n + 1));
     }
@@ -53,21 +52,13 @@ Test(median_ci95, too_few_samples_give_none)
 }
 
 /* one run; steal < 0: a file from before io_echo wrote steal_pct */
-static void row_stolen(FILE *f, const char *pt, const char *server, int run, const char *check,
-                       double rate, double cpu, int steal)
+static void row(FILE *f, const char *pt, const char *server, int run, const char *check,
+                double rate, double cpu, int steal)
 {
     fprintf(f, "%s,%s,%d,%s,%.1f,msg/s,%.3f,0.5,3.00,40,64,0", pt, server, run, check, rate, cpu);
     if (steal >= 0)
         fprintf(f, ",%d", steal);
     fprintf(f, "\n");
-}
-
-static int steal_col; /* 0: file a has steal_pct; -1: file b has not */
-
-static void row(FILE *f, const char *pt, const char *server, int run, const char *check,
-                double rate, double cpu)
-{
-    row_stolen(f, pt, server, run, check, rate, cpu, steal_col);
 }
 
 /* bench/pool's output for `args` into out (cap bytes); asserts it exited 0 */
@@ -91,30 +82,31 @@ Test(pool, verdicts_from_pooled_passes)
     cr_assert(fa >= 0 && fb >= 0);
     FILE *f[2] = {fdopen(fa, "w"), fdopen(fb, "w")};
     for (int p = 0; p < 2; p++) {
-        steal_col = p == 0 ? 0 : -1;
-        fprintf(f[p], "mode,conns,size,server,run,check,rate,unit,server_cpu_us_per_msg,"
-                      "server_user_us_per_msg,syscalls_per_msg,client_cpu_pct,"
-                      "server_bytes_per_read,tcp_mem_events%s\n",
+        int st = p == 0 ? 0 : -1; /* file a has steal_pct, file b not */
+        fprintf(f[p],
+                "mode,conns,size,server,run,check,rate,unit,server_cpu_us_per_msg,"
+                "server_user_us_per_msg,syscalls_per_msg,client_cpu_pct,"
+                "server_bytes_per_read,tcp_mem_events%s\n",
                 p == 0 ? ",steal_pct" : "");
         for (int run = 1; run <= 5; run++) {
             /* the hypervisor took 20% during two of file a's io_uring runs */
-            row_stolen(f[p], "rr,1000,64", "rt-io_uring", run, "ok", 150, 10,
-                       p == 0 ? (run <= 2 ? 20 : 0) : -1);
-            row(f[p], "rr,1000,64", "rt-epoll", run, "ok", 100, 10);
+            row(f[p], "rr,1000,64", "rt-io_uring", run, "ok", 150, 10,
+                st == 0 && run <= 2 ? 20 : st);
+            row(f[p], "rr,1000,64", "rt-epoll", run, "ok", 100, 10, st);
             /* faster: io_uring 10% ahead in every pair, CPU 20% less */
-            row(f[p], "rr,100,64", "rt-io_uring", run, "ok", 110 + run, 8);
-            row(f[p], "rr,100,64", "rt-epoll", run, "ok", 100 + run, 10);
+            row(f[p], "rr,100,64", "rt-io_uring", run, "ok", 110 + run, 8, st);
+            row(f[p], "rr,100,64", "rt-epoll", run, "ok", 100 + run, 10, st);
             /* slower: io_uring 10% behind in every pair */
-            row(f[p], "stream,1,64", "rt-io_uring", run, "ok", 90, 10);
-            row(f[p], "stream,1,64", "rt-epoll", run, "ok", 100, 10);
+            row(f[p], "stream,1,64", "rt-io_uring", run, "ok", 90, 10, st);
+            row(f[p], "stream,1,64", "rt-epoll", run, "ok", 100, 10, st);
             /* level: ahead and behind in turn */
-            row(f[p], "rr,1,64", "rt-io_uring", run, "ok", run % 2 ? 105 : 95, 10);
-            row(f[p], "rr,1,64", "rt-epoll", run, "ok", 100, 10);
+            row(f[p], "rr,1,64", "rt-io_uring", run, "ok", run % 2 ? 105 : 95, 10, st);
+            row(f[p], "rr,1,64", "rt-epoll", run, "ok", 100, 10, st);
             /* too few: 2 pairs left in each pass (the others FAILED on one side) */
-            row(f[p], "rr,10,64", "rt-io_uring", run, run <= 2 ? "ok" : "FAILED", 120, 10);
-            row(f[p], "rr,10,64", "rt-epoll", run, "ok", 100, 10);
+            row(f[p], "rr,10,64", "rt-io_uring", run, run <= 2 ? "ok" : "FAILED", 120, 10, st);
+            row(f[p], "rr,10,64", "rt-epoll", run, "ok", 100, 10, st);
             /* another server: not paired against epoll */
-            row(f[p], "rr,100,64", "go-net", run, "ok", 1, 1);
+            row(f[p], "rr,100,64", "go-net", run, "ok", 1, 1, st);
         }
         fclose(f[p]);
     }
@@ -137,8 +129,9 @@ Test(pool, verdicts_from_pooled_passes)
     /* against another server (the points it did not run have no pairs) */
     snprintf(args, sizeof args, "--against go-net %s %s", a, b);
     pool(args, out, sizeof out);
-    cr_expect(strstr(out, "\nrr,100,64,go-net,10,113.000,111.000,115.000,0.125,0.125,0.125,faster\n"),
-              "%s", out);
+    cr_expect(
+        strstr(out, "\nrr,100,64,go-net,10,113.000,111.000,115.000,0.125,0.125,0.125,faster\n"),
+        "%s", out);
     /* --max-steal: the two stolen pairs left out; file b's runs, with no steal_pct, stay */
     snprintf(args, sizeof args, "--max-steal 5 %s %s", a, b);
     pool(args, out, sizeof out);
